@@ -1,0 +1,83 @@
+"""Shared fixtures: named people for permission tests (healthchecks-style) and API clients."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.factories import DeviceFactory, TEST_PASSWORD, UnitFactory, UserFactory
+from triage.models import Role
+
+
+@pytest.fixture(autouse=True)
+def _private_media(settings, tmp_path):
+    """Each test writes uploads into its own folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/nonexistent-private/"}},
+    }
+
+
+@pytest.fixture
+def password() -> str:
+    return TEST_PASSWORD
+
+
+@pytest.fixture
+def unit(db):
+    return UnitFactory(name="NICU North", code="north")
+
+
+@pytest.fixture
+def other_unit(db):
+    return UnitFactory(name="NICU South", code="south")
+
+
+@pytest.fixture
+def nurse(unit):
+    return UserFactory(username="alice", role=Role.NURSE, unit=unit, first_name="Alice")
+
+
+@pytest.fixture
+def second_nurse(unit):
+    return UserFactory(username="bella", role=Role.NURSE, unit=unit, first_name="Bella")
+
+
+@pytest.fixture
+def other_nurse(other_unit):
+    return UserFactory(username="olga", role=Role.NURSE, unit=other_unit, first_name="Olga")
+
+
+@pytest.fixture
+def unit_admin(unit):
+    return UserFactory(username="adam", role=Role.UNIT_ADMIN, unit=unit, first_name="Adam")
+
+
+@pytest.fixture
+def ml_engineer(db):
+    return UserFactory(username="mia", role=Role.ML_ENGINEER, unit=None, first_name="Mia")
+
+
+@pytest.fixture
+def device(unit):
+    return DeviceFactory(name="bed-1-cam", unit=unit, user=UserFactory(username="cam1", role=Role.DEVICE, unit=unit))
+
+
+def _token_client(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    """``client_for(user)`` -> an APIClient authenticated with the user's DRF token (None -> anonymous)."""
+    return lambda user: APIClient() if user is None else _token_client(user)

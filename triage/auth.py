@@ -1,0 +1,58 @@
+"""Login with audit and throttling: failed logins are logged (never the password) and rate limited."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.core.cache import cache
+from django.dispatch import receiver
+from django.http import HttpResponse
+
+from triage.services import audit_record, client_ip
+
+logger = logging.getLogger("neopain.auth")
+
+
+def _failure_key(ip: str | None, username: str) -> str:
+    return f"login-fail:{ip or '-'}:{(username or '').lower()[:150]}"
+
+
+def login_is_throttled(*, ip: str | None, username: str) -> bool:
+    return cache.get(_failure_key(ip, username), 0) >= settings.NEOPAIN_LOGIN_FAILURE_LIMIT
+
+
+class NeoPainLoginView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")
+        if login_is_throttled(ip=client_ip(request), username=username):
+            audit_record(action="login.throttled", request=request, actor_username=username[:150])
+            return HttpResponse(
+                "Too many failed sign-in attempts. Wait a few minutes and try again.", status=429, content_type="text/plain"
+            )
+        return super().post(request, *args, **kwargs)
+
+
+@receiver(user_login_failed)
+def on_login_failed(sender, credentials, request=None, **kwargs):
+    username = str(credentials.get("username", ""))[:150]
+    ip = client_ip(request)
+    key = _failure_key(ip, username)
+    cache.add(key, 0, timeout=settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS)
+    try:
+        cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS)
+    logger.warning("failed login for username=%r from %s", username, ip)
+    audit_record(action="login.failed", request=request, actor_username=username)
+
+
+@receiver(user_logged_in)
+def on_logged_in(sender, request, user, **kwargs):
+    cache.delete(_failure_key(client_ip(request), user.get_username()))
+    audit_record(action="login", actor=user, request=request)
