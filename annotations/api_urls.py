@@ -1,3 +1,15 @@
-from django.urls import path  # noqa: F401
+"""API v1 routes for nurse work (included at /api/v1/ beside triage.api_urls)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from annotations import apis
+
+urlpatterns = [
+    path("cases/", apis.CaseListApi.as_view(), name="api-case-list"),
+    path("cases/<int:pk>/", apis.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("cases/<int:pk>/claim/", apis.CaseClaimApi.as_view(), name="api-case-claim"),
+    path("cases/<int:pk>/release/", apis.CaseReleaseApi.as_view(), name="api-case-release"),
+    path("cases/<int:pk>/assessment/", apis.AssessmentCreateApi.as_view(), name="api-case-assessment"),
+    path("alerts/<int:pk>/acknowledge/", apis.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),
+    path("assessments/export.csv", apis.AssessmentExportApi.as_view(), name="api-assessment-export"),
+]

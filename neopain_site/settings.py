@@ -165,6 +165,8 @@ NEOPAIN_DETECTOR_WEIGHTS = env.str("NEOPAIN_DETECTOR_WEIGHTS", default="")
 NEOPAIN_FACE_MARGIN = env.float("NEOPAIN_FACE_MARGIN", default=0.2)
 NEOPAIN_BATCH_MAX = env.int("NEOPAIN_BATCH_MAX", default=32)
 NEOPAIN_STUCK_FRAME_SECONDS = env.int("NEOPAIN_STUCK_FRAME_SECONDS", default=600)
+# A frame claimed this many times without an outcome (worker crashes, repeated faults) is failed.
+NEOPAIN_FRAME_MAX_ATTEMPTS = env.int("NEOPAIN_FRAME_MAX_ATTEMPTS", default=5)
 NEOPAIN_SALIENCY = env.bool("NEOPAIN_SALIENCY", default=True)
 
 # Sessions: automatic logoff after idle time (bedside workstations are shared).
@@ -204,7 +206,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "neopain_site.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "triage.apis.exception_handler",
@@ -220,7 +222,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: Redis when REDIS_URL is set, else a SQLite-backed broker that needs no server.
-CELERY_BROKER_URL = REDIS_URL or f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
+# CELERY_BROKER_URL overrides both (e.g. RabbitMQ, or a test pointing a worker at another file).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL or f"sqla+sqlite:///{DATA_DIR / 'celery-broker.sqlite3'}"
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -234,7 +237,19 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "max_retries": 1, "socket_connect_timeout": 2}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # visibility_timeout must exceed the longest retry countdown, or Redis redelivers early.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "max_retries": 1,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+elif CELERY_BROKER_URL.startswith("sqla+"):
+    # kombu's SQLAlchemy transport hands these to create_engine(): only engine arguments belong here.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"connect_args": {"timeout": 10}}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "triage.tasks.frame_process": {"queue": "inference"},

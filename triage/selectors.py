@@ -18,3 +18,114 @@ def active_model_for_unit(*, unit: Unit | None, kind: str = ModelVersion.Kind.CL
     rows = list(qs)
     rows.sort(key=lambda m: m.unit_id is None)
     return rows[0] if rows else None
+
+
+def _user_unit_scope(user):
+    """``None`` means every unit (superuser); otherwise the user's unit id (may be None: sees nothing)."""
+    if user.is_superuser:
+        return None
+    return user.unit_id
+
+
+def units_visible(*, user):
+    """Units the user may see: her own; ML engineers and superusers see all."""
+    from triage.models import Role
+
+    qs = Unit.objects.select_related("settings").order_by("name")
+    if user.is_superuser or user.role == Role.ML_ENGINEER:
+        return qs
+    if user.unit_id is None:
+        return qs.none()
+    return qs.filter(pk=user.unit_id)
+
+
+def neonates_visible(*, user, include_inactive: bool = False):
+    """Neonates of the user's unit (all units for a superuser)."""
+    from triage.models import Neonate
+
+    qs = Neonate.objects.select_related("unit")
+    if not include_inactive:
+        qs = qs.filter(active=True)
+    scope = _user_unit_scope(user)
+    if scope is None and user.is_superuser:
+        return qs
+    return qs.filter(unit_id=scope) if scope else qs.none()
+
+
+def neonate_for_upload(*, user, mrn: str):
+    """The active neonate with this MRN in the uploader's unit, or None (another unit's MRN is None too)."""
+    from triage.models import Neonate
+
+    qs = Neonate.objects.select_related("unit").filter(mrn=mrn, active=True)
+    if not user.is_superuser:
+        if user.unit_id is None:
+            return None
+        qs = qs.filter(unit_id=user.unit_id)
+    return qs.first()
+
+
+def frames_visible(*, user, neonate_mrn: str | None = None):
+    """Frames the user may read, newest first; a device sees only its own uploads."""
+    from django.db.models import Prefetch
+
+    from triage.models import Frame, Prediction, Role
+
+    qs = Frame.objects.select_related("neonate").prefetch_related(
+        Prefetch(
+            "predictions",
+            queryset=Prediction.objects.select_related("model_version", "case").order_by("-created_at"),
+        )
+    )
+    if not user.is_superuser:
+        if user.unit_id is None:
+            return qs.none()
+        qs = qs.filter(unit_id=user.unit_id)
+        if user.role == Role.DEVICE:
+            qs = qs.filter(device__user=user)
+    if neonate_mrn:
+        qs = qs.filter(neonate__mrn=neonate_mrn)
+    return qs.order_by("-received_at", "-pk")
+
+
+def frame_latest_prediction(*, frame):
+    """The frame's newest prediction (uses a prefetched list when there is one)."""
+    predictions = list(frame.predictions.all())
+    if not predictions:
+        return None
+    return max(predictions, key=lambda p: (p.created_at, p.pk))
+
+
+def clips_visible(*, user):
+    from triage.models import Clip, Role
+
+    qs = Clip.objects.select_related("neonate")
+    if user.is_superuser:
+        return qs
+    if user.unit_id is None:
+        return qs.none()
+    qs = qs.filter(unit_id=user.unit_id)
+    if user.role == Role.DEVICE:
+        qs = qs.filter(uploaded_by=user)
+    return qs
+
+
+def alerts_open(*, user):
+    """Unacknowledged alerts of the user's unit, newest first."""
+    from triage.models import Alert
+
+    qs = Alert.objects.select_related("neonate", "prediction").filter(acknowledged_at__isnull=True)
+    if user.is_superuser:
+        return qs.order_by("-created_at")
+    if user.unit_id is None:
+        return qs.none()
+    return qs.filter(unit_id=user.unit_id).order_by("-created_at")
+
+
+def model_versions_visible(*, user):
+    """Registered models: global ones and those of the user's unit (all for ML engineers)."""
+    from triage.models import Role
+
+    qs = ModelVersion.objects.select_related("unit", "activated_by").order_by("-created_at")
+    if user.is_superuser or user.role == Role.ML_ENGINEER:
+        return qs
+    return qs.filter(Q(unit__isnull=True) | Q(unit_id=user.unit_id))

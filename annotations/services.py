@@ -1,0 +1,355 @@
+"""Writes for nurse decisions: claims, NIPS assessments, face-box corrections, alert acknowledgements.
+
+Each service owns its transaction and locks the row it decides on (``select_for_update``), so two
+nurses pressing "claim" or "submit" at the same moment get one winner and one clear 409.
+
+Double scoring (``TriageCase.assessments_required == 2``): two different nurses score blind; the
+case is decided when the last required assessment lands, and the final verdict is *pain if either
+nurse says pain* (conservative: a missed pain episode costs more than a second look). A nurse's
+pain verdict raises the alert at once, without waiting for the second scorer.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from annotations.models import NIPS_ITEMS, FaceBoxCorrection, NipsAssessment
+from triage.models import Alert, Frame, Role, TriageCase, User
+from triage.services import alert_raise, audit_record, unit_settings_get
+
+logger = logging.getLogger(__name__)
+
+UNABLE_REASON_MAX = 500
+NOTE_MAX = 2000
+
+
+class CaseConflict(Exception):
+    """The case cannot take this action now (held by another nurse, already decided ...). HTTP 409."""
+
+    def __init__(self, message: str, *, code: str = "conflict"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class AlertConflict(CaseConflict):
+    """The alert was already acknowledged. HTTP 409."""
+
+
+def _ensure_clinician_of_unit(*, user: User, unit_id: int, roles: tuple[str, ...]) -> None:
+    if not user.is_active or not (user.is_superuser or (user.role in roles and user.unit_id == unit_id)):
+        raise PermissionDenied("Your role or unit may not do this.")
+
+
+def _lock_case(case: TriageCase) -> TriageCase:
+    return TriageCase.objects.select_for_update().select_related("unit", "neonate").get(pk=case.pk)
+
+
+def _claim_snapshot(case: TriageCase) -> dict:
+    return {
+        "status": case.status,
+        "claimed_by": case.claimed_by.get_username() if case.claimed_by_id else None,
+        "claim_expires_at": case.claim_expires_at.isoformat() if case.claim_expires_at else None,
+    }
+
+
+def _ensure_not_held_by_other(case: TriageCase, nurse: User, now) -> None:
+    if case.claim_is_live(now) and case.claimed_by_id != nurse.pk:
+        holder = case.claimed_by
+        name = (holder.get_full_name() or holder.get_username()) if holder else "another nurse"
+        raise CaseConflict(f"{name} holds this case until {case.claim_expires_at:%H:%M} UTC.", code="held")
+
+
+@transaction.atomic
+def case_claim(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
+    """Claim ``case`` for ``nurse`` until the unit's claim timeout; the holder re-claiming extends it.
+
+    An expired claim of another nurse is taken over (the audit row names the previous holder).
+    """
+    _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE,))
+    now = timezone.now()
+    case = _lock_case(case)
+    if case.status == TriageCase.Status.DECIDED:
+        raise CaseConflict("This case is already decided.", code="decided")
+    _ensure_not_held_by_other(case, nurse, now)
+    if case.assessments.filter(nurse=nurse).exists():
+        raise CaseConflict("You have already scored this case; a second nurse must score it blind.", code="already_scored")
+    before = _claim_snapshot(case)
+    timeout = timedelta(minutes=unit_settings_get(unit=case.unit).claim_timeout_minutes)
+    case.status = TriageCase.Status.CLAIMED
+    if case.claimed_by_id != nurse.pk or not case.claim_is_live(now):
+        case.claimed_at = now
+    case.claimed_by = nurse
+    case.claim_expires_at = now + timeout
+    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
+    audit_record(action="case.claimed", actor=nurse, unit=case.unit, obj=case, before=before, after=_claim_snapshot(case), request=request)
+    return case
+
+
+@transaction.atomic
+def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
+    """Give a claimed case back to the queue. Only the holder releases a live claim."""
+    _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE, Role.UNIT_ADMIN))
+    now = timezone.now()
+    case = _lock_case(case)
+    if case.status == TriageCase.Status.DECIDED:
+        raise CaseConflict("This case is already decided.", code="decided")
+    if not case.claimed_by_id:
+        return case
+    if case.claimed_by_id != nurse.pk and case.claim_is_live(now) and not nurse.is_unit_admin:
+        raise CaseConflict("Only the nurse holding this case can release it.", code="held")
+    before = _claim_snapshot(case)
+    case.status = TriageCase.Status.OPEN
+    case.claimed_by = None
+    case.claimed_at = None
+    case.claim_expires_at = None
+    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
+    audit_record(action="case.released", actor=nurse, unit=case.unit, obj=case, before=before, after=_claim_snapshot(case), request=request)
+    return case
+
+
+def nips_items_clean(items: dict, *, unable_to_assess: bool) -> dict[str, int | None]:
+    """Validate the six NIPS items (field errors in one ValidationError). Unable to assess: all blank."""
+    errors: dict[str, list[str]] = {}
+    cleaned: dict[str, int | None] = {}
+    for name, maximum in NIPS_ITEMS.items():
+        raw = items.get(name)
+        if raw is None or raw == "":
+            if not unable_to_assess:
+                errors[name] = ["Required."]
+            cleaned[name] = None
+            continue
+        if isinstance(raw, bool):
+            errors[name] = [f"Must be a whole number from 0 to {maximum}."]
+            continue
+        try:
+            value = int(raw)
+            if str(raw).strip() != str(value) and not isinstance(raw, int):
+                raise ValueError
+        except (TypeError, ValueError):
+            errors[name] = [f"Must be a whole number from 0 to {maximum}."]
+            continue
+        if not 0 <= value <= maximum:
+            errors[name] = [f"Must be from 0 to {maximum}."]
+            continue
+        cleaned[name] = value
+    unknown = sorted(set(items) - set(NIPS_ITEMS))
+    for name in unknown:
+        errors[name] = ["Not a NIPS item."]
+    if errors:
+        raise ValidationError(errors)
+    if unable_to_assess:
+        # "Unable to assess" is a verdict of its own; partial scores would be mistaken for a total.
+        return {name: None for name in NIPS_ITEMS}
+    return cleaned
+
+
+def _final_pain(assessments: list[NipsAssessment]) -> bool | None:
+    """Pain if any scorer says pain; no pain if any could score and none said pain; None if none could."""
+    verdicts = [a.pain for a in assessments if a.pain is not None]
+    if not verdicts:
+        return None
+    return any(verdicts)
+
+
+@transaction.atomic
+def assessment_create(
+    *,
+    case: TriageCase,
+    nurse: User,
+    items: dict,
+    note: str = "",
+    unable_reason: str = "",
+    intubated: bool = False,
+    unable_to_assess: bool | None = None,
+    request=None,
+) -> NipsAssessment:
+    """Record ``nurse``'s NIPS scoring of ``case``; decide the case when the last required score lands.
+
+    The nurse must hold the claim, or the case must be unclaimed (then it is claimed implicitly).
+    ``unable_to_assess`` defaults to "a reason was given". Nurse-confirmed pain raises an alert.
+    Raises ValidationError (field errors), CaseConflict (held / decided / already scored) or
+    PermissionDenied (not a nurse of the case's unit).
+    """
+    _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE,))
+    unable_reason = (unable_reason or "").strip()
+    note = (note or "").strip()
+    if unable_to_assess is None:
+        unable_to_assess = bool(unable_reason)
+    errors: dict[str, list[str]] = {}
+    if unable_to_assess and not unable_reason:
+        errors["unable_reason"] = ["Say why the baby could not be assessed."]
+    if len(unable_reason) > UNABLE_REASON_MAX:
+        errors["unable_reason"] = [f"At most {UNABLE_REASON_MAX} characters."]
+    if len(note) > NOTE_MAX:
+        errors["note"] = [f"At most {NOTE_MAX} characters."]
+    try:
+        cleaned = nips_items_clean(items or {}, unable_to_assess=bool(unable_to_assess))
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if errors:
+        raise ValidationError(errors)
+
+    now = timezone.now()
+    case = _lock_case(case)
+    if case.status == TriageCase.Status.DECIDED:
+        raise CaseConflict("This case is already decided; it cannot be assessed again.", code="decided")
+    _ensure_not_held_by_other(case, nurse, now)
+    previous = list(case.assessments.all())
+    if any(a.nurse_id == nurse.pk for a in previous):
+        raise CaseConflict("You have already scored this case; a second nurse must score it blind.", code="already_scored")
+
+    rules = unit_settings_get(unit=case.unit)
+    assessment = NipsAssessment(
+        case=case,
+        nurse=nurse,
+        intubated=bool(intubated),
+        rule=rules.nips_rule,
+        unable_to_assess=bool(unable_to_assess),
+        unable_reason=unable_reason,
+        note=note,
+        is_second_opinion=bool(previous),
+        started_at=case.claimed_at if case.claimed_by_id == nurse.pk else None,
+        created_at=now,
+        **cleaned,
+    )
+    assessment.total = assessment.compute_total()
+    assessment.pain = NipsAssessment.pain_by_rule(assessment.total, rules.nips_pain_threshold)
+    try:
+        with transaction.atomic():
+            assessment.save()
+    except IntegrityError as exc:  # the (case, nurse) unique constraint: a double submit
+        raise CaseConflict("You have already scored this case.", code="already_scored") from exc
+
+    before = _claim_snapshot(case)
+    all_assessments = [*previous, assessment]
+    decided = len(all_assessments) >= case.assessments_required
+    case.claimed_by = None
+    case.claimed_at = None
+    case.claim_expires_at = None
+    if decided:
+        case.status = TriageCase.Status.DECIDED
+        case.decided_at = now
+        case.final_pain = _final_pain(all_assessments)
+    else:
+        case.status = TriageCase.Status.OPEN
+    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at", "decided_at", "final_pain"])
+
+    audit_record(
+        action="assessment.created",
+        actor=nurse,
+        unit=case.unit,
+        obj=assessment,
+        after={
+            "case": case.pk,
+            **assessment.items(),
+            "total": assessment.total,
+            "rule": assessment.rule,
+            "pain": assessment.pain,
+            "intubated": assessment.intubated,
+            "unable_to_assess": assessment.unable_to_assess,
+            "is_second_opinion": assessment.is_second_opinion,
+        },
+        request=request,
+    )
+    if decided:
+        audit_record(
+            action="case.decided",
+            actor=nurse,
+            unit=case.unit,
+            obj=case,
+            before=before,
+            after={"status": case.status, "final_pain": case.final_pain, "assessments": len(all_assessments)},
+            request=request,
+        )
+    if assessment.pain:
+        alert_raise(neonate=case.neonate, source=Alert.Source.NURSE, assessment=assessment, prediction=case.prediction, at=now)
+    logger.info("case %s assessed by %s: total %s pain %s%s", case.pk, nurse.pk, assessment.total, assessment.pain,
+                " (decided)" if decided else "")
+    return assessment
+
+
+@transaction.atomic
+def face_box_correction_create(
+    *, frame: Frame, nurse: User, x: int = 0, y: int = 0, w: int = 0, h: int = 0, no_face: bool = False, request=None
+) -> FaceBoxCorrection:
+    """Store a nurse's corrected face box (or "no face in this frame"): detector training data."""
+    _ensure_clinician_of_unit(user=nurse, unit_id=frame.unit_id, roles=(Role.NURSE, Role.UNIT_ADMIN))
+    if no_face:
+        x = y = w = h = 0
+    else:
+        errors: dict[str, list[str]] = {}
+        values = {}
+        for name, raw in (("x", x), ("y", y), ("w", w), ("h", h)):
+            try:
+                values[name] = int(raw)
+            except (TypeError, ValueError):
+                errors[name] = ["Must be a whole number of pixels."]
+        if not errors:
+            x, y, w, h = values["x"], values["y"], values["w"], values["h"]
+            if x < 0 or x >= frame.width:
+                errors["x"] = [f"Must be from 0 to {frame.width - 1}."]
+            if y < 0 or y >= frame.height:
+                errors["y"] = [f"Must be from 0 to {frame.height - 1}."]
+            if w < 1 or x + w > frame.width:
+                errors["w"] = [f"Must be at least 1 and keep the box inside the {frame.width}-pixel-wide frame."]
+            if h < 1 or y + h > frame.height:
+                errors["h"] = [f"Must be at least 1 and keep the box inside the {frame.height}-pixel-high frame."]
+        if errors:
+            raise ValidationError(errors)
+    correction = FaceBoxCorrection.objects.create(frame=frame, nurse=nurse, x=x, y=y, w=w, h=h, no_face=bool(no_face))
+    audit_record(
+        action="facebox.corrected",
+        actor=nurse,
+        unit=frame.unit,
+        obj=correction,
+        after={"frame": frame.pk, "x": x, "y": y, "w": w, "h": h, "no_face": bool(no_face)},
+        request=request,
+    )
+    return correction
+
+
+@transaction.atomic
+def alert_acknowledge(*, alert: Alert, actor: User, note: str = "", request=None) -> Alert:
+    """The pain team (or the unit's nurse) confirms it has seen the alert; the note says what was done."""
+    _ensure_clinician_of_unit(user=actor, unit_id=alert.unit_id, roles=(Role.NURSE, Role.UNIT_ADMIN))
+    note = (note or "").strip()
+    if len(note) > NOTE_MAX:
+        raise ValidationError({"note": [f"At most {NOTE_MAX} characters."]})
+    alert = Alert.objects.select_for_update().get(pk=alert.pk)
+    if alert.acknowledged_at is not None:
+        raise AlertConflict("This alert was already acknowledged.", code="acknowledged")
+    alert.acknowledged_at = timezone.now()
+    alert.acknowledged_by = actor
+    alert.ack_note = note
+    alert.save(update_fields=["acknowledged_at", "acknowledged_by", "ack_note"])
+    audit_record(
+        action="alert.acknowledged",
+        actor=actor,
+        unit=alert.unit,
+        obj=alert,
+        before={"acknowledged_at": None},
+        after={"acknowledged_at": alert.acknowledged_at.isoformat(), "note": note, "suppressed_count": alert.suppressed_count},
+        request=request,
+    )
+    return alert
+
+
+_IMAGE_VIEW_DEDUPE = timedelta(minutes=5)
+
+
+def image_view_record(*, user: User, kind: str, obj, unit, request=None) -> None:
+    """Audit a read of patient images. Repeats by the same user of the same image within 5 min are one row
+    (a live page re-requesting a thumbnail is not a new look at the patient)."""
+    from triage.models import AuditEvent
+
+    action = f"{kind}.viewed"
+    since = timezone.now() - _IMAGE_VIEW_DEDUPE
+    if AuditEvent.objects.filter(action=action, actor=user, object_id=str(obj.pk), created_at__gte=since).exists():
+        return
+    audit_record(action=action, actor=user, unit=unit, obj=obj, request=request)

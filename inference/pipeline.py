@@ -1,0 +1,206 @@
+"""Frames in, :class:`~inference.outcome.FrameOutcome` out: decode -> detect -> crop -> classify.
+
+A batch of frames is decoded one by one (a bad frame becomes an ``unreadable`` outcome,
+never an exception), detected in one backend call where the backend batches, cropped and
+letterboxed, then classified in ONE batched forward pass. Stage timings are measured per
+frame for decode and amortised over the batch for detect and classify.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from inference.bundle import LoadedModel, load_bundle
+from inference.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, UnreadableImage, decode_image
+from inference.detect import DEFAULT_MARGIN, FaceBox, FaceDetector, get_detector, select_face
+from inference.outcome import (
+    STATUS_NO_FACE,
+    STATUS_OK,
+    STATUS_UNREADABLE,
+    FrameOutcome,
+    empty_timings,
+)
+from inference.preprocess import crop_face, letterbox
+from inference.runtime import resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Work:
+    """Per-frame state while a batch moves through the stages."""
+
+    frame_sha256: str
+    timings: dict[str, float] = field(default_factory=empty_timings)
+    image: Image.Image | None = None
+    reason: str = ""
+    face: FaceBox | None = None
+    crop: Image.Image | None = None
+    p_pain: float | None = None
+
+
+class Pipeline:
+    """A loaded model plus a face detector, applied to batches of raw frame bytes."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        detector: FaceDetector,
+        *,
+        margin: float = DEFAULT_MARGIN,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.model = model
+        self.detector = detector
+        self.margin = margin
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+
+    def run(self, data: bytes) -> FrameOutcome:
+        """Outcome for a single frame."""
+        return self.run_batch([data])[0]
+
+    def run_batch(self, inputs: Sequence[bytes]) -> list[FrameOutcome]:
+        """Outcomes for ``inputs`` in the same order; never raises for a bad frame."""
+        work = [self._decode(data) for data in inputs]
+        self._detect(work)
+        self._classify(work)
+        return [self._outcome(item) for item in work]
+
+    # ------------------------------------------------------------------ stages
+
+    def _decode(self, data: bytes) -> _Work:
+        start = time.perf_counter()
+        raw = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+        item = _Work(frame_sha256=hashlib.sha256(raw).hexdigest() if isinstance(raw, bytes) else "")
+        try:
+            item.image = decode_image(raw, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+        except UnreadableImage as exc:
+            item.reason = exc.reason
+        except Exception as exc:  # a decoder bug must cost one frame, not the batch
+            logger.exception("unexpected error decoding a frame")
+            item.reason = f"decoder error ({type(exc).__name__}: {exc})"
+        item.timings["decode"] = _ms_since(start)
+        return item
+
+    def _detect(self, work: list[_Work]) -> None:
+        pending = [item for item in work if item.image is not None]
+        if not pending:
+            return
+        start = time.perf_counter()
+        try:
+            detections = self.detector.detect_batch([item.image for item in pending])  # type: ignore[misc]
+        except Exception:
+            logger.exception("batched face detection failed; retrying frame by frame")
+            detections = [self._detect_one(item) for item in pending]
+        share = _ms_since(start) / len(pending)
+        for item, boxes in zip(pending, detections):
+            item.timings["detect"] = share
+            assert item.image is not None
+            item.face = select_face(boxes, item.image.size, self.margin)
+            if item.face is None and not item.reason:
+                item.reason = "no face detected"
+
+    def _detect_one(self, item: _Work) -> list[FaceBox]:
+        try:
+            return self.detector.detect(item.image)  # type: ignore[arg-type]
+        except Exception as exc:
+            logger.exception("face detection failed on a frame")
+            item.reason = f"face detection failed ({type(exc).__name__}: {exc})"
+            return []
+
+    def _classify(self, work: list[_Work]) -> None:
+        ready = [item for item in work if item.face is not None and item.image is not None]
+        if not ready:
+            return
+        start = time.perf_counter()
+        size = int(self.model.spec["size"])
+        fill = self.model.spec["fill"]
+        for item in ready:
+            assert item.image is not None and item.face is not None
+            item.crop = letterbox(crop_face(item.image, item.face), size, fill)
+        probabilities = self.model.predict_proba([item.crop for item in ready])  # type: ignore[misc]
+        share = _ms_since(start) / len(ready)
+        pain = self.model.pain_index
+        for item, row in zip(ready, probabilities):
+            item.timings["classify"] = share
+            item.p_pain = float(row[pain])
+
+    def _outcome(self, item: _Work) -> FrameOutcome:
+        common = {
+            "model_name": self.model.name,
+            "model_version": self.model.version,
+            "weights_sha256": self.model.sha256,
+            "frame_sha256": item.frame_sha256,
+            "timings_ms": item.timings,
+        }
+        if item.image is None:
+            return FrameOutcome(status=STATUS_UNREADABLE, reason=item.reason, **common)
+        if item.face is None or item.crop is None or item.p_pain is None:
+            return FrameOutcome(status=STATUS_NO_FACE, reason=item.reason or "no face detected", **common)
+        p_pain = item.p_pain
+        label = "pain" if p_pain >= 0.5 else "nonpain"
+        return FrameOutcome(
+            status=STATUS_OK,
+            reason="",
+            box=item.face.as_tuple(),
+            crop=item.crop,
+            p_pain=p_pain,
+            label=label,
+            confidence=p_pain if label == "pain" else 1.0 - p_pain,
+            face_score=item.face.score,
+            **common,
+        )
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+#: Pipelines kept per process (one per model version x detector); oldest dropped first.
+PIPELINE_CACHE_SIZE = 4
+_pipelines: collections.OrderedDict[tuple[str, str, str, str, str], Pipeline] = collections.OrderedDict()
+_pipelines_lock = threading.Lock()
+
+
+def get_pipeline(
+    bundle_path: str | os.PathLike[str],
+    *,
+    expected_sha256: str | None = None,
+    detector: str = "retinaface",
+    detector_weights: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+) -> Pipeline:
+    """The process-wide pipeline for this bundle + detector (model loaded once per worker).
+
+    The bundle's hash is re-checked on every call (cheaply: by file stat), so a file
+    replaced on disk is reloaded and a wrong ``expected_sha256`` always refuses.
+    """
+    target = resolve_device(device)
+    model = load_bundle(bundle_path, expected_sha256=expected_sha256, device=target)
+    weights_key = str(Path(detector_weights).expanduser().resolve()) if detector_weights else ""
+    key = (str(model.path), model.sha256, detector, weights_key, str(target))
+    with _pipelines_lock:
+        pipeline = _pipelines.get(key)
+        if pipeline is None:
+            face_detector = get_detector(detector, weights=detector_weights, device=str(target))
+            pipeline = Pipeline(model, face_detector)
+            _pipelines[key] = pipeline
+            while len(_pipelines) > PIPELINE_CACHE_SIZE:
+                _pipelines.popitem(last=False)
+        else:
+            _pipelines.move_to_end(key)
+        return pipeline

@@ -1,0 +1,17 @@
+"""Test settings: the same module with NEOPAIN_ENV=test (fast hasher) and a throwaway data dir.
+
+On SQLite the test database is a file in that data dir (not pytest-django's in-memory default),
+so the end-to-end test's Celery worker process can open the same database.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("NEOPAIN_ENV", "test")
+os.environ.setdefault("NEOPAIN_DATA_DIR", tempfile.mkdtemp(prefix="neopain-test-"))
+
+from neopain_site.settings import *  # noqa: E402,F403
+from neopain_site.settings import DATA_DIR, DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-neopain.sqlite3")

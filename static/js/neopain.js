@@ -1,0 +1,266 @@
+/* NeoPain UI behaviour: keyboard-only scoring, live total, J/K navigation, live-refresh guards.
+   Plain JavaScript, no build step. The pages work without it; it makes them faster by keyboard. */
+(function () {
+  "use strict";
+
+  function isTyping(el) {
+    if (!el) return false;
+    var tag = el.tagName;
+    if (tag === "TEXTAREA" || tag === "SELECT" || el.isContentEditable) return true;
+    if (tag === "INPUT") {
+      var type = (el.type || "text").toLowerCase();
+      return ["radio", "checkbox", "button", "submit", "reset"].indexOf(type) === -1;
+    }
+    return false;
+  }
+
+  function ageText(seconds) {
+    if (seconds < 60) return "just now";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min";
+    var hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    if (hours < 48) return hours + " h " + (minutes < 10 ? "0" : "") + minutes + " min";
+    return Math.floor(hours / 24) + " d";
+  }
+
+  function refreshAges(root) {
+    (root || document).querySelectorAll("[data-since]").forEach(function (el) {
+      var since = Date.parse(el.getAttribute("data-since"));
+      if (!isNaN(since)) el.textContent = ageText(Math.max(0, (Date.now() - since) / 1000));
+    });
+  }
+
+  /* --- live refresh guards ------------------------------------------------------------- */
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    // Idle logoff redirected the poll to the sign-in page: go there instead of pasting it in.
+    if (xhr && xhr.responseURL && xhr.responseURL.indexOf("/login/") !== -1) {
+      event.detail.shouldSwap = false;
+      window.location.href = xhr.responseURL;
+      return;
+    }
+    // Never wipe what someone is typing (an acknowledgement note) or the row that has focus.
+    var target = event.detail.target;
+    var active = document.activeElement;
+    if (target && active && target.contains(active) && active !== document.body) {
+      if (isTyping(active) || (active.value && active.value.length)) {
+        event.detail.shouldSwap = false;
+        return;
+      }
+      if (active.matches("a.case-link")) {
+        target.dataset.refocus = active.getAttribute("href");
+      }
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    refreshAges(event.detail.target);
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var queue = document.getElementById("queue");
+    var href = queue && queue.dataset.refocus;
+    if (!href) return;
+    var link = queue.querySelector('a.case-link[href="' + href + '"]');
+    if (link) link.focus();
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    var queue = document.getElementById("queue");
+    if (!queue) return;
+    var active = document.activeElement;
+    if (active === document.body && window.__neopainLastRow) {
+      var link = queue.querySelector('a.case-link[href="' + window.__neopainLastRow + '"]');
+      if (link) link.focus();
+    }
+  });
+
+  /* --- queue: J/K move between cases ----------------------------------------------------- */
+  function queueKeys(event) {
+    var links = Array.prototype.slice.call(document.querySelectorAll("#queue a.case-link"));
+    if (!links.length) return;
+    var index = links.indexOf(document.activeElement);
+    var key = event.key.toLowerCase();
+    if (key === "j") index = Math.min(links.length - 1, index + 1);
+    else if (key === "k") index = index <= 0 ? 0 : index - 1;
+    else return;
+    event.preventDefault();
+    links[index].focus();
+    window.__neopainLastRow = links[index].getAttribute("href");
+    links[index].scrollIntoView({ block: "nearest" });
+  }
+
+  /* --- case: NIPS by keyboard -------------------------------------------------------------- */
+  function setupCase() {
+    var page = document.getElementById("case-page");
+    if (!page) return false;
+    var form = document.getElementById("nips-form");
+    var totalEl = document.getElementById("nips-total");
+    var problem = document.getElementById("nips-problem");
+    var unableToggle = document.getElementById("unable-toggle");
+    var dirty = false;
+    var leaveArmedUntil = 0;
+
+    function items() {
+      return form ? Array.prototype.slice.call(form.querySelectorAll(".nips-item")) : [];
+    }
+    function valueOf(item) {
+      var checked = item.querySelector("input[type=radio]:checked");
+      return checked ? parseInt(checked.value, 10) : null;
+    }
+    function unable() {
+      return unableToggle && unableToggle.checked;
+    }
+
+    function updateTotal() {
+      if (!form || !totalEl) return;
+      var rule = parseInt(form.getAttribute("data-rule"), 10);
+      var total = 0, missing = [];
+      items().forEach(function (item) {
+        var v = valueOf(item);
+        if (v === null) missing.push(item.getAttribute("data-label"));
+        else total += v;
+      });
+      form.classList.toggle("is-unable", unable());
+      totalEl.classList.remove("is-pain", "is-nopain");
+      if (unable()) {
+        totalEl.textContent = "Unable to assess: give the reason below. No total is recorded.";
+      } else if (missing.length) {
+        totalEl.textContent = "Total so far " + total + " of 7 — still to score: " + missing.join(", ") + ".";
+      } else if (total >= rule) {
+        totalEl.textContent = "Total " + total + " of 7: PAIN by the unit rule (total ≥ " + rule + ").";
+        totalEl.classList.add("is-pain");
+      } else {
+        totalEl.textContent = "Total " + total + " of 7: no pain by the unit rule (total ≥ " + rule + ").";
+        totalEl.classList.add("is-nopain");
+      }
+    }
+
+    function hint(item, text) {
+      var el = item.querySelector("[data-hint]");
+      if (el) el.textContent = text || "";
+    }
+
+    function validate() {
+      if (unable()) {
+        var reason = form.querySelector("input[name=unable_reason]");
+        if (!reason.value.trim()) {
+          problem.hidden = false;
+          problem.textContent = "Say why the baby could not be assessed.";
+          reason.focus();
+          return false;
+        }
+        return true;
+      }
+      var firstMissing = null, names = [];
+      items().forEach(function (item) {
+        if (valueOf(item) === null) {
+          names.push(item.getAttribute("data-label"));
+          hint(item, "Score this item.");
+          if (!firstMissing) firstMissing = item;
+        }
+      });
+      if (firstMissing) {
+        problem.hidden = false;
+        problem.textContent = "Score all six items first. Missing: " + names.join(", ") + ".";
+        firstMissing.querySelector("input[type=radio]").focus();
+        return false;
+      }
+      problem.hidden = true;
+      return true;
+    }
+
+    if (form) {
+      form.addEventListener("change", function (event) {
+        dirty = true;
+        var item = event.target.closest(".nips-item");
+        if (item) hint(item, "");
+        updateTotal();
+      });
+      form.addEventListener("input", function () { dirty = true; });
+      form.addEventListener("submit", function (event) {
+        if (!validate()) event.preventDefault();
+        else dirty = false;
+      });
+      updateTotal();
+    }
+
+    document.addEventListener("keydown", function (event) {
+      if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+      var active = document.activeElement;
+      var inForm = form && form.contains(active);
+      var fieldsetDisabled = form && form.querySelector("fieldset.nips") && form.querySelector("fieldset.nips").disabled;
+
+      // Digits score the item that has focus.
+      if (inForm && /^[0-9]$/.test(event.key) && !isTyping(active)) {
+        var item = active.closest(".nips-item");
+        if (!item || fieldsetDisabled) return;
+        event.preventDefault();
+        var value = parseInt(event.key, 10);
+        var max = parseInt(item.getAttribute("data-max"), 10);
+        if (value > max) {
+          hint(item, item.getAttribute("data-label") + " is scored 0 to " + max + ".");
+          return;
+        }
+        var radio = item.querySelector('input[type=radio][value="' + value + '"]');
+        radio.checked = true;
+        radio.focus();
+        radio.dispatchEvent(new Event("change", { bubbles: true }));
+        return;
+      }
+
+      // Enter submits from anywhere in the form except the note (new lines) and buttons (they click).
+      if (inForm && event.key === "Enter" && active.tagName !== "TEXTAREA" && active.tagName !== "BUTTON" && !fieldsetDisabled) {
+        event.preventDefault();
+        if (typeof form.requestSubmit === "function") form.requestSubmit(document.getElementById("nips-submit"));
+        else if (validate()) form.submit();
+        return;
+      }
+
+      // J/K: next/previous case (not while typing). A half-scored form asks for a second press.
+      var key = event.key.toLowerCase();
+      if ((key === "j" || key === "k") && !isTyping(active)) {
+        var url = page.getAttribute(key === "j" ? "data-next-url" : "data-prev-url");
+        if (!url) return;
+        event.preventDefault();
+        if (dirty && Date.now() > leaveArmedUntil) {
+          leaveArmedUntil = Date.now() + 3000;
+          if (problem) {
+            problem.hidden = false;
+            problem.textContent = "You have unsaved scores. Press " + key.toUpperCase() + " again to leave this case without saving.";
+          }
+          return;
+        }
+        window.location.href = url;
+      }
+    });
+    return true;
+  }
+
+  /* --- full frame on demand (loaded, and audited, only when opened) ---------------------- */
+  function setupLazyImages() {
+    document.querySelectorAll("details[data-lazy-image]").forEach(function (details) {
+      details.addEventListener("toggle", function () {
+        if (!details.open) return;
+        details.querySelectorAll("img[data-src]").forEach(function (img) {
+          if (!img.getAttribute("src")) img.setAttribute("src", img.getAttribute("data-src"));
+        });
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var onCase = setupCase();
+    setupLazyImages();
+    refreshAges();
+    setInterval(refreshAges, 20000);
+    if (!onCase) {
+      document.addEventListener("keydown", function (event) {
+        if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+        if (isTyping(document.activeElement)) return;
+        if (document.getElementById("queue")) queueKeys(event);
+      });
+    }
+    // Autofocus is ignored after a redirect in some browsers: make sure the first control has it.
+    var auto = document.querySelector("[autofocus]");
+    if (auto && document.activeElement === document.body) auto.focus();
+  });
+})();

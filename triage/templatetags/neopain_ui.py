@@ -1,0 +1,84 @@
+"""Small display filters for the nurse UI: ages, probabilities, UTC times."""
+
+from __future__ import annotations
+
+import json
+from datetime import timezone as dt_timezone
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+@register.filter
+def age(moment) -> str:
+    """'just now', '4 min', '2 h 05 min', '3 d' — short enough for a queue column."""
+    if not moment:
+        return ""
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    return age_text(seconds)
+
+
+def age_text(seconds: int) -> str:
+    if seconds < 60:
+        return "just now"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} d"
+
+
+@register.filter
+def prob(value, digits: int = 2) -> str:
+    if value is None or value == "":
+        return "—"
+    try:
+        return f"{float(value):.{int(digits)}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@register.filter
+def pct(value, digits: int = 0) -> str:
+    if value is None or value == "":
+        return "—"
+    try:
+        return f"{float(value) * 100:.{int(digits)}f}%"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@register.filter
+def utc(moment) -> str:
+    """An unambiguous timestamp for the audit log: always UTC, always labelled."""
+    if not moment:
+        return ""
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@register.filter
+def hhmm(moment) -> str:
+    if not moment:
+        return ""
+    return timezone.localtime(moment).strftime("%H:%M")
+
+
+@register.filter
+def compact_json(value) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+@register.filter
+def get_item(mapping, key):
+    if mapping is None:
+        return None
+    try:
+        return mapping.get(key)
+    except AttributeError:
+        return None
