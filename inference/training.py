@@ -84,9 +84,12 @@ MANIFEST_NAME = "manifest.csv"
 FINETUNE_MODES = ("last", "head", "all")
 #: Bumped when the crop recipe changes, so old cache entries are never reused.
 CROP_RECIPE_VERSION = 1
-#: Served temperatures are never below 1: calibration on a small validation split may only
-#: soften the model, never make it more confident than its raw softmax.
-MIN_SERVED_TEMPERATURE = 1.0
+#: Limits on the served temperature. A small validation split is often perfectly separated,
+#: where the NLL keeps falling as T -> 0 and would let the model claim certainty it has not
+#: earned; sharpening is therefore capped at 2x, softening at 5x.
+SERVED_TEMPERATURE_BOUNDS = (0.5, 5.0)
+#: Fewer validation images than this (or one class only): serve uncalibrated (T = 1).
+MIN_CALIBRATION_IMAGES = 20
 
 
 # =============================================================================================
@@ -417,10 +420,10 @@ class TrainConfig:
     backbone: str = "mobilenet_v2"
     backbone_weights: str | None = None
     finetune: str = "last"
-    epochs: int = 40
+    epochs: int = 60
     lr: float = 1e-5
     batch_size: int = 16
-    patience: int = 8
+    patience: int = 10
     val_subjects: int | None = None
     augment_views: int = 4
     weight_decay: float = 0.0
@@ -582,7 +585,7 @@ def train_painnet(
     weights = class_weights(labels[train_idx]).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     optimizer = torch.optim.Adam(
-        [p for p in suffix.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+        [p for p in suffix.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay, foreach=True
     )
     generator = torch.Generator().manual_seed(seed)
     spec = model.preprocessing_spec
@@ -606,8 +609,12 @@ def train_painnet(
             assert bank is not None
             return _forward_in_batches(suffix, bank.features[0, torch.from_numpy(indices)].to(device)).cpu()
 
+    def snapshot() -> dict[str, torch.Tensor]:
+        # Only the trained part changes: copying the frozen backbone every epoch would dominate.
+        return {k: v.detach().clone() for k, v in suffix.state_dict().items()}
+
     best_loss = math.inf
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = snapshot()
     best_epoch = 0
     history: list[dict[str, float]] = []
     stale = 0
@@ -638,18 +645,18 @@ def train_painnet(
             record["val_loss"] = val_loss
             if val_loss < best_loss - 1e-6:
                 best_loss, best_epoch, stale = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = snapshot()
             else:
                 stale += 1
         else:
             best_epoch = epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = snapshot()
         history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         if val_idx.size and stale >= config.patience:
             break
     bar.close()
-    model.load_state_dict(best_state)
+    suffix.load_state_dict(best_state)
     model.eval()
     val_logits = eval_logits(val_idx)
     val_p = torch.softmax(val_logits, dim=1)[:, PAIN_INDEX].numpy() if val_idx.size else np.zeros(0)
@@ -705,12 +712,17 @@ class TrainedModel:
     result: TrainResult
 
 
-def _served_temperature(p_pain: np.ndarray, labels: np.ndarray, calibrate: bool) -> tuple[float, float]:
-    """(temperature to serve, NLL-optimal temperature); the served one is never below 1."""
-    if not calibrate or labels.size == 0:
-        return 1.0, 1.0
+def served_temperature(p_pain: np.ndarray, labels: np.ndarray, calibrate: bool = True) -> tuple[float, float | None]:
+    """(temperature to serve, NLL-optimal temperature or None when not fitted).
+
+    Fitted on the validation subjects and clipped to :data:`SERVED_TEMPERATURE_BOUNDS`;
+    1.0 (uncalibrated) when calibration is off or the validation set is too small.
+    """
+    if not calibrate or labels.size < MIN_CALIBRATION_IMAGES or len(set(labels.tolist())) < 2:
+        return 1.0, None
     fitted = th.temperature_fit(p_pain=p_pain, labels=labels)
-    return max(MIN_SERVED_TEMPERATURE, fitted), fitted
+    low, high = SERVED_TEMPERATURE_BOUNDS
+    return float(min(high, max(low, fitted))), fitted
 
 
 def train_model(
@@ -738,7 +750,7 @@ def train_model(
         val_idx = sorted(rng.sample(range(len(subjects)), max(1, len(subjects) // 5))) if len(subjects) >= 5 else []
         train_idx = [i for i in range(len(subjects)) if i not in set(val_idx)]
     result = train_painnet(crops=crops, train_indices=train_idx, val_indices=val_idx, config=config, progress=progress)
-    temperature, fitted = _served_temperature(result.val_p_pain, result.val_labels, config.calibrate)
+    temperature, fitted = served_temperature(result.val_p_pain, result.val_labels, config.calibrate)
     served = th.temperature_apply(result.val_p_pain, temperature) if result.val_labels.size else result.val_p_pain
     metrics: dict[str, Any] = {}
     if result.val_labels.size:
@@ -747,7 +759,10 @@ def train_model(
         analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=served, labels=result.val_labels)
         analysis["temperature"] = temperature
         analysis["temperature_fitted"] = fitted
-        analysis["temperature_fitted_on"] = "validation subjects; served temperature clipped to >= 1 (only softens)"
+        analysis["temperature_fitted_on"] = (
+            f"validation subjects (NLL); served value clipped to {list(SERVED_TEMPERATURE_BOUNDS)}, "
+            f"1.0 when fewer than {MIN_CALIBRATION_IMAGES} validation images or one class"
+        )
         metrics.update(analysis)
         per_subject = _per_subject_accuracy(served, result.val_labels, [subjects[i] for i in val_idx])
         metrics["folds"] = per_subject

@@ -28,6 +28,33 @@ def env_secret(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    """An integer setting; a typo (``NEOPAIN_BATCH_MAX=3O``) fails at start-up, not at 3 a.m."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float, maximum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
 NEOPAIN_ENV = env.str("NEOPAIN_ENV", default="development")
 if NEOPAIN_ENV not in {"development", "test", "production"}:
     raise ImproperlyConfigured(f"NEOPAIN_ENV must be development, test or production, not {NEOPAIN_ENV!r}")
@@ -114,7 +141,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", "transaction_mode": "IMMEDIATE"}
     )
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -152,32 +179,32 @@ STORAGES = {
 MODELS_DIR = DATA_DIR / "models"
 
 # Uploads: caps checked before anything is stored.
-NEOPAIN_MAX_UPLOAD_BYTES = env.int("NEOPAIN_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
-NEOPAIN_MAX_IMAGE_PIXELS = env.int("NEOPAIN_MAX_IMAGE_PIXELS", default=40_000_000)
-NEOPAIN_MAX_CLIP_BYTES = env.int("NEOPAIN_MAX_CLIP_BYTES", default=200 * 1024 * 1024)
-NEOPAIN_MAX_FUTURE_SKEW_SECONDS = env.int("NEOPAIN_MAX_FUTURE_SKEW_SECONDS", default=300)
+NEOPAIN_MAX_UPLOAD_BYTES = env_int("NEOPAIN_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
+NEOPAIN_MAX_IMAGE_PIXELS = env_int("NEOPAIN_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+NEOPAIN_MAX_CLIP_BYTES = env_int("NEOPAIN_MAX_CLIP_BYTES", 200 * 1024 * 1024, minimum=1)
+NEOPAIN_MAX_FUTURE_SKEW_SECONDS = env_int("NEOPAIN_MAX_FUTURE_SKEW_SECONDS", 300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_PERMISSIONS = 0o600
 
 NEOPAIN_DETECTOR = env.str("NEOPAIN_DETECTOR", default="retinaface")
 NEOPAIN_DETECTOR_WEIGHTS = env.str("NEOPAIN_DETECTOR_WEIGHTS", default="")
-NEOPAIN_FACE_MARGIN = env.float("NEOPAIN_FACE_MARGIN", default=0.2)
-NEOPAIN_BATCH_MAX = env.int("NEOPAIN_BATCH_MAX", default=32)
-NEOPAIN_STUCK_FRAME_SECONDS = env.int("NEOPAIN_STUCK_FRAME_SECONDS", default=600)
+NEOPAIN_FACE_MARGIN = env_float("NEOPAIN_FACE_MARGIN", 0.2, minimum=0.0, maximum=1.0)
+NEOPAIN_BATCH_MAX = env_int("NEOPAIN_BATCH_MAX", 32, minimum=1)
+NEOPAIN_STUCK_FRAME_SECONDS = env_int("NEOPAIN_STUCK_FRAME_SECONDS", 600, minimum=1)
 # A frame claimed this many times without an outcome (worker crashes, repeated faults) is failed.
-NEOPAIN_FRAME_MAX_ATTEMPTS = env.int("NEOPAIN_FRAME_MAX_ATTEMPTS", default=5)
+NEOPAIN_FRAME_MAX_ATTEMPTS = env_int("NEOPAIN_FRAME_MAX_ATTEMPTS", 5, minimum=1)
 NEOPAIN_SALIENCY = env.bool("NEOPAIN_SALIENCY", default=True)
 
 # Sessions: automatic logoff after idle time (bedside workstations are shared).
-NEOPAIN_IDLE_TIMEOUT_SECONDS = env.int("NEOPAIN_IDLE_TIMEOUT_SECONDS", default=15 * 60)
-SESSION_COOKIE_AGE = env.int("NEOPAIN_SESSION_MAX_AGE_SECONDS", default=12 * 3600)
+NEOPAIN_IDLE_TIMEOUT_SECONDS = env_int("NEOPAIN_IDLE_TIMEOUT_SECONDS", 15 * 60, minimum=1)
+SESSION_COOKIE_AGE = env_int("NEOPAIN_SESSION_MAX_AGE_SECONDS", 12 * 3600, minimum=1)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False
-NEOPAIN_LOGIN_FAILURE_LIMIT = env.int("NEOPAIN_LOGIN_FAILURE_LIMIT", default=5)
-NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS = env.int("NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS", default=900)
+NEOPAIN_LOGIN_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS = env_int("NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1)
 
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -186,7 +213,7 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -230,9 +257,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
-CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180, minimum=1)
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT (the soft limit fails frames cleanly).")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

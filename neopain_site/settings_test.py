@@ -15,3 +15,7 @@ from neopain_site.settings import DATA_DIR, DATABASES  # noqa: E402
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-neopain.sqlite3")
+
+# WhiteNoise warns on every request when STATIC_ROOT is missing; tests never collect static files.
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)

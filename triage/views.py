@@ -184,7 +184,8 @@ def case_claim(request, pk: int):
         messages.error(request, f"Not claimed: {exc.message}")
     except PermissionDenied as exc:
         raise exc
-    return redirect(reverse("triage:case_detail", args=[case.pk]) + "#nips")
+    # No #fragment: a fragment target makes browsers skip autofocus on the first NIPS item.
+    return redirect("triage:case_detail", pk=case.pk)
 
 
 @require_POST

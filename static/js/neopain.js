@@ -48,29 +48,18 @@
         event.detail.shouldSwap = false;
         return;
       }
-      if (active.matches("a.case-link")) {
-        target.dataset.refocus = active.getAttribute("href");
-      }
+      if (active.matches("a.case-link")) window.__neopainLastRow = active.getAttribute("href");
     }
   });
   document.addEventListener("htmx:afterSwap", function (event) {
     refreshAges(event.detail.target);
   });
+  // The swapped-in queue is new DOM: put the keyboard focus back on the same case.
   document.addEventListener("htmx:afterSettle", function () {
     var queue = document.getElementById("queue");
-    var href = queue && queue.dataset.refocus;
-    if (!href) return;
-    var link = queue.querySelector('a.case-link[href="' + href + '"]');
+    if (!queue || !window.__neopainLastRow || document.activeElement !== document.body) return;
+    var link = queue.querySelector('a.case-link[href="' + window.__neopainLastRow + '"]');
     if (link) link.focus();
-  });
-  document.addEventListener("htmx:afterSwap", function () {
-    var queue = document.getElementById("queue");
-    if (!queue) return;
-    var active = document.activeElement;
-    if (active === document.body && window.__neopainLastRow) {
-      var link = queue.querySelector('a.case-link[href="' + window.__neopainLastRow + '"]');
-      if (link) link.focus();
-    }
   });
 
   /* --- queue: J/K move between cases ----------------------------------------------------- */

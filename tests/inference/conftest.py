@@ -21,15 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 from skimage import data as skdata
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-# Robust to any pytest import mode: the package under test and our helper module must
-# be importable whether or not pytest put these folders on sys.path.
-for _folder in (str(REPO_ROOT), str(HERE)):
-    if _folder not in sys.path:
-        sys.path.insert(0, _folder)
-
-from inference_helpers import encode, on_canvas, write_scene_clip  # noqa: E402
+from tests.inference.inference_helpers import encode, on_canvas, write_scene_clip
 PYFEAT_VERSION = "2.1.5"
 PYFEAT_CACHE = Path(os.environ.get("NEOPAIN_TEST_CACHE", Path(tempfile.gettempdir()) / "neopain-test-cache"))
 

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 #: Where the astronaut's face sits in the 512x512 original (RetinaFace, rounded).
 ASTRONAUT_FACE = (177, 56, 95, 120)
 

@@ -11,7 +11,7 @@ from PIL import Image
 from inference.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, UnreadableImage, decode_image, sniff_image, to_rgb
 from inference.detect import get_detector
 
-from inference_helpers import encode, exif_rotated_jpeg, png_header_only
+from tests.inference.inference_helpers import encode, exif_rotated_jpeg, png_header_only
 
 
 def test_defaults_are_sane() -> None:

@@ -256,7 +256,7 @@ def test_another_units_frame_is_a_404(client_for, other_nurse, neonate):
     assert response.json() == {"detail": "No Frame matches the given query."}
 
 
-def test_an_upload_is_not_audited_but_leaves_no_plain_secret(client_for, device, neonate, upload_png):
+def test_uploads_are_logged_not_audited(client_for, device, neonate, upload_png):
     # Uploads are high-volume: they are logged, not audited (the frame row is the record).
     upload(client_for(device.user), mrn=neonate.mrn, data=upload_png)
     assert not AuditEvent.objects.filter(action__startswith="frame").exists()

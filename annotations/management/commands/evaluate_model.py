@@ -1,0 +1,198 @@
+"""LOSOCV of one or more backbones on a labelled dataset (the paper's Table 1 experiment),
+or the threshold analysis of a registered model on a labelled held-out set."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from annotations.management.commands._options import (
+    add_training_options,
+    crop_settings,
+    fmt,
+    json_line,
+    show_progress,
+    train_config,
+)
+
+REPORTED_THRESHOLDS = (0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
+
+
+class Command(BaseCommand):
+    help = (
+        "Evaluate on a labelled dataset (DIR/<subject>/<pain|nonpain>/*.png or a CSV manifest). "
+        "--losocv: leave-one-subject-out cross-validation per --backbone, side by side. "
+        "--model ID: threshold analysis of a registered model on the dataset (--store saves it in its metrics)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True, help="Dataset folder or CSV manifest (path, subject, label).")
+        parser.add_argument("--losocv", action="store_true", help="Leave-one-subject-out cross-validation.")
+        parser.add_argument("--model", type=int, default=None, help="Evaluate registered ModelVersion ID instead.")
+        parser.add_argument("--store", action="store_true", help="With --model: store the analysis in its metrics.")
+        parser.add_argument("--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg).")
+        add_training_options(parser, several_backbones=True)
+
+    def handle(self, *args, **options):
+        from inference import training as tr
+
+        if not options["losocv"] and options["model"] is None:
+            raise CommandError("Say what to evaluate: --losocv (train and test per subject) or --model ID.")
+        try:
+            images = tr.dataset_read(options["dataset"])
+        except tr.DatasetError as exc:
+            raise CommandError(str(exc)) from exc
+        info = tr.dataset_info(options["dataset"])
+        progress = show_progress(options)
+        start = time.perf_counter()
+        crops = tr.face_crops(images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress)
+        summary = tr.dataset_summary(crops.images)
+        self.stdout.write(
+            f"Dataset {options['dataset']}: {summary['n_images']} images, {summary['n_subjects']} subjects, "
+            f"{summary['n_pain']} pain / {summary['n_nonpain']} nonpain; face crops: {crops.cache_hits} from cache, "
+            f"{len(crops.skipped)} skipped (no face or unreadable), {time.perf_counter() - start:.1f} s"
+        )
+        for path, reason in crops.skipped[:10]:
+            self.stdout.write(f"  skipped {path}: {reason}")
+        if options["model"] is not None:
+            return self._evaluate_registered(crops, summary, options)
+        return self._losocv(crops, summary, options)
+
+    # ------------------------------------------------------------------ LOSOCV
+
+    def _losocv(self, crops, summary, options):
+        from inference import thresholds as th
+        from inference import training as tr
+
+        alpha = options["alpha"] or 0.05
+        results: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        for backbone in options["backbone"]:
+            config = train_config(options, backbone)
+            try:
+                result = tr.losocv(crops, config=config, alpha=alpha, progress=show_progress(options))
+            except tr.DatasetError as exc:
+                raise CommandError(str(exc)) from exc
+            except (FileNotFoundError, RuntimeError) as exc:  # e.g. resnet50 without operator weights
+                errors[backbone] = str(exc)
+                self.stderr.write(f"{backbone}: skipped: {exc}")
+                continue
+            results[backbone] = result
+        if not results:
+            raise CommandError("no backbone could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        names = list(results)
+        self._print_side_by_side(results, names, summary)
+        if options["plot"]:
+            for name in names:
+                path = Path(options["plot"])
+                if len(names) > 1:
+                    path = path.with_name(f"{path.stem}-{name}{path.suffix}")
+                oof = results[name]["oof"]
+                th.plot_threshold_analysis(
+                    p_pain=oof["p_pain"], labels=oof["labels"], path=path,
+                    title=f"{name} LOSOCV ({summary['n_images']} images, {summary['n_subjects']} subjects)",
+                )
+                self.stdout.write(f"plot: {path}")
+        best = max(names, key=lambda n: results[n]["accuracy_mean"])
+        payload_per_backbone = {}
+        for name in names:
+            payload = dict(results[name])
+            payload.pop("oof", None)
+            payload_per_backbone[name] = payload
+        out = {**payload_per_backbone[best], "best_backbone": best, "dataset": {k: v for k, v in summary.items() if k != "per_subject"},
+               "backbones": payload_per_backbone, "skipped_backbones": errors}
+        if options["json"]:
+            self.stdout.write(json_line(out))
+        return None
+
+    def _print_side_by_side(self, results, names, summary):
+        width = max(12, *(len(n) + 2 for n in names))
+        w = self.stdout.write
+        w("")
+        w("Leave-one-subject-out accuracy per held-out subject")
+        w(f"{'subject':<14}{'n':>5}{'pain':>6}" + "".join(f"{n:>{width}}" for n in names))
+        per_subject = summary["per_subject"]
+        for subject in sorted(per_subject):
+            counts = per_subject[subject]
+            row = f"{subject:<14}{counts['pain'] + counts['nonpain']:>5}{counts['pain']:>6}"
+            row += "".join(f"{fmt(results[n]['per_subject_accuracy'].get(subject)):>{width}}" for n in names)
+            w(row)
+        w("")
+        lines = [
+            ("accuracy mean", lambda r: f"{r['accuracy_mean']:.3f}"),
+            ("accuracy sd", lambda r: f"{r['accuracy_sd']:.3f}"),
+            ("accuracy pooled", lambda r: fmt(r["accuracy_pooled"])),
+            ("AUC", lambda r: fmt(r["auc"])),
+            ("sensitivity", lambda r: fmt(r["sensitivity"])),
+            ("specificity", lambda r: fmt(r["specificity"])),
+            ("AURC", lambda r: fmt(r["aurc"], 4)),
+            ("ECE", lambda r: fmt(r["ece"])),
+            ("ECE, temp.-scaled*", lambda r: fmt(r["ece_temperature_scaled"])),
+            ("temperature", lambda r: fmt(r["temperature"], 2)),
+            ("seconds", lambda r: f"{r['seconds']:.0f}"),
+        ]
+        w(f"{'summary':<25}" + "".join(f"{n:>{width}}" for n in names))
+        for label, getter in lines:
+            w(f"{label:<25}" + "".join(f"{getter(results[n]):>{width}}" for n in names))
+        w("* each subject scaled by a temperature fitted on the other subjects' out-of-fold predictions")
+        w("")
+        w("Framework accuracy (nurse-routed cases counted correct) / cases to a nurse, pooled out-of-fold")
+        w(f"{'threshold':<11}" + "".join(f"{n:>{width + 8}}" for n in names))
+        for t in REPORTED_THRESHOLDS:
+            cells = []
+            for n in names:
+                row = next((r for r in results[n]["thresholds"] if abs(r["threshold"] - t) < 1e-9), None)
+                cells.append("-" if row is None else f"{row['accuracy']:.3f} / {row['manual']:>3}/{row['n']}")
+            w(f"{t:<11.2f}" + "".join(f"{c:>{width + 8}}" for c in cells))
+        w("")
+        for n in names:
+            g = results[n]["guarantee"]
+            w(
+                f"{n}: guaranteed threshold {g['threshold']:.3f} keeps expected missed pain <= {g['alpha']:.3f} of all frames "
+                f"(conformal risk control, n={g['n_calibration']}); {g['expected_manual_share']:.1%} of cases to a nurse"
+            )
+
+    # ------------------------------------------------------------------ a registered model
+
+    def _evaluate_registered(self, crops, summary, options):
+        from inference import thresholds as th
+        from inference.bundle import load_bundle
+        from triage.models import ModelVersion
+
+        version = ModelVersion.objects.filter(pk=options["model"], kind=ModelVersion.Kind.CLASSIFIER).first()
+        if version is None:
+            raise CommandError(f"No classifier model version {options['model']}.")
+        loaded = load_bundle(version.bundle_path, expected_sha256=version.sha256)
+        if not crops.crops:
+            raise CommandError("No usable images in the dataset.")
+        p_pain = loaded.predict_proba(crops.crops)[:, loaded.pain_index]
+        labels = crops.labels
+        alpha = options["alpha"]
+        if alpha is None:
+            alpha = (version.unit.settings.missed_pain_target if version.unit and hasattr(version.unit, "settings") else None) or 0.05
+        analysis = th.threshold_analysis(p_pain=p_pain, labels=labels, alpha=alpha)
+        analysis["dataset"] = {k: v for k, v in summary.items() if k != "per_subject"}
+        analysis["evaluation"] = f"held-out dataset {options['dataset']}"
+        self.stdout.write(
+            f"{version.label}: accuracy {fmt(analysis['accuracy'])}, AUC {fmt(analysis['auc'])}, sensitivity "
+            f"{fmt(analysis['sensitivity'])}, specificity {fmt(analysis['specificity'])}, AURC {fmt(analysis['aurc'], 4)}, "
+            f"ECE {fmt(analysis['ece'])} -> {fmt(analysis['ece_temperature_scaled'])} at T={analysis['temperature']:.2f} (in-sample)"
+        )
+        for row in analysis["thresholds"]:
+            if row["threshold"] in REPORTED_THRESHOLDS:
+                self.stdout.write(f"  threshold {row['threshold']:.2f}: accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse")
+        g = analysis["guarantee"]
+        self.stdout.write(f"  guaranteed threshold at alpha {g['alpha']}: {g['threshold']:.3f} ({g['expected_manual_share']:.1%} to a nurse)")
+        if options["plot"]:
+            th.plot_threshold_analysis(p_pain=p_pain, labels=labels, path=options["plot"], title=version.label)
+            self.stdout.write(f"plot: {options['plot']}")
+        if options["store"]:
+            from annotations.learning import model_metrics_store
+
+            model_metrics_store(model_version=version, analysis=analysis)
+            self.stdout.write(f"stored in the metrics of model version {version.pk}")
+        if options["json"]:
+            self.stdout.write(json_line(analysis))

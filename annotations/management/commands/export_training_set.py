@@ -1,0 +1,33 @@
+"""Export nurse-labelled face crops in the training dataset layout."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = (
+        "Write OUT/<subject>/<pain|nonpain>/*.png (+ manifest.csv, dataset.json) from decided cases: label = the "
+        "nurse's NIPS verdict under the unit's rule; unable-to-assess and disagreeing double scores left out; "
+        "subject = a pseudonymous neonate id."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--out", required=True)
+        parser.add_argument("--unit", default=None, help="Unit code (default: every unit).")
+
+    def handle(self, *args, **options):
+        from annotations.learning import training_set_export
+        from triage.models import Unit
+
+        unit = None
+        if options["unit"]:
+            unit = Unit.objects.filter(code=options["unit"]).first()
+            if unit is None:
+                raise CommandError(f"No unit with code {options['unit']!r}.")
+        summary = training_set_export(unit=unit, out_dir=options["out"])
+        excluded = ", ".join(f"{k} {v}" for k, v in sorted(summary["excluded"].items())) or "none"
+        self.stdout.write(
+            f"Wrote {summary['n_images']} crops ({summary['n_pain']} pain) of {summary['n_subjects']} neonates to "
+            f"{options['out']}; excluded: {excluded}"
+        )

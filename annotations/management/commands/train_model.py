@@ -1,0 +1,123 @@
+"""Train a PainNet (paper recipe) on a dataset folder or on the unit's nurse decisions, write a
+bundle and register it as a candidate model version."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from annotations.management.commands._options import (
+    add_training_options,
+    crop_settings,
+    fmt,
+    json_line,
+    show_progress,
+    train_config,
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Train a PainNet on --dataset DIR (<subject>/<pain|nonpain>/*.png or a CSV manifest) or "
+        "--from-assessments (the unit's nurse NIPS decisions); write a bundle; register a candidate."
+    )
+
+    def add_arguments(self, parser):
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--dataset", help="Dataset folder or CSV manifest (path, subject, label).")
+        source.add_argument("--from-assessments", action="store_true", help="Train on nurse-labelled frames.")
+        parser.add_argument("--unit", default=None, help="Unit code: its nurse labels, and the model serves only it.")
+        parser.add_argument("--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt).")
+        parser.add_argument("--name", default=None, help="Model name in the bundle (default painnet-<unit|backbone>).")
+        parser.add_argument("--no-register", action="store_true", help="Write the bundle only.")
+        add_training_options(parser)
+
+    def handle(self, *args, **options):
+        from annotations.learning import DEFAULT_ALPHA, _unit_alpha, training_set_export
+        from inference import training as tr
+        from triage.models import Unit
+        from triage.services import model_version_register
+
+        unit = None
+        if options["unit"]:
+            unit = Unit.objects.filter(code=options["unit"]).first()
+            if unit is None:
+                raise CommandError(f"No unit with code {options['unit']!r}.")
+        config = train_config(options, options["backbone"])
+        alpha = options["alpha"] or (_unit_alpha(unit) if unit else DEFAULT_ALPHA)
+        progress = show_progress(options)
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="neopain-train-") as tmp:
+            if options["from_assessments"]:
+                export = training_set_export(unit=unit, out_dir=tmp)
+                self.stdout.write(
+                    f"Exported {export['n_images']} nurse-labelled crops of {export['n_subjects']} neonates "
+                    f"({export['n_pain']} pain); excluded {export['excluded'] or 'none'}"
+                )
+                if export["n_images"] == 0:
+                    raise CommandError("No usable nurse-labelled frames to train on.")
+                source, source_name = tmp, f"nurse assessments ({unit.code if unit else 'all units'})"
+            else:
+                source, source_name = options["dataset"], str(options["dataset"])
+            try:
+                images = tr.dataset_read(source)
+            except tr.DatasetError as exc:
+                raise CommandError(str(exc)) from exc
+            info = tr.dataset_info(source)
+            crops = tr.face_crops(images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress)
+            dataset = {k: v for k, v in tr.dataset_summary(crops.images).items() if k != "per_subject"}
+            dataset.update({"source": source_name, "skipped_no_face": len(crops.skipped)})
+            if info.get("excluded"):
+                dataset["excluded"] = info["excluded"]
+            self.stdout.write(
+                f"Training {config.backbone} (fine-tune {config.finetune}, lr {config.lr:g}, up to {config.epochs} epochs, "
+                f"seed {config.seed}) on {dataset['n_images']} images of {dataset['n_subjects']} subjects "
+                f"({dataset['n_pain']} pain); {crops.cache_hits} crops from cache, {len(crops.skipped)} skipped"
+            )
+            try:
+                trained = tr.train_model(crops, config=config, alpha=alpha, progress=progress, dataset=dataset)
+            except (tr.DatasetError, FileNotFoundError) as exc:
+                raise CommandError(str(exc)) from exc
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        scope = unit.code if unit else config.backbone
+        name = options["name"] or f"painnet-{scope}"
+        out = Path(options["out"]) if options["out"] else Path(settings.MODELS_DIR) / f"{name}-{stamp}.pt"
+        sha256 = tr.bundle_write(trained, out, name=name, version=stamp)
+        m = trained.metrics
+        w = self.stdout.write
+        w(f"Bundle: {out.resolve()} (sha256 {sha256})")
+        w(
+            f"Stopped at epoch {m['epochs_run']} (best {m['best_epoch']}), {m['train_seconds']:.0f} s training, "
+            f"{time.perf_counter() - start:.0f} s in all"
+        )
+        if "accuracy" in m:
+            w(
+                f"Validation subjects {', '.join(m['validation_subjects'])}: accuracy {fmt(m['accuracy'])}, AUC {fmt(m['auc'])}, "
+                f"sensitivity {fmt(m['sensitivity'])}, specificity {fmt(m['specificity'])}, AURC {fmt(m['aurc'], 4)}"
+            )
+            w(f"Calibration: ECE {fmt(m['ece'])} -> {fmt(m['ece_temperature_scaled'])} at served temperature {m['temperature']:.2f}")
+            for row in m["thresholds"]:
+                if row["threshold"] in (0.55, 0.6):
+                    w(f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse")
+            g = m["guarantee"]
+            w(
+                f"  guaranteed threshold {g['threshold']:.3f}: expected missed pain <= {g['alpha']} of frames "
+                f"(n={g['n_calibration']}), {g['expected_manual_share']:.1%} to a nurse"
+            )
+        result = {"bundle": str(out.resolve()), "sha256": sha256, "metrics": m}
+        if not options["no_register"]:
+            try:
+                version = model_version_register(bundle_path=out, unit=unit, metrics=m)
+            except ValidationError as exc:
+                raise CommandError("; ".join(exc.messages)) from exc
+            result["model_version_id"] = version.pk
+            w(f"Registered candidate model version {version.pk} ({version.label}); compare with "
+              f"`manage.py compare_models --candidate {version.pk}`, activate with `manage.py activate_model {version.pk}`")
+        if options["json"]:
+            w(json_line({**result, "metrics": {k: v for k, v in m.items() if k != "history"}}))

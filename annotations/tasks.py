@@ -1,0 +1,53 @@
+"""Celery tasks of the learning loop: optional retraining when enough new nurse labels arrived.
+
+Off by default. Set ``NEOPAIN_RETRAIN_EVERY_N_LABELS=N`` (N >= 1) and schedule
+``annotations.tasks.retrain_when_new_labels`` in beat (e.g. hourly); each unit whose newest
+classifier is older than N new usable labels gets a retrained *candidate*, never an
+activation. Training takes minutes: route the task to a worker of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import shared_task
+from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
+
+
+def retrain_every_n_labels() -> int:
+    """``NEOPAIN_RETRAIN_EVERY_N_LABELS`` as an int; 0 (unset or empty) means off."""
+    raw = os.environ.get("NEOPAIN_RETRAIN_EVERY_N_LABELS", "").strip()
+    if not raw:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"NEOPAIN_RETRAIN_EVERY_N_LABELS must be an integer, got {raw!r}") from exc
+    if value < 0:
+        raise ImproperlyConfigured("NEOPAIN_RETRAIN_EVERY_N_LABELS must be >= 0")
+    return value
+
+
+# Training outlives the default task time limits (2-3 min): give it hours.
+@shared_task(name="annotations.tasks.retrain_when_new_labels", soft_time_limit=4 * 3600, time_limit=4 * 3600 + 300)
+def retrain_when_new_labels() -> dict:
+    """For each unit, register a retrained candidate when N new labels arrived (see module doc)."""
+    from annotations.learning import retrain_if_due
+    from triage.models import Unit
+
+    every_n = retrain_every_n_labels()
+    if not every_n:
+        return {"enabled": False}
+    retrained = {}
+    for unit in Unit.objects.all():
+        try:
+            model_version = retrain_if_due(unit=unit, every_n=every_n)
+        except Exception:  # one unit's failure must not stop the others
+            logger.exception("retraining for unit %s failed", unit.code)
+            continue
+        if model_version is not None:
+            retrained[unit.code] = model_version.pk
+    return {"enabled": True, "every_n": every_n, "retrained": retrained}

@@ -1,0 +1,185 @@
+"""End to end: a camera uploads over HTTP, a real Celery worker process scores it, the verdict is routed.
+
+Runs on whatever the settings configure: the embedded default (SQLite file + SQLAlchemy broker)
+or PostgreSQL + Redis (DATABASE_URL / REDIS_URL). The worker is a separate process, so the test
+database must be one it can open: a file on SQLite (see settings_test), test_neopain on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import django.test.testcases as _django_testcases
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory
+from tests.platform.conftest import astronaut_jpeg
+from triage import services
+from triage.models import Alert, Prediction, Role, TriageCase
+
+BASE_DIR = Path(django_settings.BASE_DIR)
+
+
+def _no_media_handler(application):
+    """NeoPain has no public media (MEDIA_URL is None), which the live server's media wrapper cannot
+    parse; patient images are served by authorised views only. Same patch as tests/browser."""
+    return application
+
+
+_django_testcases._MediaFilesHandler = _no_media_handler
+DEADLINE_SECONDS = 120
+
+
+def database_url_for_worker() -> str:
+    """The URL of the database this test process is using right now (the test database)."""
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{params['NAME']}"
+    if connection.vendor == "postgresql":
+        auth = quote(params["USER"] or "", safe="")
+        if params.get("PASSWORD"):
+            auth += ":" + quote(params["PASSWORD"], safe="")
+        host = params.get("HOST") or "127.0.0.1"
+        port = params.get("PORT") or 5432
+        return f"postgres://{auth}@{host}:{port}/{params['NAME']}"
+    raise AssertionError(f"unsupported database {connection.vendor}")
+
+
+def purge_queues() -> None:
+    """Drop messages left by earlier tests (ids they name may exist again in this database)."""
+    from neopain_site.celery import app
+
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for queue in ("inference", "default"):
+            try:
+                channel.queue_purge(queue)
+            except Exception:  # a queue that was never declared has nothing to purge
+                pass
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, content, content_type) in files.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode() + content + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def http(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None):
+    request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"Token {token}"})
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture
+def celery_worker_process(tmp_path, settings):
+    """A real ``celery worker`` subprocess on this test's database, media folder and broker."""
+    purge_queues()
+    media_root = Path(settings.STORAGES["default"]["OPTIONS"]["location"])
+    worker_data_dir = media_root.parent  # the worker's NEOPAIN_DATA_DIR/media is this test's media root
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "NEOPAIN_"))},
+        "DJANGO_SETTINGS_MODULE": "neopain_site.settings",
+        "NEOPAIN_ENV": "test",
+        "NEOPAIN_DATA_DIR": str(worker_data_dir),
+        "DATABASE_URL": database_url_for_worker(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "NEOPAIN_SALIENCY": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "neopain_site", "worker", "-Q", "inference,default",
+             "--pool=solo", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
+             "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h"],
+            cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    process.log_path = log_path
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def worker_log(process) -> str:
+    return Path(process.log_path).read_text(errors="replace")[-4000:]
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(live_server, celery_worker_process, bootstrap_bundle,
+                                                                   tmp_path):
+    unit = UnitFactory(name="NICU E2E", code="e2e")
+    neonate = NeonateFactory(mrn="E2E-0001", unit=unit)
+    camera = DeviceFactory(unit=unit, user=UserFactory(username="e2e-camera", role=Role.DEVICE, unit=unit))
+    token = Token.objects.create(user=camera.user).key
+    bundle = tmp_path / "bootstrap.pt"
+    shutil.copyfile(bootstrap_bundle, bundle)
+    model = services.model_version_register(bundle_path=bundle, status="active")
+    image = astronaut_jpeg()
+
+    body, content_type = multipart({"neonate": neonate.mrn}, {"image": ("bed1.jpg", image, "image/jpeg")})
+    status, upload = http("POST", f"{live_server.url}/api/v1/frames/", token=token, body=body, content_type=content_type)
+
+    assert status == 202, upload
+    assert upload["status"] == "queued"
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    frame = upload
+    while time.monotonic() < deadline:
+        status, frame = http("GET", f"{live_server.url}/api/v1/frames/{upload['id']}/", token=token)
+        assert status == 200, frame
+        if frame["status"] not in ("queued", "processing"):
+            break
+        assert celery_worker_process.poll() is None, worker_log(celery_worker_process)
+        time.sleep(0.5)
+    assert frame["status"] == "done", f"frame ended {frame['status']!r} ({frame.get('reason')})\n{worker_log(celery_worker_process)}"
+
+    prediction = frame["prediction"]
+    assert prediction["model_version"] == model.label
+    assert prediction["weights_sha256"] == model.sha256
+    assert prediction["frame_sha256"] == hashlib.sha256(image).hexdigest() == frame["frame_sha256"]
+    assert prediction["threshold"] == pytest.approx(0.55)
+    assert prediction["routed_to"] in ("auto", "nurse")
+    assert prediction["label"] in ("pain", "nonpain")
+    assert len(prediction["box"]) == 4
+    row = Prediction.objects.get(frame_id=upload["id"])
+    if prediction["routed_to"] == "nurse":
+        assert TriageCase.objects.get(prediction=row).status == "open"
+        assert prediction["case"]["status"] == "open"
+    else:
+        assert prediction["confidence"] >= prediction["threshold"]
+        assert Alert.objects.filter(prediction=row).exists() == (prediction["label"] == "pain")
+    assert "frame_process" in worker_log(celery_worker_process)

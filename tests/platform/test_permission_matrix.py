@@ -1,0 +1,138 @@
+"""Role x endpoint x method: the exact status code each person gets on the platform endpoints.
+
+People (tests/conftest.py): nurse and unit_admin of NICU North, other_nurse of NICU South, an ML
+engineer without a unit, the North bed camera (device), a superuser and an anonymous client.
+Objects of another unit answer 404; roles that may never do a thing answer 403.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from inference.bundle import sha256_file
+from tests.factories import FrameFactory, ModelVersionFactory, png_bytes
+from triage.models import Clip
+
+pytestmark = pytest.mark.django_db
+
+PEOPLE = ["nurse", "other_nurse", "unit_admin", "ml_engineer", "device", "superuser", "anonymous"]
+_counter = itertools.count()
+
+# endpoint key -> expected code per person, in PEOPLE order
+MATRIX = {
+    "GET neonates":           [200, 200, 200, 403, 403, 200, 401],
+    "POST neonates":          [201, 201, 201, 403, 403, 201, 401],
+    "GET units":              [200, 200, 200, 200, 403, 200, 401],
+    "GET unit":               [200, 404, 200, 200, 403, 200, 401],
+    "PATCH unit":             [403, 403, 200, 403, 403, 200, 401],
+    "POST frames":            [202, 400, 202, 403, 202, 202, 401],
+    "GET frames":             [200, 200, 200, 403, 200, 200, 401],
+    "GET frame":              [200, 404, 200, 403, 200, 200, 401],
+    "POST clips":             [202, 400, 202, 403, 202, 202, 401],
+    "GET clip":               [200, 404, 200, 403, 200, 200, 401],
+    "GET alerts":             [200, 200, 200, 403, 403, 200, 401],
+    "GET models":             [200, 200, 200, 200, 403, 200, 401],
+    "POST model activate":    [403, 403, 403, 200, 403, 200, 401],
+    "GET health":             [200, 200, 200, 200, 200, 200, 200],
+    "GET schema":             [200, 200, 200, 200, 200, 200, 401],
+}
+
+
+@pytest.fixture
+def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
+    from django.core.files.base import ContentFile
+
+    frame = FrameFactory(neonate=neonate, device=device, uploaded_by=device.user)
+    clip = Clip(neonate=neonate, unit=neonate.unit, sha256="c" * 64, uploaded_by=device.user)
+    clip.video.save("x", ContentFile(small_clip_bytes), save=True)
+    model = ModelVersionFactory(status="candidate", unit=None, bundle_path=str(bootstrap_bundle),
+                                sha256=sha256_file(bootstrap_bundle))
+    return {"frame": frame, "clip": clip, "model": model}
+
+
+def call(client, key, *, unit, neonate, objects, clip_bytes):
+    n = next(_counter)
+    if key == "GET neonates":
+        return client.get("/api/v1/neonates/")
+    if key == "POST neonates":
+        # ``unit`` is honoured for superusers only; everyone else registers in their own unit.
+        return client.post("/api/v1/neonates/", {"mrn": f"MATRIX-{n}", "unit": unit.code}, format="json")
+    if key == "GET units":
+        return client.get("/api/v1/units/")
+    if key == "GET unit":
+        return client.get(f"/api/v1/units/{unit.pk}/")
+    if key == "PATCH unit":
+        return client.patch(f"/api/v1/units/{unit.pk}/", {"threshold": 0.6}, format="json")
+    if key == "POST frames":
+        image = SimpleUploadedFile("f.png", png_bytes(seed=1000 + n), content_type="image/png")
+        return client.post("/api/v1/frames/", {"neonate": neonate.mrn, "image": image}, format="multipart")
+    if key == "GET frames":
+        return client.get("/api/v1/frames/")
+    if key == "GET frame":
+        return client.get(f"/api/v1/frames/{objects['frame'].pk}/")
+    if key == "POST clips":
+        video = SimpleUploadedFile("c.mp4", clip_bytes + n.to_bytes(4, "big"), content_type="video/mp4")
+        return client.post("/api/v1/clips/", {"neonate": neonate.mrn, "video": video}, format="multipart")
+    if key == "GET clip":
+        return client.get(f"/api/v1/clips/{objects['clip'].pk}/")
+    if key == "GET alerts":
+        return client.get("/api/v1/alerts/")
+    if key == "GET models":
+        return client.get("/api/v1/models/")
+    if key == "POST model activate":
+        return client.post(f"/api/v1/models/{objects['model'].pk}/activate/")
+    if key == "GET health":
+        return client.get("/api/v1/health/")
+    if key == "GET schema":
+        return client.get("/api/schema/")
+    raise AssertionError(key)
+
+
+@pytest.mark.parametrize(
+    ("key", "person", "expected"),
+    [(key, person, codes[i]) for key, codes in MATRIX.items() for i, person in enumerate(PEOPLE)],
+    ids=[f"{key}-{person}" for key in MATRIX for person in PEOPLE],
+)
+def test_permission_matrix(request, client_for, unit, neonate, objects, small_clip_bytes, key, person, expected):
+    if person == "anonymous":
+        user = None
+    elif person == "device":
+        user = request.getfixturevalue("device").user
+    else:
+        user = request.getfixturevalue(person)
+
+    response = call(client_for(user), key, unit=unit, neonate=neonate, objects=objects, clip_bytes=small_clip_bytes)
+
+    assert response.status_code == expected, getattr(response, "data", response.content[:300])
+    if expected >= 400 and key != "GET schema":
+        assert "detail" in response.json()
+
+
+def test_a_device_of_the_same_unit_cannot_read_another_cameras_upload(client_for, unit, neonate, device):
+    from tests.factories import DeviceFactory, UserFactory
+    from triage.models import Role
+
+    frame = FrameFactory(neonate=neonate, device=device, uploaded_by=device.user)
+    other_camera = DeviceFactory(unit=unit, user=UserFactory(username="cam2", role=Role.DEVICE, unit=unit))
+
+    assert client_for(other_camera.user).get(f"/api/v1/frames/{frame.pk}/").status_code == 404
+
+
+def test_a_user_without_a_unit_sees_no_patients(client_for, unit, neonate):
+    from tests.factories import UserFactory
+    from triage.models import Role
+
+    orphan = UserFactory(username="nobody", role=Role.NURSE, unit=None)
+
+    assert client_for(orphan).get("/api/v1/frames/").status_code == 403
+
+
+def test_an_inactive_user_is_refused(client_for, nurse):
+    client = client_for(nurse)
+    nurse.is_active = False
+    nurse.save()
+
+    assert client.get("/api/v1/frames/").status_code == 401

@@ -1,0 +1,224 @@
+"""Cases, claims, assessments and acknowledgements over the REST API, with the role x endpoint matrix."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotations.models import NipsAssessment
+from tests.factories import AlertFactory
+from tests.ui.conftest import make_case
+from triage.models import Alert, AuditEvent, TriageCase
+
+pytestmark = pytest.mark.django_db
+
+SCORES = {"face": 1, "cry": 2, "breathing": 1, "arms": 0, "legs": 0, "arousal": 1, "note": "grimace, cry"}
+
+
+def url(name: str, pk=None) -> str:
+    paths = {
+        "list": "/api/v1/cases/?status=open",
+        "detail": f"/api/v1/cases/{pk}/",
+        "claim": f"/api/v1/cases/{pk}/claim/",
+        "release": f"/api/v1/cases/{pk}/release/",
+        "assessment": f"/api/v1/cases/{pk}/assessment/",
+        "ack": f"/api/v1/alerts/{pk}/acknowledge/",
+        "export": "/api/v1/assessments/export.csv",
+    }
+    return paths[name]
+
+
+# --- permission matrix -------------------------------------------------------------------
+
+PEOPLE = ["nurse", "other_nurse", "unit_admin", "ml_engineer", "device", "anonymous"]
+
+# (endpoint, method, {person: expected status}); objects belong to the nurse's unit.
+MATRIX = [
+    ("list", "get", {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    ("detail", "get", {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    ("claim", "post", {"nurse": 200, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    ("release", "post", {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    ("assessment", "post", {"nurse": 201, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    ("ack", "post", {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    ("export", "get", {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    # Methods an endpoint does not take.
+    ("list", "post", {"nurse": 405, "unit_admin": 405, "anonymous": 401}),
+    ("claim", "get", {"nurse": 405, "anonymous": 401}),
+    ("assessment", "get", {"nurse": 405}),
+    ("detail", "delete", {"nurse": 405, "unit_admin": 405}),
+]
+
+
+@pytest.mark.parametrize(
+    "endpoint, method, person, expected",
+    [(e, m, p, code) for e, m, codes in MATRIX for p, code in codes.items()],
+)
+def test_permission_matrix(request, client_for, case, neonate, endpoint, method, person, expected):
+    user = None if person == "anonymous" else request.getfixturevalue(person)
+    user = getattr(user, "user", user)  # the device fixture is a Device; it signs in as its user
+    pk = AlertFactory(neonate=neonate).pk if endpoint == "ack" else case.pk
+    client = client_for(user)
+    body = SCORES if endpoint == "assessment" else {"note": "seen"} if endpoint == "ack" else None
+    response = getattr(client, method)(url(endpoint, pk), body, format="json") if body else getattr(client, method)(url(endpoint, pk))
+    assert response.status_code == expected, response.content[:300]
+
+
+def test_anonymous_session_gets_401_json_not_a_login_page(api_client, case):
+    response = api_client.get(url("detail", case.pk))
+    assert response.status_code == 401 and response["Content-Type"].startswith("application/json")
+
+
+# --- queue -------------------------------------------------------------------------------
+
+
+def test_queue_lists_own_unit_open_cases_most_uncertain_first(client_for, nurse, neonate, other_neonate, model):
+    older_equal = make_case(neonate=neonate, model=model, p_pain=0.53, age_minutes=30)
+    newer_equal = make_case(neonate=neonate, model=model, p_pain=0.53, age_minutes=2)
+    most_uncertain = make_case(neonate=neonate, model=model, p_pain=0.50, age_minutes=1)
+    less_uncertain = make_case(neonate=neonate, model=model, p_pain=0.46, age_minutes=60)  # confidence 0.54
+    decided = make_case(neonate=neonate, model=model, p_pain=0.51, status=TriageCase.Status.DECIDED)
+    foreign = make_case(neonate=other_neonate, model=model, p_pain=0.5)
+    response = client_for(nurse).get(url("list"))
+    assert response.status_code == 200
+    ids = [row["id"] for row in response.json()["results"]]
+    assert ids == [most_uncertain.pk, older_equal.pk, newer_equal.pk, less_uncertain.pk]
+    assert decided.pk not in ids and foreign.pk not in ids
+    row = response.json()["results"][0]
+    assert row["neonate"] == {"id": neonate.pk, "mrn": "MRN-N-001", "bed": "4"}
+    assert row["prediction"]["model_version"]["label"] == "painnet v2.1"
+    assert row["prediction"]["crop_url"] == f"/predictions/{most_uncertain.prediction.pk}/crop"
+    assert row["threshold"] == 0.55 and row["claimed_by"] is None
+
+
+def test_queue_shows_the_holder_of_a_claimed_case(client_for, nurse, second_nurse, case):
+    client_for(second_nurse).post(url("claim", case.pk))
+    row = client_for(nurse).get(url("list")).json()["results"][0]
+    assert row["status"] == "claimed" and row["claimed_by"]["username"] == "bella" and row["claim_live"] is True
+
+
+def test_queue_status_filter_validates(client_for, nurse, case):
+    assert client_for(nurse).get("/api/v1/cases/?status=bogus").status_code == 400
+    assert client_for(nurse).get("/api/v1/cases/?status=decided").json()["count"] == 0
+
+
+def test_queue_query_count_does_not_grow_with_its_length(client_for, nurse, neonate, model, django_assert_num_queries):
+    client = client_for(nurse)
+    for _ in range(3):
+        make_case(neonate=neonate, model=model)
+    client.get(url("list"))  # warm the token/session lookups
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url("list")).json()["count"] == 3
+    for _ in range(27):
+        make_case(neonate=neonate, model=model)
+    with django_assert_num_queries(len(few.captured_queries)):
+        assert client.get(url("list")).json()["count"] == 30
+
+
+def test_queue_query_count_is_small(client_for, nurse, neonate, model, django_assert_max_num_queries):
+    for _ in range(10):
+        make_case(neonate=neonate, model=model)
+    client = client_for(nurse)
+    with django_assert_max_num_queries(6):
+        client.get(url("list"))
+
+
+# --- claims and assessments --------------------------------------------------------------
+
+
+def test_claim_race_second_nurse_gets_409(client_for, nurse, second_nurse, case):
+    first = client_for(nurse).post(url("claim", case.pk))
+    assert first.status_code == 200 and first.json()["claimed_by"]["username"] == "alice"
+    second = client_for(second_nurse).post(url("claim", case.pk))
+    assert second.status_code == 409 and second.json()["code"] == "held"
+    assert "Alice" in second.json()["detail"]
+
+
+def test_expired_claim_is_taken_over(client_for, nurse, second_nurse, case):
+    client_for(nurse).post(url("claim", case.pk))
+    TriageCase.objects.filter(pk=case.pk).update(claim_expires_at=timezone.now() - timedelta(minutes=1))
+    response = client_for(second_nurse).post(url("claim", case.pk))
+    assert response.status_code == 200 and response.json()["claimed_by"]["username"] == "bella"
+
+
+def test_assessment_returns_total_rule_and_pain_and_the_case_leaves_the_queue(client_for, nurse, case):
+    client = client_for(nurse)
+    client.post(url("claim", case.pk))
+    response = client.post(url("assessment", case.pk), SCORES, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["total"], body["rule"], body["pain"]) == (5, "total>=3", True)
+    assert body["case_decided"] is True and body["final_pain"] is True and body["alert_id"] == Alert.objects.get().pk
+    assert client.get(url("list")).json()["count"] == 0
+    again = client.post(url("assessment", case.pk), SCORES, format="json")
+    assert again.status_code == 409 and again.json()["code"] in {"decided", "already_scored"}
+
+
+def test_assessment_on_a_case_held_by_another_nurse_is_409(client_for, nurse, second_nurse, case):
+    client_for(nurse).post(url("claim", case.pk))
+    response = client_for(second_nurse).post(url("assessment", case.pk), SCORES, format="json")
+    assert response.status_code == 409 and not NipsAssessment.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({**SCORES, "face": 2}, "face"),
+        ({**SCORES, "cry": 3}, "cry"),
+        ({**SCORES, "breathing": -1}, "breathing"),
+        ({**SCORES, "arms": "one"}, "arms"),
+        ({**SCORES, "legs": 0.5}, "legs"),
+        ({k: v for k, v in SCORES.items() if k != "arousal"}, "arousal"),
+        ({"unable_to_assess": True}, "unable_reason"),
+        ({**SCORES, "note": "x" * 2001}, "note"),
+    ],
+)
+def test_assessment_validation_errors_name_the_field(client_for, nurse, case, body, field):
+    response = client_for(nurse).post(url("assessment", case.pk), body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_unable_to_assess_over_the_api(client_for, nurse, case):
+    response = client_for(nurse).post(
+        url("assessment", case.pk), {"unable_to_assess": True, "unable_reason": "Baby being handled"}, format="json"
+    )
+    assert response.status_code == 201
+    assert response.json()["total"] is None and response.json()["pain"] is None and response.json()["unable_to_assess"]
+
+
+def test_second_scorer_does_not_see_the_first_scores_until_decided(client_for, nurse, second_nurse, neonate, model):
+    case = make_case(neonate=neonate, model=model, assessments_required=2)
+    assert client_for(nurse).post(url("assessment", case.pk), SCORES, format="json").status_code == 201
+    # The first scorer no longer sees the case in her queue; the second does, blind.
+    assert client_for(nurse).get(url("list")).json()["count"] == 0
+    detail = client_for(second_nurse).get(url("detail", case.pk)).json()
+    assert detail["assessments"] == [] and detail["assessments_done"] == 1 and detail["status"] == "open"
+    own = client_for(nurse).get(url("detail", case.pk)).json()
+    assert [a["nurse"]["username"] for a in own["assessments"]] == ["alice"]
+    calm = {"face": 0, "cry": 0, "breathing": 0, "arms": 0, "legs": 0, "arousal": 0}
+    second = client_for(second_nurse).post(url("assessment", case.pk), calm, format="json")
+    assert second.status_code == 201 and second.json()["case_decided"] and second.json()["final_pain"] is True
+    decided = client_for(second_nurse).get(url("detail", case.pk)).json()
+    assert len(decided["assessments"]) == 2
+
+
+def test_acknowledge_alert_over_the_api(client_for, nurse, neonate):
+    alert = AlertFactory(neonate=neonate)
+    response = client_for(nurse).post(url("ack", alert.pk), {"note": "paracetamol given"}, format="json")
+    assert response.status_code == 200 and response.json()["acknowledged_by"] == "alice"
+    assert client_for(nurse).post(url("ack", alert.pk), {}, format="json").status_code == 409
+    assert AuditEvent.objects.filter(action="alert.acknowledged", object_id=str(alert.pk)).count() == 1
+
+
+def test_every_write_is_audited_with_the_ip(client_for, nurse, case):
+    client = client_for(nurse)
+    client.post(url("claim", case.pk), REMOTE_ADDR="10.1.2.3")
+    client.post(url("assessment", case.pk), SCORES, format="json", REMOTE_ADDR="10.1.2.3")
+    events = AuditEvent.objects.filter(actor=nurse).order_by("id")
+    assert [e.action for e in events] == ["case.claimed", "assessment.created", "case.decided"]
+    assert {e.ip for e in events} == {"10.1.2.3"}
