@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
 from annotations.models import NipsAssessment
 
@@ -57,7 +57,7 @@ def neutralise(value: str) -> str:
 def _utc(moment: datetime | None) -> str:
     if moment is None:
         return ""
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _prob(value: float | None) -> str:

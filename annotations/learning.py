@@ -46,7 +46,11 @@ RETRAIN_ENV = "NEOPAIN_RETRAIN_EVERY_N_LABELS"
 
 def subject_pseudonym(*, neonate_id: int) -> str:
     """A stable, non-reversible subject id for a neonate (no MRN in exported folder names)."""
-    key = getattr(settings, "NEOPAIN_PSEUDONYM_KEY", "") or os.environ.get("NEOPAIN_PSEUDONYM_KEY", "") or settings.SECRET_KEY
+    key = (
+        getattr(settings, "NEOPAIN_PSEUDONYM_KEY", "")
+        or os.environ.get("NEOPAIN_PSEUDONYM_KEY", "")
+        or settings.SECRET_KEY
+    )
     digest = hmac.new(str(key).encode(), f"neonate:{neonate_id}".encode(), hashlib.sha256).hexdigest()
     return f"nb-{digest[:12]}"
 
@@ -117,7 +121,9 @@ def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter
             continue
         if correction is not None:
             # Nurses draw the face itself; serving crops the detector box grown by the margin.
-            box = expand_box((correction.x, correction.y, correction.w, correction.h), DEFAULT_MARGIN, (frame.width, frame.height))
+            box = expand_box(
+                (correction.x, correction.y, correction.w, correction.h), DEFAULT_MARGIN, (frame.width, frame.height)
+            )
             source = "nurse_correction"
         else:
             box = tuple(case.prediction.box)
@@ -168,7 +174,16 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{frame.sha256[:24]}.png"
         crop.save(path, format="PNG")
-        rows.append([str(path.relative_to(out)), subject, "pain" if label.pain else "nonpain", frame.pk, label.case_id, label.box_source])
+        rows.append(
+            [
+                str(path.relative_to(out)),
+                subject,
+                "pain" if label.pain else "nonpain",
+                frame.pk,
+                label.case_id,
+                label.box_source,
+            ]
+        )
     with (out / "manifest.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "subject", "label", "frame_id", "case_id", "box_source"])
@@ -177,7 +192,7 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
         "cropped": True,
         "source": "nurse NIPS assessments",
         "unit": unit.code if unit else None,
-        "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "n_images": len(rows),
         "n_pain": sum(1 for r in rows if r[2] == "pain"),
         "n_subjects": len({r[1] for r in rows}),
@@ -192,7 +207,9 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
 
 def labels_since(*, unit: Unit, since: dt.datetime | None) -> int:
     """Decided cases of ``unit`` with at least one usable nurse verdict, decided after ``since``."""
-    qs = TriageCase.objects.filter(unit=unit, status=TriageCase.Status.DECIDED, assessments__pain__isnull=False).distinct()
+    qs = TriageCase.objects.filter(
+        unit=unit, status=TriageCase.Status.DECIDED, assessments__pain__isnull=False
+    ).distinct()
     if since is not None:
         qs = qs.filter(decided_at__gt=since)
     return qs.count()
@@ -325,7 +342,9 @@ def models_compare(
         images = tr.dataset_read(dataset)
         info = tr.dataset_info(dataset)
         crop_settings = tr.CropSettings(detector="none") if info.get("cropped") else tr.CropSettings()
-        crops = tr.face_crops(images, settings=crop_settings, cache_dir=cache_dir or Path(tmp) / "cache", progress=False)
+        crops = tr.face_crops(
+            images, settings=crop_settings, cache_dir=cache_dir or Path(tmp) / "cache", progress=False
+        )
     trained_on = _training_hashes(candidate) | _training_hashes(active)
     keep = [i for i, sha in enumerate(crops.file_sha256) if sha not in trained_on]
     held_out = crops.subset(keep)
@@ -401,7 +420,7 @@ def retrain_from_assessments(
     from triage.services import model_version_register
 
     config = config or tr.TrainConfig()
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     scope = unit.code if unit else "all"
     with tempfile.TemporaryDirectory(prefix="neopain-export-") as tmp:
         summary = training_set_export(unit=unit, out_dir=tmp)
@@ -409,8 +428,12 @@ def retrain_from_assessments(
             raise tr.DatasetError(f"no usable nurse-labelled frames for {scope} (excluded: {summary['excluded']})")
         images = tr.dataset_read(tmp)
         crops = tr.face_crops(images, settings=tr.CropSettings(detector="none"), cache_dir=cache_dir, progress=progress)
-        dataset = {**tr.dataset_summary(crops.images), "source": "nurse assessments", "unit": unit.code if unit else None,
-                   "excluded": summary["excluded"]}
+        dataset = {
+            **tr.dataset_summary(crops.images),
+            "source": "nurse assessments",
+            "unit": unit.code if unit else None,
+            "excluded": summary["excluded"],
+        }
         dataset.pop("per_subject", None)
         trained = tr.train_model(crops, config=config, alpha=_unit_alpha(unit), progress=progress, dataset=dataset)
     target = Path(out) if out else Path(settings.MODELS_DIR) / f"painnet-{scope}-{config.backbone}-{stamp}.pt"
@@ -433,12 +456,27 @@ def retrain_if_due(*, unit: Unit, every_n: int) -> ModelVersion | None:
 
 # Keys of ModelVersion.metrics that describe the threshold behaviour (the admin page draws them).
 THRESHOLD_METRIC_KEYS = (
-    "accuracy", "auc", "sensitivity", "specificity", "aurc", "ece", "ece_temperature_scaled", "temperature",
-    "thresholds", "risk_coverage", "guarantee", "n", "n_pain", "evaluation", "dataset",
+    "accuracy",
+    "auc",
+    "sensitivity",
+    "specificity",
+    "aurc",
+    "ece",
+    "ece_temperature_scaled",
+    "temperature",
+    "thresholds",
+    "risk_coverage",
+    "guarantee",
+    "n",
+    "n_pain",
+    "evaluation",
+    "dataset",
 )
 
 
-def model_metrics_store(*, model_version: ModelVersion, analysis: dict[str, Any], actor: User | None = None) -> ModelVersion:
+def model_metrics_store(
+    *, model_version: ModelVersion, analysis: dict[str, Any], actor: User | None = None
+) -> ModelVersion:
     """Make ``analysis`` (a held-out threshold analysis) the model's displayed threshold figures.
 
     The figures they replace are kept under ``metrics["previous_evaluations"]``; audited.
@@ -450,7 +488,9 @@ def model_metrics_store(*, model_version: ModelVersion, analysis: dict[str, Any]
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=model_version.pk)
         metrics = dict(locked.metrics or {})
-        previous = {k: metrics[k] for k in THRESHOLD_METRIC_KEYS if k in metrics and k not in ("thresholds", "risk_coverage")}
+        previous = {
+            k: metrics[k] for k in THRESHOLD_METRIC_KEYS if k in metrics and k not in ("thresholds", "risk_coverage")
+        }
         history = list(metrics.get("previous_evaluations") or [])
         if previous:
             history.append(previous)
@@ -463,7 +503,11 @@ def model_metrics_store(*, model_version: ModelVersion, analysis: dict[str, Any]
             actor=actor,
             unit=locked.unit,
             obj=locked,
-            after={"evaluation": analysis.get("evaluation"), "n": analysis.get("n"), "accuracy": analysis.get("accuracy")},
+            after={
+                "evaluation": analysis.get("evaluation"),
+                "n": analysis.get("n"),
+                "accuracy": analysis.get("accuracy"),
+            },
         )
     return locked
 
@@ -475,7 +519,67 @@ def model_comparison_store(*, candidate: ModelVersion, comparison: dict[str, Any
     with transaction.atomic():
         locked = ModelVersion.objects.select_for_update().get(pk=candidate.pk)
         metrics = dict(locked.metrics or {})
-        metrics["comparison"] = {**comparison, "compared_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        metrics["comparison"] = {**comparison, "compared_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         locked.metrics = json.loads(json.dumps(metrics, default=str))
         locked.save(update_fields=["metrics"])
     return locked
+
+
+# =============================================================================================
+# Face-detector training data
+# =============================================================================================
+
+
+def detector_samples(*, unit: Unit | None = None, limit: int = 5000) -> tuple[list[Any], Counter]:
+    """Frames with face boxes for detector training: a nurse's latest correction, else the teacher.
+
+    A frame the RetinaFace teacher finds no face in and no nurse corrected is left out (it
+    may hold a face the teacher missed: labelling it "no face" would teach the miss). A
+    nurse's "no face here" is kept as a negative image.
+    """
+    from inference.decode import UnreadableImage, decode_image
+    from inference.detect import get_detector
+    from inference.detector_training import DetectorSample, teacher_label
+    from triage.models import Frame
+
+    frames = Frame.objects.exclude(image="").order_by("-captured_at", "-id")
+    if unit is not None:
+        frames = frames.filter(unit=unit)
+    frames = list(frames[:limit])
+    corrections: dict[int, FaceBoxCorrection] = {}
+    for correction in FaceBoxCorrection.objects.filter(frame__in=frames).order_by("created_at", "id"):
+        corrections[correction.frame_id] = correction
+    teacher = None
+    counts: Counter = Counter()
+    samples = []
+    for frame in frames:
+        try:
+            with frame.image.open("rb") as handle:
+                image = decode_image(handle.read())
+        except (OSError, ValueError, UnreadableImage):
+            counts["unreadable"] += 1
+            continue
+        correction = corrections.get(frame.pk)
+        group = subject_pseudonym(neonate_id=frame.neonate_id)
+        if correction is not None:
+            boxes = (
+                []
+                if correction.no_face
+                else [(float(correction.x), float(correction.y), float(correction.w), float(correction.h))]
+            )
+            counts["nurse_no_face" if correction.no_face else "nurse"] += 1
+            samples.append(
+                DetectorSample(image=image, boxes=boxes, group=group, source="nurse", name=f"frame-{frame.pk}")
+            )
+            continue
+        if teacher is None:
+            teacher = get_detector("retinaface")
+        boxes = teacher_label(image, teacher)
+        if not boxes:
+            counts["teacher_missed"] += 1
+            continue
+        counts["teacher"] += 1
+        samples.append(
+            DetectorSample(image=image, boxes=boxes, group=group, source="teacher", name=f"frame-{frame.pk}")
+        )
+    return samples, counts

@@ -65,7 +65,8 @@ def queue_fingerprint(cases) -> str:
     """Changes when the queue's rows, order or holders change: a live poll that sees the same one skips the swap."""
     digest = hashlib.sha256()
     for case in cases:
-        digest.update(f"{case.pk}:{case.status}:{case.claimed_by_id}:{case.claim_expires_at};".encode())
+        done = getattr(case, "assessments_done", "")
+        digest.update(f"{case.pk}:{case.status}:{case.claimed_by_id}:{case.claim_is_live()}:{done};".encode())
     return digest.hexdigest()[:16]
 
 

@@ -145,7 +145,7 @@ def nips_items_clean(items: dict, *, unable_to_assess: bool) -> dict[str, int | 
         raise ValidationError(errors)
     if unable_to_assess:
         # "Unable to assess" is a verdict of its own; partial scores would be mistaken for a total.
-        return {name: None for name in NIPS_ITEMS}
+        return dict.fromkeys(NIPS_ITEMS)
     return cleaned
 
 

@@ -155,7 +155,9 @@ def _iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def average_precision_50(predictions: Sequence[Sequence[tuple[Box, float]]], truths: Sequence[Sequence[Box]]) -> float | None:
+def average_precision_50(
+    predictions: Sequence[Sequence[tuple[Box, float]]], truths: Sequence[Sequence[Box]]
+) -> float | None:
     """AP at IoU >= 0.5 over images (all-point interpolation, VOC 2010+); mAP50 for one class.
 
     ``predictions[i]`` are (box, score) for image i, ``truths[i]`` its labelled boxes. None
@@ -195,7 +197,9 @@ def average_precision_50(predictions: Sequence[Sequence[tuple[Box, float]]], tru
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
-def detector_evaluate(detect: Callable[[Image.Image], list[tuple[Box, float]]], samples: Sequence[DetectorSample]) -> dict[str, Any]:
+def detector_evaluate(
+    detect: Callable[[Image.Image], list[tuple[Box, float]]], samples: Sequence[DetectorSample]
+) -> dict[str, Any]:
     """mAP50 of ``detect`` (image -> [(box, score)]) against the samples' labelled boxes."""
     predictions = [detect(sample.image) for sample in samples]
     truths = [sample.boxes for sample in samples]

@@ -258,7 +258,9 @@ def _nll(z: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(np.mean(np.logaddexp(0.0, np.where(y == 1, -s, s))))
 
 
-def temperature_fit(*, p_pain: Sequence[float], labels: Sequence[int], bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+def temperature_fit(
+    *, p_pain: Sequence[float], labels: Sequence[int], bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
     """Temperature T minimising the negative log-likelihood on calibration data (Guo et al. 2017).
 
     One parameter, so a golden-section search on log T is exact enough and needs no optimiser.
@@ -321,7 +323,8 @@ def _binomial_cdf(k: int, n: int, p: float) -> float:
         return 0.0
     log_p, log_q = math.log(p), math.log1p(-p)
     terms = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k + 1)
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        for i in range(k + 1)
     ]
     top = max(terms)
     return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
@@ -370,11 +373,14 @@ def guaranteed_threshold(
         # Candidates ascending: lowest threshold = least nurse work.
         candidates = _candidate_thresholds(conf)
         if method == "crc":
-            for t in candidates:
-                risk = float(np.mean(miss_if_auto & (conf >= t)))
-                if n / (n + 1) * risk + 1.0 / (n + 1) <= alpha:
-                    chosen = float(t)
-                    break
+            # Empirical risk at every candidate at once: misses among cases with conf >= t.
+            order = np.argsort(conf, kind="mergesort")
+            sorted_conf = conf[order]
+            misses_from = np.concatenate((np.cumsum(miss_if_auto[order][::-1])[::-1], [0]))
+            risks = misses_from[np.searchsorted(sorted_conf, candidates, side="left")] / n
+            feasible = np.flatnonzero(n / (n + 1) * risks + 1.0 / (n + 1) <= alpha)
+            if feasible.size:
+                chosen = float(candidates[feasible[0]])
         else:
             # Fixed-sequence testing from the most conservative threshold down; stop at the first
             # threshold whose null "risk among auto > alpha" cannot be rejected at level delta.
@@ -455,7 +461,12 @@ def threshold_analysis(
 
 
 def plot_threshold_analysis(
-    *, p_pain: Sequence[float], labels: Sequence[int], path: str | Path, title: str = "", temperature: float | None = None
+    *,
+    p_pain: Sequence[float],
+    labels: Sequence[int],
+    path: str | Path,
+    title: str = "",
+    temperature: float | None = None,
 ) -> Path:
     """Save a three-panel figure (framework accuracy/workload vs threshold, risk-coverage,
     reliability before/after temperature scaling) as PNG or SVG, by the path's suffix."""
@@ -479,7 +490,9 @@ def plot_threshold_analysis(
     ax.set_xlabel("confidence threshold")
     ax.set_ylabel("accuracy (nurse cases counted correct)")
     ax2 = ax.twinx()
-    ax2.plot([r["threshold"] for r in table], [r["manual_share"] for r in table], color="tab:orange", label="share to nurse")
+    ax2.plot(
+        [r["threshold"] for r in table], [r["manual_share"] for r in table], color="tab:orange", label="share to nurse"
+    )
     ax2.set_ylabel("share of cases to a nurse")
     for t in (0.55, 0.6):
         ax.axvline(t, color="grey", linestyle=":", linewidth=0.8)

@@ -38,7 +38,6 @@ import csv
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import math
@@ -46,8 +45,7 @@ import os
 import random
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +59,8 @@ from tqdm import tqdm
 from inference import thresholds as th
 from inference.decode import UnreadableImage, decode_image
 from inference.detect import DEFAULT_MARGIN, get_detector, select_face
-from inference.painnet import BACKBONES, CLASSES, PAIN_INDEX, PainNet, default_spec
-from inference.preprocess import batch_tensor, crop_face, letterbox, train_transform, validate_spec
+from inference.painnet import BACKBONES, CLASSES, PAIN_INDEX, PainNet
+from inference.preprocess import batch_tensor, crop_face, letterbox, train_transform
 from inference.runtime import configure_threads, data_dir, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -252,7 +250,7 @@ class CropSet:
     def subjects(self) -> list[str]:
         return [image.subject for image in self.images]
 
-    def subset(self, indices: Sequence[int]) -> "CropSet":
+    def subset(self, indices: Sequence[int]) -> CropSet:
         return CropSet(
             images=[self.images[i] for i in indices],
             crops=[self.crops[i] for i in indices],
@@ -492,7 +490,14 @@ class FeatureBank:
         augment = train_transform(self.spec)
         views: list[torch.Tensor] = []
         total = len(crops) * n_views
-        bar = tqdm(total=total, desc=f"{config.backbone} features", unit="img", disable=not progress, file=sys.stderr, leave=False)
+        bar = tqdm(
+            total=total,
+            desc=f"{config.backbone} features",
+            unit="img",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        )
         with torch.inference_mode():
             for view in range(n_views):
                 outputs = []
@@ -585,7 +590,10 @@ def train_painnet(
     weights = class_weights(labels[train_idx]).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     optimizer = torch.optim.Adam(
-        [p for p in suffix.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay, foreach=True
+        [p for p in suffix.parameters() if p.requires_grad],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        foreach=True,
     )
     generator = torch.Generator().manual_seed(seed)
     spec = model.preprocessing_spec
@@ -619,7 +627,14 @@ def train_painnet(
     history: list[dict[str, float]] = []
     stale = 0
     epochs_run = 0
-    bar = tqdm(range(1, config.epochs + 1), desc=f"train {config.backbone}", unit="epoch", disable=not progress, file=sys.stderr, leave=False)
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=f"train {config.backbone}",
+        unit="epoch",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )
     for epoch in bar:
         epochs_run = epoch
         suffix.train()
@@ -797,27 +812,39 @@ def train_model(
             "crop_settings": crops.settings.describe(),
             "skipped": len(crops.skipped),
         },
-        "training": {**config.describe(), "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                     "torch": torch.__version__},
+        "training": {
+            **config.describe(),
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "torch": torch.__version__,
+        },
     }
     return TrainedModel(model=result.model, temperature=temperature, metrics=metrics, metadata=metadata, result=result)
 
 
-def bundle_write(trained: TrainedModel, path: str | os.PathLike[str], *, name: str | None = None, version: str | None = None,
-                 description: str = "") -> str:
+def bundle_write(
+    trained: TrainedModel,
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    description: str = "",
+) -> str:
     """Save ``trained`` as an :mod:`inference.bundle` file; returns its sha256."""
     from inference.bundle import save_bundle
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     metadata = {
         **trained.metadata,
         "name": name or f"painnet-{trained.metadata['backbone']}",
         "version": version or now.strftime("%Y%m%d-%H%M%S"),
         "metrics": trained.metrics,
         "description": description
-        or (f"PainNet ({trained.metadata['backbone']}, fine-tune {trained.metadata['training']['finetune']}) "
+        or (
+            f"PainNet ({trained.metadata['backbone']}, fine-tune {trained.metadata['training']['finetune']}) "
             f"trained on {trained.metadata['training_data'].get('n_images', '?')} images of "
-            f"{trained.metadata['training_data'].get('n_subjects', '?')} subjects."),
+            f"{trained.metadata['training_data'].get('n_subjects', '?')} subjects."
+        ),
     }
     return save_bundle(path, model=trained.model, metadata=metadata)
 
@@ -872,17 +899,26 @@ def losocv(
     labels = crops.labels
     oof = np.full(len(subjects), np.nan)
     folds = []
-    for fold, held_out in enumerate(tqdm(unique, desc=f"LOSOCV {config.backbone}", unit="fold", disable=not progress, file=sys.stderr)):
+    for fold, held_out in enumerate(
+        tqdm(unique, desc=f"LOSOCV {config.backbone}", unit="fold", disable=not progress, file=sys.stderr)
+    ):
         others = [s for s in subjects if s != held_out]
         train_subjects, val_subjects = validation_split(others, config.val_subjects, config.seed * 7919 + fold)
         train_idx = [i for i, s in enumerate(subjects) if s in set(train_subjects)]
         val_idx = [i for i, s in enumerate(subjects) if s in set(val_subjects)]
         test_idx = [i for i, s in enumerate(subjects) if s == held_out]
         result = train_painnet(
-            crops=crops, train_indices=train_idx, val_indices=val_idx, config=config, bank=bank,
-            progress=False, fold_seed=fold + 1,
+            crops=crops,
+            train_indices=train_idx,
+            val_indices=val_idx,
+            config=config,
+            bank=bank,
+            progress=False,
+            fold_seed=fold + 1,
         )
-        p_test = predict_p_pain(result.model, [crops.crops[i] for i in test_idx], config=config, bank=bank, indices=test_idx)
+        p_test = predict_p_pain(
+            result.model, [crops.crops[i] for i in test_idx], config=config, bank=bank, indices=test_idx
+        )
         oof[test_idx] = p_test
         m = th.binary_metrics(p_pain=p_test, labels=labels[test_idx])
         folds.append(

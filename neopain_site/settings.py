@@ -287,6 +287,15 @@ CELERY_TASK_ROUTES = {
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-frames": {"task": "triage.tasks.frames_sweep", "schedule": timedelta(minutes=1)},
 }
+# Learning loop (annotations.tasks): off unless set. Training takes minutes, so it has a queue of
+# its own (`celery -A neopain_site worker -Q training`) and never blocks the inference workers.
+NEOPAIN_RETRAIN_EVERY_N_LABELS = env_int("NEOPAIN_RETRAIN_EVERY_N_LABELS", 0)
+CELERY_TASK_ROUTES["annotations.tasks.retrain_when_new_labels"] = {"queue": "training"}
+if NEOPAIN_RETRAIN_EVERY_N_LABELS:
+    CELERY_BEAT_SCHEDULE["retrain-when-new-labels"] = {
+        "task": "annotations.tasks.retrain_when_new_labels",
+        "schedule": timedelta(hours=1),
+    }
 
 LOGGING = {
     "version": 1,

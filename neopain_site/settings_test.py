@@ -10,8 +10,8 @@ import tempfile
 os.environ.setdefault("NEOPAIN_ENV", "test")
 os.environ.setdefault("NEOPAIN_DATA_DIR", tempfile.mkdtemp(prefix="neopain-test-"))
 
-from neopain_site.settings import *  # noqa: E402,F403
-from neopain_site.settings import DATA_DIR, DATABASES  # noqa: E402
+from neopain_site.settings import *  # noqa: F403
+from neopain_site.settings import DATA_DIR, DATABASES
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("TEST", {})["NAME"] = str(DATA_DIR / "test-neopain.sqlite3")

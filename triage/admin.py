@@ -9,7 +9,17 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from triage.models import Alert, AuditEvent, Device, ModelVersion, Neonate, TriageCase, Unit, UnitSettings, User
+from triage.models import (
+    Alert,
+    AuditEvent,
+    Device,
+    ModelVersion,
+    Neonate,
+    TriageCase,
+    Unit,
+    UnitSettings,
+    User,
+)
 from triage.services import audit_record
 
 

@@ -10,6 +10,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import connection
@@ -70,6 +71,10 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(detail=str(exc) or None)
     elif isinstance(exc, services.UploadTooLarge):
         return Response({"detail": str(exc), "limit_bytes": exc.limit}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    elif isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "Request body too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError("Malformed request.")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -371,7 +376,6 @@ class FrameListCreateApi(CappedUploadMixin, APIView):
             device=_caller_device(request),
             uploaded_by=request.user,
         )
-        frame = selectors.frames_visible(user=request.user).get(pk=frame.pk) if not created else frame
         body = {**FrameOutputSerializer(frame).data, "duplicate": not created}
         code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return Response(body, status=code, headers={"Location": body["url"]})

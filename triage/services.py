@@ -9,7 +9,19 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import Alert, AuditEvent, ModelVersion, Neonate, Prediction, Unit, UnitSettings, User
+from triage.models import (
+    Alert,
+    AuditEvent,
+    Clip,
+    Frame,
+    ModelVersion,
+    Neonate,
+    Prediction,
+    TriageCase,
+    Unit,
+    UnitSettings,
+    User,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -391,7 +403,7 @@ def frame_ingest(
     uploaded_by: User | None,
     clip=None,
     clip_time_s: float | None = None,
-) -> tuple["Frame", bool]:
+) -> tuple[Frame, bool]:
     """Validate, store and queue one face image. Returns ``(frame, created)``.
 
     Validated before anything is stored: byte cap, content sniffing (not the client's name or
@@ -408,7 +420,6 @@ def frame_ingest(
     from django.db import IntegrityError
 
     from inference.decode import UnreadableImage, sniff_image
-    from triage.models import Frame
 
     max_bytes = settings.NEOPAIN_MAX_UPLOAD_BYTES
     data = upload_read_capped(upload=image_file, max_bytes=max_bytes)
@@ -519,7 +530,6 @@ def clip_ingest(*, neonate: Neonate, video_file, captured_at=None, device=None, 
     from django.conf import settings
     from django.core.files.base import ContentFile
 
-    from triage.models import Clip
 
     data = upload_read_capped(upload=video_file, max_bytes=settings.NEOPAIN_MAX_CLIP_BYTES)
     captured_at = frame_captured_at_check(captured_at=captured_at)
@@ -569,7 +579,6 @@ def clip_process(*, clip_id: int) -> int:
 
     from django.conf import settings
 
-    from triage.models import Clip
 
     with transaction.atomic():
         claimed = Clip.objects.filter(pk=clip_id, status__in=[Clip.Status.QUEUED]).update(status=Clip.Status.PROCESSING)
@@ -639,7 +648,23 @@ def _pipeline_for(*, classifier: ModelVersion, detector: ModelVersion | None):
         detector=detector_name,
         detector_weights=detector_weights,
     )
+    if hasattr(pipeline, "margin"):
+        pipeline.margin = settings.NEOPAIN_FACE_MARGIN
     return pipeline, detector_name
+
+
+def pipelines_warm() -> int:
+    """Load the pipeline of every active classifier now (worker start-up); returns how many."""
+    from triage.selectors import active_model_for_unit
+
+    classifiers = ModelVersion.objects.filter(kind=ModelVersion.Kind.CLASSIFIER, status=ModelVersion.Status.ACTIVE)
+    loaded = 0
+    for classifier in classifiers.select_related("unit"):
+        detector = active_model_for_unit(unit=classifier.unit, kind=ModelVersion.Kind.DETECTOR)
+        _pipeline_for(classifier=classifier, detector=detector)
+        loaded += 1
+    logger.info("preloaded %d model pipeline(s)", loaded)
+    return loaded
 
 
 def _frames_claim(*, frame_ids: list[int], batch_max: int) -> list[int]:
@@ -653,7 +678,6 @@ def _frames_claim(*, frame_ids: list[int], batch_max: int) -> list[int]:
     from django.db import connection
     from django.db.models import F, Q
 
-    from triage.models import Frame
 
     now = timezone.now()
     lease_cutoff = now - timedelta(seconds=max(settings.CELERY_TASK_TIME_LIMIT, 60))
@@ -695,7 +719,6 @@ def _units_sharing_model(*, unit_id: int) -> list[int]:
 
 def _frames_release(*, frame_ids: list[int], reason: str = "") -> None:
     """Hand frames back to the queue (a later task or the sweeper picks them up)."""
-    from triage.models import Frame
 
     if frame_ids:
         Frame.objects.filter(pk__in=frame_ids, status=Frame.Status.PROCESSING).update(
@@ -704,7 +727,6 @@ def _frames_release(*, frame_ids: list[int], reason: str = "") -> None:
 
 
 def _frames_fail(*, frame_ids: list[int], reason: str) -> None:
-    from triage.models import Frame
 
     if frame_ids:
         Frame.objects.filter(pk__in=frame_ids, status=Frame.Status.PROCESSING).update(
@@ -728,7 +750,6 @@ def frames_process(*, frame_ids: list[int], batch_max: int | None = None) -> dic
     from django.conf import settings
     from django.db import DatabaseError
 
-    from triage.models import Frame
     from triage.selectors import active_model_for_unit
 
     batch_max = batch_max or settings.NEOPAIN_BATCH_MAX
@@ -851,7 +872,6 @@ def prediction_record(*, frame, outcome, classifier: ModelVersion, detector: Mod
     from django.core.files.base import ContentFile
     from django.db import IntegrityError
 
-    from triage.models import Frame, TriageCase
 
     now = timezone.now()
     if outcome.frame_sha256 and outcome.frame_sha256 != frame.sha256:
@@ -938,7 +958,6 @@ def frames_sweep(*, stuck_seconds: int | None = None, limit: int = 1000, queued_
     """
     from django.conf import settings
 
-    from triage.models import Clip, Frame
 
     stuck_seconds = settings.NEOPAIN_STUCK_FRAME_SECONDS if stuck_seconds is None else stuck_seconds
     cutoff = timezone.now() - timedelta(seconds=stuck_seconds)

@@ -128,8 +128,9 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     held_by_me = held_live and case.claimed_by_id == user.pk
     already_scored = any(a.nurse_id == user.pk for a in case.assessments.all())
     decided = case.status == TriageCase.Status.DECIDED
-    is_nurse = user.is_nurse or (user.is_superuser and user.role == Role.NURSE)
+    is_nurse = user.is_nurse
     prediction = case.prediction
+    visible = selectors.assessments_visible(user=user, case=case)
     values = form_values or {}
     items = [
         {
@@ -156,8 +157,8 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         "decided": decided,
         "can_claim": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
         "form_enabled": is_nurse and held_by_me and not decided and not already_scored,
-        "visible_assessments": selectors.assessments_visible(user=user, case=case),
-        "hidden_assessments": len(case.assessments.all()) - len(selectors.assessments_visible(user=user, case=case)),
+        "visible_assessments": visible,
+        "hidden_assessments": len(case.assessments.all()) - len(visible),
         "items": items,
         "form_values": values,
         "form_errors": form_errors or {},
@@ -182,8 +183,6 @@ def case_claim(request, pk: int):
         services.case_claim(case=case, nurse=request.user, request=request)
     except services.CaseConflict as exc:
         messages.error(request, f"Not claimed: {exc.message}")
-    except PermissionDenied as exc:
-        raise exc
     # No #fragment: a fragment target makes browsers skip autofocus on the first NIPS item.
     return redirect("triage:case_detail", pk=case.pk)
 
@@ -385,6 +384,8 @@ def unit_settings(request):
         "model": model,
         "metrics": metrics,
         "metric_rows": metric_rows(metrics),
+        "kappa": {k: v for k, v in (metrics.get("kappa") or {}).items() if isinstance(v, (int, float, str))}
+        if isinstance(metrics.get("kappa"), dict) else {},
         "threshold_rows": threshold_rows(metrics, rules.threshold),
         "curve": workload_curve(metrics, rules.threshold),
         "guarantee": guarantee_context(metrics, rules.threshold),

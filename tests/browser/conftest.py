@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import django.test.testcases as _django_testcases
 import pytest
+
 
 def _no_media_handler(application):
     """Django's live server wraps itself in a MEDIA_URL file server; NeoPain has no public media
@@ -14,7 +16,6 @@ def _no_media_handler(application):
     return application
 
 
-import django.test.testcases as _django_testcases  # noqa: E402
 
 _django_testcases._MediaFilesHandler = _no_media_handler
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,12 @@ from playwright.sync_api import expect
 
 from annotations import services
 from tests.browser.conftest import TABLET, sign_in
-from tests.factories import FrameFactory, ModelVersionFactory, NeonateFactory, PredictionFactory
+from tests.factories import (
+    FrameFactory,
+    ModelVersionFactory,
+    NeonateFactory,
+    PredictionFactory,
+)
 from tests.ui.conftest import make_case
 from triage.models import AuditEvent, TriageCase, UnitSettings
 
@@ -196,7 +200,9 @@ def test_unit_admin_changes_the_threshold_sees_the_audit_row_and_downloads_the_c
         page.get_by_role("button", name="Download CSV").click()
     download = download_info.value
     assert download.suggested_filename.startswith("nips-assessments-north-")
-    body = open(download.path(), encoding="utf-8").read()
+    from pathlib import Path
+
+    body = Path(download.path()).read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == 1 and rows[0]["neonate_mrn"] == "MRN-204312" and rows[0]["nips_total"] == "4"
     assert rows[0]["note"] == "'=cmd, \"quoted\""

@@ -14,7 +14,6 @@ misaligned, augmentations destroying the signal) cannot.
 from __future__ import annotations
 
 import argparse
-import colorsys
 import csv
 from pathlib import Path
 
@@ -76,7 +75,9 @@ def planted_dataset_write(
             folder = out / f"s{s:02d}" / label
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(count):
-                planted_frame(subject=s, index=k, pain=label == "pain", size=size, seed=seed).save(folder / f"{k:03d}.png")
+                planted_frame(subject=s, index=k, pain=label == "pain", size=size, seed=seed).save(
+                    folder / f"{k:03d}.png"
+                )
     return out
 
 
@@ -88,7 +89,13 @@ def planted_manifest_write(dataset: str | Path, manifest: str | Path) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["path", "subject", "label"])
         for path in rows:
-            writer.writerow([str(path.relative_to(manifest.parent) if path.is_relative_to(manifest.parent) else path), path.parent.parent.name, path.parent.name])
+            writer.writerow(
+                [
+                    str(path.relative_to(manifest.parent) if path.is_relative_to(manifest.parent) else path),
+                    path.parent.parent.name,
+                    path.parent.name,
+                ]
+            )
     return manifest
 
 

@@ -260,3 +260,21 @@ def test_uploads_are_logged_not_audited(client_for, device, neonate, upload_png)
     # Uploads are high-volume: they are logged, not audited (the frame row is the record).
     upload(client_for(device.user), mrn=neonate.mrn, data=upload_png)
     assert not AuditEvent.objects.filter(action__startswith="frame").exists()
+
+
+def test_a_device_re_uploading_a_nurses_image_gets_the_existing_frame(client_for, nurse, device, neonate, upload_png):
+    first = upload(client_for(nurse), mrn=neonate.mrn, data=upload_png).json()
+
+    response = upload(client_for(device.user), mrn=neonate.mrn, data=upload_png)
+
+    assert response.status_code == 200
+    assert response.json()["id"] == first["id"] and response.json()["duplicate"] is True
+
+
+def test_oversized_form_fields_answer_413_json(client_for, nurse, neonate, upload_png, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+
+    response = upload(client_for(nurse), mrn=neonate.mrn, data=upload_png, note="x" * 500)
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": "Request body too large."}

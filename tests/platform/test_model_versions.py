@@ -186,3 +186,14 @@ def test_frames_waiting_for_a_model_are_published_on_activation(bundle_copy, neo
         services.model_version_register(bundle_path=bundle_copy, status="active")
 
     assert published == [frame.pk]
+
+
+def test_a_worker_preloads_every_active_model(bundle_copy, unit):
+    from inference.pipeline import Pipeline
+
+    services.model_version_register(bundle_path=bundle_copy, status="active")
+    services.model_version_register(bundle_path=bundle_copy, unit=unit, status="active")
+
+    assert services.pipelines_warm() == 2
+    pipeline, detector = services._pipeline_for(classifier=ModelVersion.objects.filter(unit=None).get(), detector=None)
+    assert isinstance(pipeline, Pipeline) and detector == "retinaface"

@@ -36,7 +36,7 @@ def run_settings(env: dict[str, str], code: str = "import django; django.setup()
 
 def test_every_celery_setting_is_a_real_celery_setting():
     """A misspelled Celery setting is silently ignored: compare each CELERY_* name with Celery's own list."""
-    from celery.app.defaults import flatten, NAMESPACES
+    from celery.app.defaults import NAMESPACES, flatten
 
     known = {key.upper() for key, _ in flatten(NAMESPACES)}
     ours = {name[len("CELERY_"):] for name in dir(settings) if name.startswith("CELERY_")}
@@ -159,7 +159,7 @@ def test_every_env_var_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     names = settings_env_names() | {"PORT", "NEOPAIN_DEVICE", "NEOPAIN_TORCH_THREADS", "NEOPAIN_ADMIN_PASSWORD",
                                     "NEOPAIN_NURSE_PASSWORD", "NEOPAIN_WORKER_CONCURRENCY", "WEB_CONCURRENCY"}
-    for path in (ROOT / "inference").glob("*.py"):
+    for path in [*(ROOT / "inference").glob("*.py"), *(ROOT / "annotations").glob("*.py"), *(ROOT / "triage").glob("*.py")]:
         names |= {n for n in ENV_READ.findall(path.read_text()) if n.startswith("NEOPAIN_")}
     missing = sorted(name for name in names if f"`{name}`" not in readme)
     assert missing == []

@@ -122,7 +122,10 @@ def test_filters_unit_dates_and_neonate(client_for, nurse, second_nurse, neonate
     other = services.assessment_create(case=make_case(neonate=other_baby, model=model), nurse=second_nurse, items=SCORES)
     client = client_for(nurse)
     today = timezone.localdate().isoformat()
-    ids = lambda q: [int(r["assessment_id"]) for r in rows_of(download(client, q)[1])]  # noqa: E731
+
+    def ids(query: str) -> list[int]:
+        return [int(r["assessment_id"]) for r in rows_of(download(client, query)[1])]
+
     assert ids("") == [old.pk, recent.pk, other.pk]
     assert ids(f"?date_from={today}") == [recent.pk, other.pk]
     assert ids(f"?date_to={(timezone.localdate() - timedelta(days=5)).isoformat()}") == [old.pk]

@@ -10,7 +10,13 @@ from django.utils import timezone
 
 from annotations import services
 from annotations.selectors import threshold_workload_estimate
-from tests.factories import AlertFactory, FrameFactory, ModelVersionFactory, NipsAssessmentFactory, PredictionFactory
+from tests.factories import (
+    AlertFactory,
+    FrameFactory,
+    ModelVersionFactory,
+    NipsAssessmentFactory,
+    PredictionFactory,
+)
 from tests.ui.conftest import face_png, make_case
 from triage.models import AuditEvent, TriageCase, UnitSettings
 
@@ -358,7 +364,7 @@ def test_audit_events_are_read_only_in_the_django_admin(browser_for, superuser, 
 
 
 @pytest.mark.parametrize("model_path", ["triage/unit", "triage/neonate", "triage/device", "triage/user", "triage/modelversion",
-                                        "annotations/nipsassessment"])
+                                        "annotations/nipsassessment", "triage/user/add", "triage/unit/add"])
 def test_admin_lists_the_project_models(browser_for, superuser, model_path):
     assert browser_for(superuser).get(f"/django-admin/{model_path}/").status_code == 200
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 from django import template
 from django.utils import timezone
@@ -57,7 +57,7 @@ def utc(moment) -> str:
     """An unambiguous timestamp for the audit log: always UTC, always labelled."""
     if not moment:
         return ""
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @register.filter

@@ -12,28 +12,57 @@ from inference.painnet import BACKBONES
 
 def add_training_options(parser, *, several_backbones: bool = False) -> None:
     if several_backbones:
-        parser.add_argument("--backbone", nargs="+", default=["mobilenet_v2"], choices=sorted(BACKBONES),
-                            help="One or more backbones, evaluated side by side (default mobilenet_v2).")
+        parser.add_argument(
+            "--backbone",
+            nargs="+",
+            default=["mobilenet_v2"],
+            choices=sorted(BACKBONES),
+            help="One or more backbones, evaluated side by side (default mobilenet_v2).",
+        )
     else:
         parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
-    parser.add_argument("--backbone-weights", default=None, help="Weights file for resnet50 (NEOPAIN_RESNET50_WEIGHTS).")
-    parser.add_argument("--epochs", type=int, default=60, help="Most epochs; early stopping usually ends sooner (default 60).")
+    parser.add_argument(
+        "--backbone-weights", default=None, help="Weights file for resnet50 (NEOPAIN_RESNET50_WEIGHTS)."
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=60, help="Most epochs; early stopping usually ends sooner (default 60)."
+    )
     parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (paper: 1e-5).")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--patience", type=int, default=10, help="Early-stopping patience in epochs (validation loss).")
-    parser.add_argument("--val-subjects", type=int, default=None,
-                        help="Training subjects held out for early stopping (default ~20%%, at least 1).")
+    parser.add_argument(
+        "--val-subjects",
+        type=int,
+        default=None,
+        help="Training subjects held out for early stopping (default ~20%%, at least 1).",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--finetune", choices=["last", "head", "all"], default="last",
-                        help="last: last backbone block + head (default); head: backbone frozen; all: paper's full fine-tune.")
+    parser.add_argument(
+        "--finetune",
+        choices=["last", "head", "all"],
+        default="last",
+        help="last: last backbone block + head (default); head: backbone frozen; all: paper's full fine-tune.",
+    )
     parser.add_argument("--freeze-backbone", action="store_true", help="Same as --finetune head (fastest).")
-    parser.add_argument("--augment-views", type=int, default=4,
-                        help="Augmented views (rotation 0-15, flip) precomputed per image for last/head (default 4).")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="Missed-pain target for the guaranteed threshold (default: the unit's, else 0.05).")
+    parser.add_argument(
+        "--augment-views",
+        type=int,
+        default=4,
+        help="Augmented views (rotation 0-15, flip) precomputed per image for last/head (default 4).",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="Missed-pain target for the guaranteed threshold (default: the unit's, else 0.05).",
+    )
     parser.add_argument("--cache", default=None, help="Face-crop cache folder (default $NEOPAIN_DATA_DIR/cache).")
-    parser.add_argument("--detector", default=None, choices=["retinaface", "yolo", "none"],
-                        help="Face detector for raw images (default retinaface; 'none' if images are face crops).")
+    parser.add_argument(
+        "--detector",
+        default=None,
+        choices=["retinaface", "yolo", "none"],
+        help="Face detector for raw images (default retinaface; 'none' if images are face crops).",
+    )
     parser.add_argument("--detector-weights", default=None, help="YOLO face weights for --detector yolo.")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: NEOPAIN_DEVICE, else CUDA when present).")
     parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
@@ -82,4 +111,3 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
-

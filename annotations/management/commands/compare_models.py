@@ -23,7 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--store", action="store_true", help="Keep the comparison in the candidate's metrics.")
 
     def handle(self, *args, **options):
-        from annotations.learning import models_compare, model_comparison_store
+        from annotations.learning import model_comparison_store, models_compare
         from triage.models import ModelVersion, Unit
 
         candidate = ModelVersion.objects.filter(pk=options["candidate"]).first()
@@ -40,8 +40,9 @@ class Command(BaseCommand):
             if unit is None:
                 raise CommandError(f"No unit with code {options['unit']!r}.")
         try:
-            result = models_compare(candidate=candidate, active=active, dataset=options["dataset"], unit=unit,
-                                    cache_dir=options["cache"])
+            result = models_compare(
+                candidate=candidate, active=active, dataset=options["dataset"], unit=unit, cache_dir=options["cache"]
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         w = self.stdout.write

@@ -33,7 +33,9 @@ class Command(BaseCommand):
         parser.add_argument("--losocv", action="store_true", help="Leave-one-subject-out cross-validation.")
         parser.add_argument("--model", type=int, default=None, help="Evaluate registered ModelVersion ID instead.")
         parser.add_argument("--store", action="store_true", help="With --model: store the analysis in its metrics.")
-        parser.add_argument("--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg).")
+        parser.add_argument(
+            "--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg)."
+        )
         add_training_options(parser, several_backbones=True)
 
     def handle(self, *args, **options):
@@ -48,7 +50,9 @@ class Command(BaseCommand):
         info = tr.dataset_info(options["dataset"])
         progress = show_progress(options)
         start = time.perf_counter()
-        crops = tr.face_crops(images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress)
+        crops = tr.face_crops(
+            images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress
+        )
         summary = tr.dataset_summary(crops.images)
         self.stdout.write(
             f"Dataset {options['dataset']}: {summary['n_images']} images, {summary['n_subjects']} subjects, "
@@ -92,7 +96,9 @@ class Command(BaseCommand):
                     path = path.with_name(f"{path.stem}-{name}{path.suffix}")
                 oof = results[name]["oof"]
                 th.plot_threshold_analysis(
-                    p_pain=oof["p_pain"], labels=oof["labels"], path=path,
+                    p_pain=oof["p_pain"],
+                    labels=oof["labels"],
+                    path=path,
                     title=f"{name} LOSOCV ({summary['n_images']} images, {summary['n_subjects']} subjects)",
                 )
                 self.stdout.write(f"plot: {path}")
@@ -102,11 +108,15 @@ class Command(BaseCommand):
             payload = dict(results[name])
             payload.pop("oof", None)
             payload_per_backbone[name] = payload
-        out = {**payload_per_backbone[best], "best_backbone": best, "dataset": {k: v for k, v in summary.items() if k != "per_subject"},
-               "backbones": payload_per_backbone, "skipped_backbones": errors}
+        out = {
+            **payload_per_backbone[best],
+            "best_backbone": best,
+            "dataset": {k: v for k, v in summary.items() if k != "per_subject"},
+            "backbones": payload_per_backbone,
+            "skipped_backbones": errors,
+        }
         if options["json"]:
             self.stdout.write(json_line(out))
-        return None
 
     def _print_side_by_side(self, results, names, summary):
         width = max(12, *(len(n) + 2 for n in names))
@@ -172,7 +182,9 @@ class Command(BaseCommand):
         labels = crops.labels
         alpha = options["alpha"]
         if alpha is None:
-            alpha = (version.unit.settings.missed_pain_target if version.unit and hasattr(version.unit, "settings") else None) or 0.05
+            alpha = (
+                version.unit.settings.missed_pain_target if version.unit and hasattr(version.unit, "settings") else None
+            ) or 0.05
         analysis = th.threshold_analysis(p_pain=p_pain, labels=labels, alpha=alpha)
         analysis["dataset"] = {k: v for k, v in summary.items() if k != "per_subject"}
         analysis["evaluation"] = f"held-out dataset {options['dataset']}"
@@ -183,9 +195,13 @@ class Command(BaseCommand):
         )
         for row in analysis["thresholds"]:
             if row["threshold"] in REPORTED_THRESHOLDS:
-                self.stdout.write(f"  threshold {row['threshold']:.2f}: accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse")
+                self.stdout.write(
+                    f"  threshold {row['threshold']:.2f}: accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse"
+                )
         g = analysis["guarantee"]
-        self.stdout.write(f"  guaranteed threshold at alpha {g['alpha']}: {g['threshold']:.3f} ({g['expected_manual_share']:.1%} to a nurse)")
+        self.stdout.write(
+            f"  guaranteed threshold at alpha {g['alpha']}: {g['threshold']:.3f} ({g['expected_manual_share']:.1%} to a nurse)"
+        )
         if options["plot"]:
             th.plot_threshold_analysis(p_pain=p_pain, labels=labels, path=options["plot"], title=version.label)
             self.stdout.write(f"plot: {options['plot']}")

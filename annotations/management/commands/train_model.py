@@ -33,7 +33,9 @@ class Command(BaseCommand):
         source.add_argument("--dataset", help="Dataset folder or CSV manifest (path, subject, label).")
         source.add_argument("--from-assessments", action="store_true", help="Train on nurse-labelled frames.")
         parser.add_argument("--unit", default=None, help="Unit code: its nurse labels, and the model serves only it.")
-        parser.add_argument("--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt).")
+        parser.add_argument(
+            "--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt)."
+        )
         parser.add_argument("--name", default=None, help="Model name in the bundle (default painnet-<unit|backbone>).")
         parser.add_argument("--no-register", action="store_true", help="Write the bundle only.")
         add_training_options(parser)
@@ -70,7 +72,9 @@ class Command(BaseCommand):
             except tr.DatasetError as exc:
                 raise CommandError(str(exc)) from exc
             info = tr.dataset_info(source)
-            crops = tr.face_crops(images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress)
+            crops = tr.face_crops(
+                images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress
+            )
             dataset = {k: v for k, v in tr.dataset_summary(crops.images).items() if k != "per_subject"}
             dataset.update({"source": source_name, "skipped_no_face": len(crops.skipped)})
             if info.get("excluded"):
@@ -84,7 +88,7 @@ class Command(BaseCommand):
                 trained = tr.train_model(crops, config=config, alpha=alpha, progress=progress, dataset=dataset)
             except (tr.DatasetError, FileNotFoundError) as exc:
                 raise CommandError(str(exc)) from exc
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         scope = unit.code if unit else config.backbone
         name = options["name"] or f"painnet-{scope}"
         out = Path(options["out"]) if options["out"] else Path(settings.MODELS_DIR) / f"{name}-{stamp}.pt"
@@ -101,10 +105,14 @@ class Command(BaseCommand):
                 f"Validation subjects {', '.join(m['validation_subjects'])}: accuracy {fmt(m['accuracy'])}, AUC {fmt(m['auc'])}, "
                 f"sensitivity {fmt(m['sensitivity'])}, specificity {fmt(m['specificity'])}, AURC {fmt(m['aurc'], 4)}"
             )
-            w(f"Calibration: ECE {fmt(m['ece'])} -> {fmt(m['ece_temperature_scaled'])} at served temperature {m['temperature']:.2f}")
+            w(
+                f"Calibration: ECE {fmt(m['ece'])} -> {fmt(m['ece_temperature_scaled'])} at served temperature {m['temperature']:.2f}"
+            )
             for row in m["thresholds"]:
                 if row["threshold"] in (0.55, 0.6):
-                    w(f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse")
+                    w(
+                        f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse"
+                    )
             g = m["guarantee"]
             w(
                 f"  guaranteed threshold {g['threshold']:.3f}: expected missed pain <= {g['alpha']} of frames "
@@ -117,7 +125,9 @@ class Command(BaseCommand):
             except ValidationError as exc:
                 raise CommandError("; ".join(exc.messages)) from exc
             result["model_version_id"] = version.pk
-            w(f"Registered candidate model version {version.pk} ({version.label}); compare with "
-              f"`manage.py compare_models --candidate {version.pk}`, activate with `manage.py activate_model {version.pk}`")
+            w(
+                f"Registered candidate model version {version.pk} ({version.label}); compare with "
+                f"`manage.py compare_models --candidate {version.pk}`, activate with `manage.py activate_model {version.pk}`"
+            )
         if options["json"]:
             w(json_line({**result, "metrics": {k: v for k, v in m.items() if k != "history"}}))

@@ -1,0 +1,44 @@
+"""Fixtures of the learning-loop tests: a small planted-signal dataset and a shared crop cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.learning.planted import planted_dataset_write
+
+#: Small enough for 2 CPU cores, big enough for LOSOCV (6 subjects, 3 pain + 5 nonpain each).
+SUBJECTS, PAIN, NONPAIN = 6, 3, 5
+
+#: The fast training path the tests use: frozen backbone, cached embeddings, a higher rate
+#: than the paper's 1e-5 so a dozen epochs converge.
+FAST = [
+    "--freeze-backbone",
+    "--lr",
+    "1e-3",
+    "--epochs",
+    "15",
+    "--patience",
+    "5",
+    "--augment-views",
+    "1",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="session")
+def planted(tmp_path_factory):
+    """``<tmp>/<subject>/<pain|nonpain>/*.png``: real face pixels, a dark band over the mouth for pain."""
+    return planted_dataset_write(tmp_path_factory.mktemp("planted"), subjects=SUBJECTS, pain=PAIN, nonpain=NONPAIN)
+
+
+@pytest.fixture(scope="session")
+def crop_cache(tmp_path_factory):
+    """One face-crop cache for the session, so only the first test pays for detection."""
+    return tmp_path_factory.mktemp("crop-cache")
+
+
+def last_json_line(text: str) -> dict:
+    """The contract: with --json the last line of stdout is one JSON object."""
+    return json.loads(text.strip().splitlines()[-1])

@@ -1,0 +1,231 @@
+"""Retrain -> compare -> activate, end to end, from nurse decisions in the database."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from annotations import learning
+from annotations.tasks import retrain_when_new_labels
+from inference.detect import get_detector, select_face
+from tests.factories import FrameFactory, NeonateFactory, NipsAssessmentFactory, PredictionFactory, TriageCaseFactory
+from tests.learning.conftest import FAST, last_json_line
+from tests.learning.planted import planted_frame
+from triage.models import AuditEvent, ModelVersion, TriageCase
+
+pytestmark = pytest.mark.django_db
+
+NEONATES, FRAMES_EACH = 4, 8
+
+
+def png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def bootstrap_active(db):
+    """The shipped bootstrap model, registered and active for every unit (the day-one state)."""
+    from inference.bootstrap import bootstrap_bundle_path
+    from triage.services import model_version_register
+
+    return model_version_register(bundle_path=bootstrap_bundle_path(), status="active")
+
+
+def _case(*, frame, model_version, pain, nurses, required=1, verdicts=None, unable=False):
+    """A decided case on ``frame`` with one assessment per nurse (``verdicts`` overrides pain each)."""
+    detector = get_detector("retinaface")
+    from inference.decode import decode_image
+
+    image = decode_image(frame.image.open("rb").read())
+    face = select_face(detector.detect(image), image.size)
+    p_pain = 0.52 if pain else 0.48
+    prediction = PredictionFactory(
+        frame=frame,
+        model_version=model_version,
+        p_pain=p_pain,
+        box_x=face.x,
+        box_y=face.y,
+        box_w=face.w,
+        box_h=face.h,
+    )
+    verdicts = verdicts or [pain] * len(nurses)
+    final = None if unable else any(verdicts)
+    case = TriageCaseFactory(
+        prediction=prediction,
+        status=TriageCase.Status.DECIDED,
+        decided_at=timezone.now(),
+        assessments_required=required,
+        final_pain=final,
+    )
+    for nurse, verdict in zip(nurses, verdicts):
+        if unable:
+            NipsAssessmentFactory(
+                case=case, nurse=nurse, pain=None, total=None, unable_to_assess=True, unable_reason="baby turned away"
+            )
+        else:
+            NipsAssessmentFactory(case=case, nurse=nurse, pain=verdict, total=5 if verdict else 1)
+    return case
+
+
+@pytest.fixture
+def nurse_decisions(unit, nurse, second_nurse, bootstrap_active):
+    """4 neonates x 8 frames with real faces, decided by nurses; plus the awkward cases."""
+    cases = []
+    neonates = [NeonateFactory(unit=unit, mrn=f"MRN-SECRET-{i}") for i in range(NEONATES)]
+    for i, neonate in enumerate(neonates):
+        for k in range(FRAMES_EACH):
+            pain = k % 2 == 0
+            frame = FrameFactory(
+                neonate=neonate, content=png(planted_frame(subject=i, index=k, pain=pain)), width=160, height=160
+            )
+            cases.append(_case(frame=frame, model_version=bootstrap_active, pain=pain, nurses=[nurse]))
+    extra = NeonateFactory(unit=unit, mrn="MRN-SECRET-X")
+    frames = [
+        FrameFactory(neonate=extra, content=png(planted_frame(subject=9, index=k, pain=True)), width=160, height=160)
+        for k in range(3)
+    ]
+    # Double-scored, agreeing; double-scored, disagreeing; unable to assess.
+    cases.append(
+        _case(frame=frames[0], model_version=bootstrap_active, pain=True, nurses=[nurse, second_nurse], required=2)
+    )
+    cases.append(
+        _case(
+            frame=frames[1],
+            model_version=bootstrap_active,
+            pain=True,
+            nurses=[nurse, second_nurse],
+            required=2,
+            verdicts=[True, False],
+        )
+    )
+    cases.append(_case(frame=frames[2], model_version=bootstrap_active, pain=True, nurses=[nurse], unable=True))
+    return cases
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_export_labels_by_nurse_decision_with_pseudonymous_subjects(nurse_decisions, unit, tmp_path):
+    out = run("export_training_set", "--out", str(tmp_path / "export"), "--unit", unit.code)
+    assert "excluded" in out
+    summary = learning.training_set_export(unit=unit, out_dir=tmp_path / "again")
+    assert summary["n_images"] == NEONATES * FRAMES_EACH + 1  # + the agreeing double score
+    assert summary["excluded"] == {"disagreement": 1, "unable_to_assess": 1}
+    subjects = sorted(p.name for p in (tmp_path / "export").iterdir() if p.is_dir())
+    assert len(subjects) == NEONATES + 1 and all(s.startswith("nb-") for s in subjects)
+    names = " ".join(str(p) for p in (tmp_path / "export").rglob("*"))
+    assert "MRN" not in names and "SECRET" not in names
+    assert subjects == sorted({learning.subject_pseudonym(neonate_id=c.neonate_id) for c in nurse_decisions})
+    pain_files = list((tmp_path / "export").glob("*/pain/*.png"))
+    assert len(pain_files) == NEONATES * FRAMES_EACH // 2 + 1
+
+
+def test_retrain_compare_activate_end_to_end(
+    nurse_decisions, unit, ml_engineer, bootstrap_active, crop_cache, tmp_path
+):
+    from inference.pipeline import get_pipeline
+    from triage.selectors import active_model_for_unit
+    from triage.services import model_version_activate
+
+    trained = last_json_line(
+        run(
+            "train_model",
+            "--from-assessments",
+            "--unit",
+            unit.code,
+            "--backbone",
+            "mobilenet_v2",
+            *FAST,
+            "--cache",
+            str(crop_cache),
+            "--out",
+            str(tmp_path / "unit-model.pt"),
+            "--json",
+        )
+    )
+    candidate = ModelVersion.objects.get(pk=trained["model_version_id"])
+    assert candidate.status == ModelVersion.Status.CANDIDATE and candidate.unit == unit
+    assert candidate.sha256 == trained["sha256"]
+    for key in (
+        "accuracy_mean",
+        "accuracy_sd",
+        "auc",
+        "sensitivity",
+        "specificity",
+        "aurc",
+        "ece",
+        "ece_temperature_scaled",
+        "temperature",
+        "thresholds",
+        "risk_coverage",
+        "guarantee",
+        "folds",
+        "per_subject_accuracy",
+        "backbone",
+        "dataset",
+    ):
+        assert key in candidate.metrics, key
+    assert candidate.metrics["dataset"]["source"].startswith("nurse assessments")
+    assert candidate.metrics["dataset"]["excluded"] == {"disagreement": 1, "unable_to_assess": 1}
+    assert {"alpha", "threshold", "n_calibration", "expected_manual_share", "method"} <= set(
+        candidate.metrics["guarantee"]
+    )
+    # Still the bootstrap until someone activates the candidate.
+    assert active_model_for_unit(unit=unit) == bootstrap_active
+
+    comparison = last_json_line(
+        run("compare_models", "--candidate", str(candidate.pk), "--cache", str(crop_cache), "--json", "--store")
+    )
+    assert comparison["models"]["active"]["id"] == bootstrap_active.pk
+    assert comparison["models"]["candidate"]["id"] == candidate.pk
+    # Held out = the candidate's validation neonates' frames; its training frames are left out.
+    assert comparison["n"] > 0 and comparison["n_excluded_training_images"] > 0
+    assert comparison["n"] + comparison["n_excluded_training_images"] == NEONATES * FRAMES_EACH + 1
+    assert comparison["models"]["candidate"]["accuracy"] >= comparison["models"]["active"]["accuracy"]
+    assert "p_value" in comparison["mcnemar"]
+    candidate.refresh_from_db()
+    assert candidate.metrics["comparison"]["n"] == comparison["n"]
+
+    model_version_activate(model_version=candidate, actor=ml_engineer)
+    assert active_model_for_unit(unit=unit) == candidate
+    assert AuditEvent.objects.filter(action="model.activated", object_id=str(candidate.pk)).exists()
+    # What the worker does next batch: the new bundle serves the unit's frames.
+    frame = nurse_decisions[0].prediction.frame
+    outcome = get_pipeline(candidate.bundle_path, expected_sha256=candidate.sha256).run(frame.image.open("rb").read())
+    assert outcome.status == "ok" and outcome.weights_sha256 == candidate.sha256
+
+
+def test_kappa_per_model_version(nurse_decisions, unit, bootstrap_active):
+    rows = learning.agreement_by_model_version(unit=unit)
+    assert [r["model_version_id"] for r in rows] == [bootstrap_active.pk]
+    row = rows[0]
+    assert row["n_double_scored"] == 2
+    assert row["agreement_nurse_nurse"] == pytest.approx(0.5)
+    # Model vs nurse: every decided case with a verdict (the unable one has none).
+    assert row["n_model_nurse"] == NEONATES * FRAMES_EACH + 2
+    assert row["kappa_model_nurse"] is not None and -1 <= row["kappa_model_nurse"] <= 1
+
+
+def test_retraining_job_is_off_by_default(monkeypatch, unit):
+    monkeypatch.delenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", raising=False)
+    assert retrain_when_new_labels() == {"enabled": False}
+
+
+def test_retraining_job_retrains_when_enough_new_labels(monkeypatch, nurse_decisions, unit, bootstrap_active):
+    calls = []
+    monkeypatch.setattr(
+        learning, "retrain_from_assessments", lambda *, unit: calls.append(unit.code) or (bootstrap_active, {})
+    )
+    monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "1000")
+    assert retrain_when_new_labels()["retrained"] == {}
+    monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "10")
+    assert retrain_when_new_labels()["retrained"] == {unit.code: bootstrap_active.pk}
+    assert calls == [unit.code]
