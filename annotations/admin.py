@@ -8,7 +8,17 @@ from triage.admin import ReadOnlyAdmin
 
 @admin.register(NipsAssessment)
 class NipsAssessmentAdmin(ReadOnlyAdmin):
-    list_display = ["id", "case", "nurse", "total", "rule", "pain", "unable_to_assess", "is_second_opinion", "created_at"]
+    list_display = [
+        "id",
+        "case",
+        "nurse",
+        "total",
+        "rule",
+        "pain",
+        "unable_to_assess",
+        "is_second_opinion",
+        "created_at",
+    ]
     list_filter = ["pain", "unable_to_assess", "is_second_opinion"]
     search_fields = ["case__neonate__mrn", "nurse__username"]
 

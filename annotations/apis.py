@@ -109,7 +109,11 @@ class CaseOutputSerializer(serializers.Serializer):
             "confidence": p.confidence,
             "threshold": p.threshold,
             "routed_to": p.routed_to,
-            "model_version": {"id": p.model_version_id, "label": p.model_version.label, "is_bootstrap": p.model_version.is_bootstrap},
+            "model_version": {
+                "id": p.model_version_id,
+                "label": p.model_version.label,
+                "is_bootstrap": p.model_version.is_bootstrap,
+            },
             "frame_id": p.frame_id,
             "captured_at": p.frame.captured_at.isoformat(),
             "box": p.box,
@@ -163,10 +167,14 @@ class CaseListApi(APIView):
         wanted = request.query_params.get("status", "open")
         if wanted not in {"open", "claimed", "decided"}:
             raise ValidationError({"status": ["Must be open, claimed or decided."]})
-        cases = selectors.queue_for_nurse(user=request.user, status=wanted).annotate(assessments_done=Count("assessments"))
+        cases = selectors.queue_for_nurse(user=request.user, status=wanted).annotate(
+            assessments_done=Count("assessments")
+        )
         paginator = self.Pagination()
         page = paginator.paginate_queryset(cases, request, view=self)
-        return paginator.get_paginated_response(CaseOutputSerializer(page, many=True, context={"request": request}).data)
+        return paginator.get_paginated_response(
+            CaseOutputSerializer(page, many=True, context={"request": request}).data
+        )
 
 
 class CaseDetailApi(APIView):
@@ -222,10 +230,14 @@ class AssessmentCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         face = serializers.IntegerField(min_value=0, max_value=NIPS_ITEMS["face"], required=False, allow_null=True)
         cry = serializers.IntegerField(min_value=0, max_value=NIPS_ITEMS["cry"], required=False, allow_null=True)
-        breathing = serializers.IntegerField(min_value=0, max_value=NIPS_ITEMS["breathing"], required=False, allow_null=True)
+        breathing = serializers.IntegerField(
+            min_value=0, max_value=NIPS_ITEMS["breathing"], required=False, allow_null=True
+        )
         arms = serializers.IntegerField(min_value=0, max_value=NIPS_ITEMS["arms"], required=False, allow_null=True)
         legs = serializers.IntegerField(min_value=0, max_value=NIPS_ITEMS["legs"], required=False, allow_null=True)
-        arousal = serializers.IntegerField(min_value=0, max_value=NIPS_ITEMS["arousal"], required=False, allow_null=True)
+        arousal = serializers.IntegerField(
+            min_value=0, max_value=NIPS_ITEMS["arousal"], required=False, allow_null=True
+        )
         note = serializers.CharField(required=False, allow_blank=True, max_length=services.NOTE_MAX, default="")
         intubated = serializers.BooleanField(required=False, default=False)
         unable_to_assess = serializers.BooleanField(required=False, default=False)
@@ -264,7 +276,9 @@ class AssessmentCreateApi(APIView):
                 alert = assessment.case.neonate.alerts.order_by("-last_event_at").first()
             return alert.pk if alert else None
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=InputSerializer, responses={201: OutputSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT}
+    )
     def post(self, request, pk: int):
         case = selectors.case_get(user=request.user, pk=pk)
         serializer = self.InputSerializer(data=request.data)
@@ -319,7 +333,9 @@ class AlertAcknowledgeApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            alert = services.alert_acknowledge(alert=alert, actor=request.user, note=serializer.validated_data["note"], request=request)
+            alert = services.alert_acknowledge(
+                alert=alert, actor=request.user, note=serializer.validated_data["note"], request=request
+            )
         except services.CaseConflict as exc:
             return _conflict(exc)
         except DjangoValidationError as exc:
@@ -394,13 +410,23 @@ class AssessmentExportApi(APIView):
         unit_value = (data.get("unit") or "").strip()
         unit = None
         if unit_value:
-            unit = Unit.objects.filter(pk=int(unit_value)).first() if unit_value.isdigit() else Unit.objects.filter(code=unit_value).first()
+            unit = (
+                Unit.objects.filter(pk=int(unit_value)).first()
+                if unit_value.isdigit()
+                else Unit.objects.filter(code=unit_value).first()
+            )
             if unit is None or (units is not None and unit.pk not in units):
-                return Response({"detail": "You can export only your own unit's assessments."}, status=status.HTTP_403_FORBIDDEN)
+                return Response(
+                    {"detail": "You can export only your own unit's assessments."}, status=status.HTTP_403_FORBIDDEN
+                )
             units = [unit.pk]
         as_of = timezone.now()
         queryset = selectors.assessments_for_export(
-            units=units, date_from=data.get("date_from"), date_to=data.get("date_to"), mrn=(data.get("neonate") or "").strip(), as_of=as_of
+            units=units,
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            mrn=(data.get("neonate") or "").strip(),
+            as_of=as_of,
         )
         row_count = queryset.count()
         audit_filters = {
@@ -421,7 +447,10 @@ class AssessmentExportApi(APIView):
         stamp = as_of.strftime("%Y%m%dT%H%M%SZ")
         scope = audit_filters["unit"]
         response = StreamingHttpResponse(
-            (line.encode("utf-8") for line in export_lines(queryset.iterator(chunk_size=500), bom=data.get("bom", False))),
+            (
+                line.encode("utf-8")
+                for line in export_lines(queryset.iterator(chunk_size=500), bom=data.get("bom", False))
+            ),
             content_type="text/csv; charset=utf-8",
         )
         response["Content-Disposition"] = f'attachment; filename="nips-assessments-{scope}-{stamp}.csv"'

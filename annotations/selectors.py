@@ -72,9 +72,14 @@ def queue_fingerprint(cases) -> str:
 
 def case_get(*, user: User, pk: int) -> TriageCase:
     """One case of the caller's unit, else 404 (another unit's case is indistinguishable from none)."""
-    case = _scope(case_queryset(), user).prefetch_related(
-        Prefetch("assessments", queryset=NipsAssessment.objects.select_related("nurse").order_by("created_at"))
-    ).filter(pk=pk).first()
+    case = (
+        _scope(case_queryset(), user)
+        .prefetch_related(
+            Prefetch("assessments", queryset=NipsAssessment.objects.select_related("nurse").order_by("created_at"))
+        )
+        .filter(pk=pk)
+        .first()
+    )
     if case is None:
         raise Http404("No such case.")
     return case
@@ -83,8 +88,10 @@ def case_get(*, user: User, pk: int) -> TriageCase:
 def case_neighbours(*, user: User, case: TriageCase) -> tuple[TriageCase | None, TriageCase | None]:
     """(previous, next) open case in queue order, for J/K."""
     queue = queue_for_nurse(user=user).exclude(pk=case.pk)
-    key_after = Q(confidence__gt=case.confidence) | Q(confidence=case.confidence, created_at__gt=case.created_at) | Q(
-        confidence=case.confidence, created_at=case.created_at, id__gt=case.pk
+    key_after = (
+        Q(confidence__gt=case.confidence)
+        | Q(confidence=case.confidence, created_at__gt=case.created_at)
+        | Q(confidence=case.confidence, created_at=case.created_at, id__gt=case.pk)
     )
     following = queue.filter(key_after).first()
     preceding = queue.exclude(key_after).order_by("-confidence", "-created_at", "-id").first()
@@ -177,7 +184,9 @@ def threshold_workload_estimate(*, unit: Unit, days: int = 7, thresholds=WORKLOA
     for i, t in enumerate(thresholds):
         aggregates[f"nurse_{i}"] = Count("id", filter=Q(confidence__lt=t))
         aggregates[f"auto_pain_{i}"] = Count("id", filter=Q(confidence__gte=t, label=Prediction.Label.PAIN))
-    row = Prediction.objects.filter(frame__unit=unit, created_at__gte=since, created_at__lte=now).aggregate(**aggregates)
+    row = Prediction.objects.filter(frame__unit=unit, created_at__gte=since, created_at__lte=now).aggregate(
+        **aggregates
+    )
     n = row["n"] or 0
     covered_days = float(days)
     if n and row["first"] is not None:

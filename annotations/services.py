@@ -78,7 +78,9 @@ def case_claim(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
         raise CaseConflict("This case is already decided.", code="decided")
     _ensure_not_held_by_other(case, nurse, now)
     if case.assessments.filter(nurse=nurse).exists():
-        raise CaseConflict("You have already scored this case; a second nurse must score it blind.", code="already_scored")
+        raise CaseConflict(
+            "You have already scored this case; a second nurse must score it blind.", code="already_scored"
+        )
     before = _claim_snapshot(case)
     timeout = timedelta(minutes=unit_settings_get(unit=case.unit).claim_timeout_minutes)
     case.status = TriageCase.Status.CLAIMED
@@ -87,7 +89,15 @@ def case_claim(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
     case.claimed_by = nurse
     case.claim_expires_at = now + timeout
     case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
-    audit_record(action="case.claimed", actor=nurse, unit=case.unit, obj=case, before=before, after=_claim_snapshot(case), request=request)
+    audit_record(
+        action="case.claimed",
+        actor=nurse,
+        unit=case.unit,
+        obj=case,
+        before=before,
+        after=_claim_snapshot(case),
+        request=request,
+    )
     return case
 
 
@@ -109,7 +119,15 @@ def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
     case.claimed_at = None
     case.claim_expires_at = None
     case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
-    audit_record(action="case.released", actor=nurse, unit=case.unit, obj=case, before=before, after=_claim_snapshot(case), request=request)
+    audit_record(
+        action="case.released",
+        actor=nurse,
+        unit=case.unit,
+        obj=case,
+        before=before,
+        after=_claim_snapshot(case),
+        request=request,
+    )
     return case
 
 
@@ -202,7 +220,9 @@ def assessment_create(
     _ensure_not_held_by_other(case, nurse, now)
     previous = list(case.assessments.all())
     if any(a.nurse_id == nurse.pk for a in previous):
-        raise CaseConflict("You have already scored this case; a second nurse must score it blind.", code="already_scored")
+        raise CaseConflict(
+            "You have already scored this case; a second nurse must score it blind.", code="already_scored"
+        )
 
     rules = unit_settings_get(unit=case.unit)
     assessment = NipsAssessment(
@@ -268,9 +288,17 @@ def assessment_create(
             request=request,
         )
     if assessment.pain:
-        alert_raise(neonate=case.neonate, source=Alert.Source.NURSE, assessment=assessment, prediction=case.prediction, at=now)
-    logger.info("case %s assessed by %s: total %s pain %s%s", case.pk, nurse.pk, assessment.total, assessment.pain,
-                " (decided)" if decided else "")
+        alert_raise(
+            neonate=case.neonate, source=Alert.Source.NURSE, assessment=assessment, prediction=case.prediction, at=now
+        )
+    logger.info(
+        "case %s assessed by %s: total %s pain %s%s",
+        case.pk,
+        nurse.pk,
+        assessment.total,
+        assessment.pain,
+        " (decided)" if decided else "",
+    )
     return assessment
 
 
@@ -334,7 +362,11 @@ def alert_acknowledge(*, alert: Alert, actor: User, note: str = "", request=None
         unit=alert.unit,
         obj=alert,
         before={"acknowledged_at": None},
-        after={"acknowledged_at": alert.acknowledged_at.isoformat(), "note": note, "suppressed_count": alert.suppressed_count},
+        after={
+            "acknowledged_at": alert.acknowledged_at.isoformat(),
+            "note": note,
+            "suppressed_count": alert.suppressed_count,
+        },
         request=request,
     )
     return alert

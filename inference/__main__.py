@@ -258,4 +258,7 @@ def _cmd_build_bootstrap(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    # Set before torch loads OpenMP (commands import it lazily): idle threads sleep rather
+    # than spin, so torch and onnxruntime do not starve each other on small CPUs.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(main())

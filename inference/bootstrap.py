@@ -85,8 +85,9 @@ def bootstrap_metadata() -> dict[str, object]:
             "negative-affect expressions (anger, disgust, fear, sadness) predicted by PyEmotion's "
             "adult facial-expression CNN on the 48x48 grey face crop. Not trained on neonates, "
             "not evaluated on neonates, uncalibrated. Its temperature caps confidence at "
-            f"{BOOTSTRAP_MAX_CONFIDENCE:.2f} so that it routes most cases to nurses. Use it only "
-            "until the unit has trained and registered its own PainNet on NIPS-labelled frames."
+            f"{BOOTSTRAP_MAX_CONFIDENCE:.2f}, below the paper's 0.6 manual-assessment threshold, so "
+            "that it routes cases to nurses. Use it only until the unit has trained and registered "
+            "its own PainNet on NIPS-labelled frames."
         ),
         "training_data": {
             "neonatal_images": 0,

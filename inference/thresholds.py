@@ -396,18 +396,53 @@ def guaranteed_threshold(
     threshold = 1.0 if all_to_nurse else chosen
     auto = conf >= threshold if not all_to_nurse else np.zeros(n, dtype=bool)
     n_auto = int(auto.sum())
+    manual_share = float(1.0 - n_auto / n) if n else 1.0
     return {
+        "statement": guarantee_statement(
+            method=method, alpha=alpha, threshold=threshold, n=n, manual_share=manual_share, delta=delta,
+            all_to_nurse=all_to_nurse,
+        ),
         "alpha": float(alpha),
         "threshold": float(threshold),
         "method": "conformal-risk-control" if method == "crc" else "learn-then-test-binomial",
         "loss": "missed pain among all frames" if method == "crc" else "missed pain among auto-decided frames",
         "n_calibration": n,
-        "expected_manual_share": float(1.0 - n_auto / n) if n else 1.0,
+        "expected_manual_share": manual_share,
         "empirical_missed_pain": float(np.mean(miss_if_auto & auto)) if n else 0.0,
         "empirical_missed_pain_rate_auto": float(np.sum(miss_if_auto & auto) / n_auto) if n_auto else 0.0,
         "all_to_nurse": all_to_nurse,
         "delta": float(delta) if method == "ltt" else None,
     }
+
+
+def guarantee_statement(
+    *, method: str, alpha: float, threshold: float, n: int, manual_share: float, delta: float = 0.1,
+    all_to_nurse: bool = False,
+) -> str:
+    """The guarantee and its assumptions in plain words, for the unit admin's page."""
+    if all_to_nurse:
+        return (
+            f"No threshold below 1.0 keeps missed pain under {alpha:.1%} with {n} labelled calibration frames: "
+            "every frame should go to a nurse. More nurse-labelled frames (or a better model) are needed."
+        )
+    assumptions = (
+        f"It assumes that future frames resemble the {n} nurse-labelled frames it was computed on (same unit, "
+        "cameras and kind of patients, no change over time; frames of one baby are not independent, so more "
+        "babies matter more than more frames), and it takes the nurses' NIPS verdict as the truth. "
+        "Recompute it after any change of model, camera or population."
+    )
+    if method == "crc":
+        return (
+            f"At a threshold of {threshold:.3f}, on average no more than {alpha:.1%} of all frames will be a baby in "
+            f"pain whom the model called 'no pain' without asking a nurse; about {manual_share:.0%} of frames go to "
+            "a nurse. 'On average' means over the chance of which frames were used to set the threshold: a "
+            f"particular week can be worse. {assumptions}"
+        )
+    return (
+        f"At a threshold of {threshold:.3f}, with {1 - delta:.0%} confidence, no more than {alpha:.1%} of the "
+        f"frames the model decides on its own are a baby in pain whom it called 'no pain'; about "
+        f"{manual_share:.0%} of frames go to a nurse. {assumptions}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,9 +462,10 @@ def threshold_analysis(
     """All threshold figures for a labelled held-out set, keyed as ModelVersion.metrics stores them.
 
     The temperature is fitted on ``calibration_*`` when given, else on the same set (then
-    ``ece_temperature_scaled`` is an in-sample figure; the metrics say which). Thresholds,
-    AURC and the guarantee are on the probabilities as served (no temperature), because the
-    workers threshold the raw softmax.
+    ``ece_temperature_scaled`` is an in-sample figure; the metrics say which). Pass ``p_pain``
+    as the workers will see it (softmax with the bundle's temperature): the table, AURC and
+    the guarantee are computed on it unchanged. A temperature changes no ranking, so the set of
+    automatic verdicts at the guaranteed threshold does not depend on it.
     """
     p, y = _as_arrays(p_pain, labels)
     if calibration_p_pain is not None and calibration_labels is not None:
@@ -457,6 +493,7 @@ def threshold_analysis(
         "thresholds": threshold_table(p_pain=p, labels=y, thresholds=thresholds),
         "risk_coverage": risk_coverage_curve(p_pain=p, labels=y),
         "guarantee": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="crc"),
+        "guarantee_conditional": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="ltt", delta=0.1),
     }
 
 

@@ -29,14 +29,24 @@ class UnitSettingsInline(admin.StackedInline):
     extra = 0
     max_num = 1
     readonly_fields = [
-        "threshold", "nips_pain_threshold", "alert_cooldown_minutes", "claim_timeout_minutes",
-        "double_scoring_share", "missed_pain_target", "updated_at", "edit_link",
+        "threshold",
+        "nips_pain_threshold",
+        "alert_cooldown_minutes",
+        "claim_timeout_minutes",
+        "double_scoring_share",
+        "missed_pain_target",
+        "updated_at",
+        "edit_link",
     ]
     fields = readonly_fields
 
     @admin.display(description="Edit")
     def edit_link(self, obj):
-        return format_html('<a href="{}?unit={}">Edit on the unit settings page (audited)</a>', reverse("triage:unit_settings"), obj.unit.code)
+        return format_html(
+            '<a href="{}?unit={}">Edit on the unit settings page (audited)</a>',
+            reverse("triage:unit_settings"),
+            obj.unit.code,
+        )
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -52,8 +62,14 @@ class UnitAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         UnitSettings.objects.get_or_create(unit=obj)
-        audit_record(action="unit.changed" if change else "unit.created", actor=request.user, unit=obj, obj=obj,
-                     after={"name": obj.name, "code": obj.code}, request=request)
+        audit_record(
+            action="unit.changed" if change else "unit.created",
+            actor=request.user,
+            unit=obj,
+            obj=obj,
+            after={"name": obj.name, "code": obj.code},
+            request=request,
+        )
 
 
 @admin.register(Neonate)
@@ -83,19 +99,39 @@ class UserAdmin(DjangoUserAdmin):
         ("Important dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
-        (None, {"classes": ("wide",), "fields": ("username", "usable_password", "password1", "password2", "role", "unit")}),
+        (
+            None,
+            {"classes": ("wide",), "fields": ("username", "usable_password", "password1", "password2", "role", "unit")},
+        ),
     )
 
     def save_model(self, request, obj, form, change):
         before = None
         if change:
-            old = User.objects.filter(pk=obj.pk).values("role", "unit_id", "is_active", "is_staff", "is_superuser").first()
+            old = (
+                User.objects.filter(pk=obj.pk)
+                .values("role", "unit_id", "is_active", "is_staff", "is_superuser")
+                .first()
+            )
             before = old
         super().save_model(request, obj, form, change)
-        after = {"role": obj.role, "unit_id": obj.unit_id, "is_active": obj.is_active, "is_staff": obj.is_staff, "is_superuser": obj.is_superuser}
+        after = {
+            "role": obj.role,
+            "unit_id": obj.unit_id,
+            "is_active": obj.is_active,
+            "is_staff": obj.is_staff,
+            "is_superuser": obj.is_superuser,
+        }
         if before != after:
-            audit_record(action="user.changed" if change else "user.created", actor=request.user, unit=obj.unit, obj=obj,
-                         before=before, after={**after, "username": obj.username}, request=request)
+            audit_record(
+                action="user.changed" if change else "user.created",
+                actor=request.user,
+                unit=obj.unit,
+                obj=obj,
+                before=before,
+                after={**after, "username": obj.username},
+                request=request,
+            )
 
 
 @admin.register(ModelVersion)
@@ -135,11 +171,30 @@ class AuditEventAdmin(ReadOnlyAdmin):
 
 @admin.register(TriageCase)
 class TriageCaseAdmin(ReadOnlyAdmin):
-    list_display = ["id", "unit", "neonate", "status", "confidence", "claimed_by", "assessments_required", "created_at", "decided_at"]
+    list_display = [
+        "id",
+        "unit",
+        "neonate",
+        "status",
+        "confidence",
+        "claimed_by",
+        "assessments_required",
+        "created_at",
+        "decided_at",
+    ]
     list_filter = ["unit", "status"]
 
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyAdmin):
-    list_display = ["id", "unit", "neonate", "source", "created_at", "suppressed_count", "acknowledged_at", "acknowledged_by"]
+    list_display = [
+        "id",
+        "unit",
+        "neonate",
+        "source",
+        "created_at",
+        "suppressed_count",
+        "acknowledged_at",
+        "acknowledged_by",
+    ]
     list_filter = ["unit", "source"]

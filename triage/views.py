@@ -137,7 +137,10 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
             "name": name,
             "label": label,
             "max": NIPS_ITEMS[name],
-            "choices": [{"value": value, "text": text, "checked": str(values.get(name, "")) == str(value)} for value, text in choices],
+            "choices": [
+                {"value": value, "text": text, "checked": str(values.get(name, "")) == str(value)}
+                for value, text in choices
+            ],
             "errors": (form_errors or {}).get(name, []),
         }
         for name, label, choices in NIPS_CHOICES
@@ -256,11 +259,20 @@ def neonate_timeline(request, pk: int):
     return render(
         request,
         "triage/timeline.html",
-        {"neonate": neonate, "hours": hours, "windows": TIMELINE_WINDOWS.values(), "chart": chart, "threshold": threshold, **events},
+        {
+            "neonate": neonate,
+            "hours": hours,
+            "windows": TIMELINE_WINDOWS.values(),
+            "chart": chart,
+            "threshold": threshold,
+            **events,
+        },
     )
 
 
-def timeline_chart(*, predictions, assessments, alerts, since, until, threshold: float, width: int = 960, height: int = 380) -> dict:
+def timeline_chart(
+    *, predictions, assessments, alerts, since, until, threshold: float, width: int = 960, height: int = 380
+) -> dict:
     """Geometry for the server-rendered SVG: p_pain over time, the automatic bands, event lanes."""
     left, right, top, bottom = 64, 20, 76, 44
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -286,7 +298,12 @@ def timeline_chart(*, predictions, assessments, alerts, since, until, threshold:
     ticks = []
     for i in range(7):
         moment = since + (until - since) * i / 6
-        ticks.append({"x": x_at(moment), "label": timezone.localtime(moment).strftime("%H:%M" if span <= 86400 else "%d %b %H:%M")})
+        ticks.append(
+            {
+                "x": x_at(moment),
+                "label": timezone.localtime(moment).strftime("%H:%M" if span <= 86400 else "%d %b %H:%M"),
+            }
+        )
     return {
         "width": width,
         "height": height,
@@ -317,7 +334,9 @@ def timeline_chart(*, predictions, assessments, alerts, since, until, threshold:
 
 class UnitSettingsForm(forms.Form):
     threshold = forms.FloatField(
-        min_value=0.5, max_value=1.0, widget=forms.NumberInput(attrs={"step": "0.01"}),
+        min_value=0.5,
+        max_value=1.0,
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
         label="Automatic-verdict threshold",
         help_text="Confidence at or above this is decided by the model; below it goes to a nurse. 0.50–1.00.",
     )
@@ -325,19 +344,31 @@ class UnitSettingsForm(forms.Form):
         min_value=1, max_value=7, label="NIPS pain rule: total at or above", help_text="The paper's rule is total ≥ 3."
     )
     alert_cooldown_minutes = forms.IntegerField(
-        min_value=0, max_value=24 * 60, label="Alert cooldown (minutes)",
+        min_value=0,
+        max_value=24 * 60,
+        label="Alert cooldown (minutes)",
         help_text="Repeats for the same baby within this time are counted on the open alert, not paged again.",
     )
     claim_timeout_minutes = forms.IntegerField(
-        min_value=1, max_value=240, label="Claim timeout (minutes)", help_text="A claimed case returns to the queue after this."
+        min_value=1,
+        max_value=240,
+        label="Claim timeout (minutes)",
+        help_text="A claimed case returns to the queue after this.",
     )
     double_scoring_share = forms.FloatField(
-        min_value=0, max_value=1, widget=forms.NumberInput(attrs={"step": "0.05"}), label="Double-scoring share",
+        min_value=0,
+        max_value=1,
+        widget=forms.NumberInput(attrs={"step": "0.05"}),
+        label="Double-scoring share",
         help_text="Share of nurse cases scored blind by two nurses (0 = none, 0.10 = one in ten).",
     )
     missed_pain_target = forms.FloatField(
-        required=False, min_value=0.001, max_value=0.5, widget=forms.NumberInput(attrs={"step": "0.005"}),
-        label="Missed-pain target (optional)", help_text="Ceiling on missed pain among automatic verdicts, for the guaranteed threshold.",
+        required=False,
+        min_value=0.001,
+        max_value=0.5,
+        widget=forms.NumberInput(attrs={"step": "0.005"}),
+        label="Missed-pain target (optional)",
+        help_text="Ceiling on missed pain among automatic verdicts, for the guaranteed threshold.",
     )
 
 
@@ -368,7 +399,9 @@ def unit_settings(request):
                     form.add_error(field if field in form.fields else None, errors)
             else:
                 messages.success(request, "Settings saved. The change is in the audit log.")
-                return redirect(reverse("triage:unit_settings") + (f"?unit={unit.code}" if not request.user.unit_id else ""))
+                return redirect(
+                    reverse("triage:unit_settings") + (f"?unit={unit.code}" if not request.user.unit_id else "")
+                )
     else:
         form = UnitSettingsForm(initial={name: getattr(rules, name) for name in fields})
     from triage.selectors import active_model_for_unit
@@ -376,7 +409,9 @@ def unit_settings(request):
     model = active_model_for_unit(unit=unit)
     metrics = (model.metrics or {}) if model else {}
     workload = selectors.threshold_workload_estimate(unit=unit)
-    recent_changes = AuditEvent.objects.filter(unit=unit, action="unit_settings.updated").order_by("-created_at", "-id")[:10]
+    recent_changes = AuditEvent.objects.filter(unit=unit, action="unit_settings.updated").order_by(
+        "-created_at", "-id"
+    )[:10]
     context = {
         "unit": unit,
         "form": form,
@@ -385,7 +420,8 @@ def unit_settings(request):
         "metrics": metrics,
         "metric_rows": metric_rows(metrics),
         "kappa": {k: v for k, v in (metrics.get("kappa") or {}).items() if isinstance(v, (int, float, str))}
-        if isinstance(metrics.get("kappa"), dict) else {},
+        if isinstance(metrics.get("kappa"), dict)
+        else {},
         "threshold_rows": threshold_rows(metrics, rules.threshold),
         "curve": workload_curve(metrics, rules.threshold),
         "guarantee": guarantee_context(metrics, rules.threshold),
@@ -426,7 +462,11 @@ def _nearest(values: list[float], target: float) -> float | None:
 
 
 def threshold_rows(metrics: dict, current: float) -> list[dict]:
-    rows = [r for r in metrics.get("thresholds") or [] if isinstance(r, dict) and isinstance(r.get("threshold"), (int, float))]
+    rows = [
+        r
+        for r in metrics.get("thresholds") or []
+        if isinstance(r, dict) and isinstance(r.get("threshold"), (int, float))
+    ]
     nearest = _nearest([float(r["threshold"]) for r in rows], current)
     return [{**r, "is_current": float(r["threshold"]) == nearest} for r in sorted(rows, key=lambda r: r["threshold"])]
 
@@ -434,7 +474,8 @@ def threshold_rows(metrics: dict, current: float) -> list[dict]:
 def workload_curve(metrics: dict, current: float, width: int = 560, height: int = 300) -> dict | None:
     """Accuracy of automatic verdicts (y) against the share sent to nurses (x), one point per threshold."""
     rows = [
-        r for r in threshold_rows(metrics, current)
+        r
+        for r in threshold_rows(metrics, current)
         if isinstance(r.get("accuracy"), (int, float)) and isinstance(r.get("manual"), (int, float))
     ]
     if len(rows) < 2:
@@ -452,8 +493,14 @@ def workload_curve(metrics: dict, current: float, width: int = 560, height: int 
         return round(top + plot_h * (1 - (float(v) - y_min) / (1 - y_min)), 1)
 
     points = [
-        {"x": x_at(r["manual"]), "y": y_at(r["accuracy"]), "threshold": r["threshold"], "accuracy": r["accuracy"],
-         "manual": r["manual"], "is_current": r["is_current"]}
+        {
+            "x": x_at(r["manual"]),
+            "y": y_at(r["accuracy"]),
+            "threshold": r["threshold"],
+            "accuracy": r["accuracy"],
+            "manual": r["manual"],
+            "is_current": r["is_current"],
+        }
         for r in sorted(rows, key=lambda r: r["manual"])
     ]
     y_ticks = []
@@ -462,12 +509,24 @@ def workload_curve(metrics: dict, current: float, width: int = 560, height: int 
     while v <= 1.0001:
         y_ticks.append({"y": y_at(v), "label": f"{v * 100:.0f}%"})
         v += step
-    x_ticks = [{"x": x_at(x_max * i / 4), "label": f"{x_max * i / 4 * 100:.0f}%" if x_max == 1.0 else f"{x_max * i / 4:.0f}"} for i in range(5)]
+    x_ticks = [
+        {"x": x_at(x_max * i / 4), "label": f"{x_max * i / 4 * 100:.0f}%" if x_max == 1.0 else f"{x_max * i / 4:.0f}"}
+        for i in range(5)
+    ]
     return {
-        "width": width, "height": height, "left": left, "top": top, "right": width - right, "bottom": top + plot_h,
-        "points": points, "polyline": " ".join(f"{p['x']},{p['y']}" for p in points),
-        "y_ticks": y_ticks, "x_ticks": x_ticks, "x_is_share": x_max == 1.0,
-        "mid_x": left + plot_w / 2, "mid_y": top + plot_h / 2,
+        "width": width,
+        "height": height,
+        "left": left,
+        "top": top,
+        "right": width - right,
+        "bottom": top + plot_h,
+        "points": points,
+        "polyline": " ".join(f"{p['x']},{p['y']}" for p in points),
+        "y_ticks": y_ticks,
+        "x_ticks": x_ticks,
+        "x_is_share": x_max == 1.0,
+        "mid_x": left + plot_w / 2,
+        "mid_y": top + plot_h / 2,
     }
 
 
@@ -479,7 +538,9 @@ def guarantee_context(metrics: dict, current: float) -> dict | None:
     return {
         **guarantee,
         "covers_current": isinstance(threshold, (int, float)) and current >= float(threshold),
-        "confidence_level": (1 - float(guarantee["delta"])) if isinstance(guarantee.get("delta"), (int, float)) else None,
+        "confidence_level": (1 - float(guarantee["delta"]))
+        if isinstance(guarantee.get("delta"), (int, float))
+        else None,
     }
 
 
@@ -495,14 +556,20 @@ def audit_log(request):
     elif request.GET.get("unit"):
         events = events.filter(unit__code=request.GET["unit"])
     actions = sorted(set(events.order_by().values_list("action", flat=True).distinct()))
-    filters = {k: (request.GET.get(k) or "").strip() for k in ("action", "actor", "object", "date_from", "date_to", "unit")}
+    filters = {
+        k: (request.GET.get(k) or "").strip() for k in ("action", "actor", "object", "date_from", "date_to", "unit")
+    }
     if filters["action"]:
         events = events.filter(action=filters["action"])
     if filters["actor"]:
         events = events.filter(actor_username__icontains=filters["actor"])
     if filters["object"]:
         kind, _, ident = filters["object"].partition(":")
-        events = events.filter(object_id=ident.strip(), object_type__icontains=kind.strip()) if ident else events.filter(object_type__icontains=kind)
+        events = (
+            events.filter(object_id=ident.strip(), object_type__icontains=kind.strip())
+            if ident
+            else events.filter(object_type__icontains=kind)
+        )
     for key, lookup in (("date_from", "created_at__date__gte"), ("date_to", "created_at__date__lte")):
         if filters[key]:
             try:
@@ -515,8 +582,13 @@ def audit_log(request):
     return render(
         request,
         "triage/audit_log.html",
-        {"page": page, "actions": actions, "filters": filters, "query": query.urlencode(),
-         "units": Unit.objects.all() if user.is_superuser else []},
+        {
+            "page": page,
+            "actions": actions,
+            "filters": filters,
+            "query": query.urlencode(),
+            "units": Unit.objects.all() if user.is_superuser else [],
+        },
     )
 
 
@@ -574,7 +646,9 @@ def _prediction_for_image(request, pk: int) -> Prediction:
 def prediction_crop(request, pk: int):
     prediction = _prediction_for_image(request, pk)
     response = _serve_private_file(prediction.crop, f"crop-{prediction.pk}.png")
-    services.image_view_record(user=request.user, kind="crop", obj=prediction, unit=prediction.frame.unit, request=request)
+    services.image_view_record(
+        user=request.user, kind="crop", obj=prediction, unit=prediction.frame.unit, request=request
+    )
     return response
 
 
@@ -582,5 +656,7 @@ def prediction_crop(request, pk: int):
 def prediction_saliency(request, pk: int):
     prediction = _prediction_for_image(request, pk)
     response = _serve_private_file(prediction.saliency, f"saliency-{prediction.pk}.png")
-    services.image_view_record(user=request.user, kind="saliency", obj=prediction, unit=prediction.frame.unit, request=request)
+    services.image_view_record(
+        user=request.user, kind="saliency", obj=prediction, unit=prediction.frame.unit, request=request
+    )
     return response

@@ -24,12 +24,27 @@ from triage.models import AuditEvent, TriageCase, UnitSettings
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 METRICS = {
-    "accuracy_mean": 0.874, "accuracy_sd": 0.031, "auc": 0.93, "sensitivity": 0.88, "specificity": 0.86,
-    "ece": 0.041, "temperature": 1.3,
+    "accuracy_mean": 0.874,
+    "accuracy_sd": 0.031,
+    "auc": 0.93,
+    "sensitivity": 0.88,
+    "specificity": 0.86,
+    "ece": 0.041,
+    "temperature": 1.3,
     "thresholds": [
         {"threshold": t, "accuracy": a, "manual": m, "n": 480}
-        for t, a, m in [(0.5, 0.84, 0.0), (0.55, 0.862, 0.12), (0.6, 0.88, 0.22), (0.65, 0.9, 0.31), (0.7, 0.92, 0.41),
-                        (0.75, 0.94, 0.52), (0.8, 0.955, 0.63), (0.85, 0.97, 0.74), (0.9, 0.98, 0.85), (0.95, 0.99, 0.93)]
+        for t, a, m in [
+            (0.5, 0.84, 0.0),
+            (0.55, 0.862, 0.12),
+            (0.6, 0.88, 0.22),
+            (0.65, 0.9, 0.31),
+            (0.7, 0.92, 0.41),
+            (0.75, 0.94, 0.52),
+            (0.8, 0.955, 0.63),
+            (0.85, 0.97, 0.74),
+            (0.9, 0.98, 0.85),
+            (0.95, 0.99, 0.93),
+        ]
     ],
     "guarantee": {"alpha": 0.05, "threshold": 0.72, "n_calibration": 412, "delta": 0.1},
 }
@@ -50,11 +65,23 @@ def ward(unit, other_unit, nurse, second_nurse):
     now = timezone.now()
     for i, p_pain in enumerate([0.12, 0.2, 0.35, 0.3, 0.62, 0.81, 0.9, 0.44, 0.25, 0.18, 0.58, 0.33]):
         at = now - timedelta(hours=20 - i * 1.5)
-        PredictionFactory(frame=FrameFactory(neonate=baby, captured_at=at), model_version=model, p_pain=p_pain, created_at=at)
-    return {"model": model, "baby": baby, "twin": twin, "first": first, "second": second, "foreign": foreign, "auto": auto}
+        PredictionFactory(
+            frame=FrameFactory(neonate=baby, captured_at=at), model_version=model, p_pain=p_pain, created_at=at
+        )
+    return {
+        "model": model,
+        "baby": baby,
+        "twin": twin,
+        "first": first,
+        "second": second,
+        "foreign": foreign,
+        "auto": auto,
+    }
 
 
-def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(live_server, new_page, screenshot, ward, nurse, password):
+def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
+    live_server, new_page, screenshot, ward, nurse, password
+):
     base = live_server.url
     page = new_page()
     sign_in(page, base, "alice", password)
@@ -72,7 +99,9 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(live_server, n
     # A new case arrives without a reload within 5 s.
     late = make_case(neonate=ward["twin"], model=ward["model"], p_pain=0.54, age_minutes=0)
     expect(rows).to_have_count(3, timeout=5000)
-    page.wait_for_function("document.querySelectorAll('img.crop, .thumb img').length >= 3 && [...document.querySelectorAll('.thumb img')].every(i => i.complete)")
+    page.wait_for_function(
+        "document.querySelectorAll('img.crop, .thumb img').length >= 3 && [...document.querySelectorAll('.thumb img')].every(i => i.complete)"
+    )
     screenshot(page, "dashboard")
 
     # J focuses the first (most uncertain) case, Enter opens it, Enter on the focused Claim button claims it.
@@ -166,8 +195,10 @@ def test_unit_admin_changes_the_threshold_sees_the_audit_row_and_downloads_the_c
     model.name, model.version, model.metrics = "painnet-nicu", "3.2", METRICS
     model.save()
     services.assessment_create(
-        case=ward["second"], nurse=nurse, items={"face": 1, "cry": 1, "breathing": 0, "arms": 1, "legs": 0, "arousal": 1},
-        note="=cmd, \"quoted\"",
+        case=ward["second"],
+        nurse=nurse,
+        items={"face": 1, "cry": 1, "breathing": 0, "arms": 1, "legs": 0, "arousal": 1},
+        note='=cmd, "quoted"',
     )
     base = live_server.url
     page = new_page()
@@ -205,7 +236,7 @@ def test_unit_admin_changes_the_threshold_sees_the_audit_row_and_downloads_the_c
     body = Path(download.path()).read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == 1 and rows[0]["neonate_mrn"] == "MRN-204312" and rows[0]["nips_total"] == "4"
-    assert rows[0]["note"] == "'=cmd, \"quoted\""
+    assert rows[0]["note"] == '\'=cmd, "quoted"'
     assert AuditEvent.objects.filter(action="assessments.exported", actor=unit_admin).exists()
 
 

@@ -194,6 +194,18 @@ def test_retrain_compare_activate_end_to_end(
     candidate.refresh_from_db()
     assert candidate.metrics["comparison"]["n"] == comparison["n"]
 
+    # Threshold analysis on another labelled set, stored for the admin page.
+    plot = tmp_path / "heldout.svg"
+    analysis = last_json_line(
+        run("evaluate_model", "--dataset", str(planted), "--model", str(candidate.pk), "--store", "--cache",
+            str(crop_cache), "--plot", str(plot), "--json")
+    )
+    candidate.refresh_from_db()
+    assert candidate.metrics["n"] == analysis["n"] > 0
+    assert candidate.metrics["thresholds"] == analysis["thresholds"]
+    assert candidate.metrics["evaluation"].startswith("held-out dataset")
+    assert candidate.metrics["previous_evaluations"] and plot.stat().st_size > 1000
+
     model_version_activate(model_version=candidate, actor=ml_engineer)
     assert active_model_for_unit(unit=unit) == candidate
     assert AuditEvent.objects.filter(action="model.activated", object_id=str(candidate.pk)).exists()

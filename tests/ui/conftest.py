@@ -34,7 +34,16 @@ def face_png() -> bytes:
     return buffer.getvalue()
 
 
-def make_case(*, neonate, p_pain: float = 0.52, age_minutes: float = 5, model=None, crop: bool = True, threshold: float = 0.55, **case_kwargs):
+def make_case(
+    *,
+    neonate,
+    p_pain: float = 0.52,
+    age_minutes: float = 5,
+    model=None,
+    crop: bool = True,
+    threshold: float = 0.55,
+    **case_kwargs,
+):
     """A nurse-routed prediction and its open case (p_pain near 0.5 -> low confidence)."""
     created = timezone.now() - timedelta(minutes=age_minutes)
     frame = FrameFactory(neonate=neonate, captured_at=created)

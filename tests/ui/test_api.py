@@ -36,13 +36,41 @@ PEOPLE = ["nurse", "other_nurse", "unit_admin", "ml_engineer", "device", "anonym
 
 # (endpoint, method, {person: expected status}); objects belong to the nurse's unit.
 MATRIX = [
-    ("list", "get", {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
-    ("detail", "get", {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
-    ("claim", "post", {"nurse": 200, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401}),
-    ("release", "post", {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
-    ("assessment", "post", {"nurse": 201, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401}),
-    ("ack", "post", {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
-    ("export", "get", {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401}),
+    (
+        "list",
+        "get",
+        {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
+    (
+        "detail",
+        "get",
+        {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
+    (
+        "claim",
+        "post",
+        {"nurse": 200, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
+    (
+        "release",
+        "post",
+        {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
+    (
+        "assessment",
+        "post",
+        {"nurse": 201, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
+    (
+        "ack",
+        "post",
+        {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
+    (
+        "export",
+        "get",
+        {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
+    ),
     # Methods an endpoint does not take.
     ("list", "post", {"nurse": 405, "unit_admin": 405, "anonymous": 401}),
     ("claim", "get", {"nurse": 405, "anonymous": 401}),
@@ -61,7 +89,11 @@ def test_permission_matrix(request, client_for, case, neonate, endpoint, method,
     pk = AlertFactory(neonate=neonate).pk if endpoint == "ack" else case.pk
     client = client_for(user)
     body = SCORES if endpoint == "assessment" else {"note": "seen"} if endpoint == "ack" else None
-    response = getattr(client, method)(url(endpoint, pk), body, format="json") if body else getattr(client, method)(url(endpoint, pk))
+    response = (
+        getattr(client, method)(url(endpoint, pk), body, format="json")
+        if body
+        else getattr(client, method)(url(endpoint, pk))
+    )
     assert response.status_code == expected, response.content[:300]
 
 

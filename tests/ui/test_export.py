@@ -119,7 +119,9 @@ def test_filters_unit_dates_and_neonate(client_for, nurse, second_nurse, neonate
     old = services.assessment_create(case=make_case(neonate=neonate, model=model), nurse=nurse, items=SCORES)
     type(old).objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     recent = services.assessment_create(case=make_case(neonate=neonate, model=model), nurse=nurse, items=SCORES)
-    other = services.assessment_create(case=make_case(neonate=other_baby, model=model), nurse=second_nurse, items=SCORES)
+    other = services.assessment_create(
+        case=make_case(neonate=other_baby, model=model), nurse=second_nurse, items=SCORES
+    )
     client = client_for(nurse)
     today = timezone.localdate().isoformat()
 
@@ -158,7 +160,12 @@ def test_each_export_is_audited_with_filters_and_row_count(client_for, nurse, ca
     event = AuditEvent.objects.get(action="assessments.exported")
     assert event.actor == nurse and event.unit == nurse.unit
     assert event.after["row_count"] == 1
-    assert event.after["filters"] == {"unit": "north", "date_from": "2020-01-01", "date_to": None, "neonate": "MRN-N-001"}
+    assert event.after["filters"] == {
+        "unit": "north",
+        "date_from": "2020-01-01",
+        "date_to": None,
+        "neonate": "MRN-N-001",
+    }
 
 
 def test_unable_to_assess_rows_have_blank_scores_and_the_reason(client_for, nurse, case):

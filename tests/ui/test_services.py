@@ -90,7 +90,9 @@ def test_the_rule_in_force_is_the_units(case, nurse):
     rules = unit_settings_get(unit=case.unit)
     rules.nips_pain_threshold = 5
     rules.save()
-    assessment = services.assessment_create(case=case, nurse=nurse, items={**SCORES_CALM, "cry": 2, "face": 1})  # total 4
+    assessment = services.assessment_create(
+        case=case, nurse=nurse, items={**SCORES_CALM, "cry": 2, "face": 1}
+    )  # total 4
     assert assessment.total == 4 and assessment.pain is False and assessment.rule == "total>=5"
 
 

@@ -43,19 +43,35 @@ def test_anonymous_is_sent_to_sign_in(browser_for, case, neonate, path):
 @pytest.mark.parametrize(
     "path, person, expected",
     [
-        ("/", "nurse", 200), ("/", "unit_admin", 200), ("/", "ml_engineer", 200),
-        ("/alerts/", "nurse", 200), ("/alerts/", "unit_admin", 200), ("/alerts/", "ml_engineer", 403),
-        ("/neonates/", "nurse", 200), ("/neonates/", "ml_engineer", 403),
-        ("/annotations/export/", "nurse", 200), ("/annotations/export/", "ml_engineer", 403),
-        ("/unit/settings/", "nurse", 403), ("/unit/settings/", "unit_admin", 200), ("/unit/settings/", "ml_engineer", 403),
-        ("/audit/", "nurse", 403), ("/audit/", "unit_admin", 200), ("/audit/", "ml_engineer", 403),
-        ("/cases/{case}/", "nurse", 200), ("/cases/{case}/", "unit_admin", 200), ("/cases/{case}/", "other_nurse", 404),
+        ("/", "nurse", 200),
+        ("/", "unit_admin", 200),
+        ("/", "ml_engineer", 200),
+        ("/alerts/", "nurse", 200),
+        ("/alerts/", "unit_admin", 200),
+        ("/alerts/", "ml_engineer", 403),
+        ("/neonates/", "nurse", 200),
+        ("/neonates/", "ml_engineer", 403),
+        ("/annotations/export/", "nurse", 200),
+        ("/annotations/export/", "ml_engineer", 403),
+        ("/unit/settings/", "nurse", 403),
+        ("/unit/settings/", "unit_admin", 200),
+        ("/unit/settings/", "ml_engineer", 403),
+        ("/audit/", "nurse", 403),
+        ("/audit/", "unit_admin", 200),
+        ("/audit/", "ml_engineer", 403),
+        ("/cases/{case}/", "nurse", 200),
+        ("/cases/{case}/", "unit_admin", 200),
+        ("/cases/{case}/", "other_nurse", 404),
         ("/cases/{case}/", "ml_engineer", 403),
-        ("/neonates/{neonate}/timeline/", "nurse", 200), ("/neonates/{neonate}/timeline/", "other_nurse", 404),
-        ("/frames/{frame}/image", "nurse", 200), ("/frames/{frame}/image", "other_nurse", 404),
+        ("/neonates/{neonate}/timeline/", "nurse", 200),
+        ("/neonates/{neonate}/timeline/", "other_nurse", 404),
+        ("/frames/{frame}/image", "nurse", 200),
+        ("/frames/{frame}/image", "other_nurse", 404),
         ("/frames/{frame}/image", "device", 403),
-        ("/predictions/{prediction}/crop", "nurse", 200), ("/predictions/{prediction}/crop", "unit_admin", 200),
-        ("/predictions/{prediction}/crop", "other_nurse", 404), ("/predictions/{prediction}/crop", "ml_engineer", 404),
+        ("/predictions/{prediction}/crop", "nurse", 200),
+        ("/predictions/{prediction}/crop", "unit_admin", 200),
+        ("/predictions/{prediction}/crop", "other_nurse", 404),
+        ("/predictions/{prediction}/crop", "ml_engineer", 404),
         ("/predictions/{prediction}/saliency", "nurse", 404),  # none stored
     ],
 )
@@ -63,7 +79,9 @@ def test_role_and_unit_checks_on_every_page(request, browser_for, case, neonate,
     user = request.getfixturevalue(person)
     user = getattr(user, "user", user)
     prediction = case.prediction
-    response = browser_for(user).get(path.format(case=case.pk, neonate=neonate.pk, frame=prediction.frame_id, prediction=prediction.pk))
+    response = browser_for(user).get(
+        path.format(case=case.pk, neonate=neonate.pk, frame=prediction.frame_id, prediction=prediction.pk)
+    )
     assert response.status_code == expected
 
 
@@ -104,7 +122,7 @@ def test_dashboard_poll_answers_204_when_nothing_changed(browser_for, nurse, cas
     assert client.get(f"/?poll=1&v={fingerprint}").status_code == 204
     make_case(neonate=neonate, model=model)
     changed = client.get(f"/?poll=1&v={fingerprint}")
-    assert changed.status_code == 200 and html(changed).count('data-case-row') == 2
+    assert changed.status_code == 200 and html(changed).count("data-case-row") == 2
 
 
 def test_polling_does_not_count_as_activity(browser_for, nurse, settings):
@@ -262,8 +280,14 @@ def test_timeline_draws_predictions_threshold_assessments_and_alerts(browser_for
 
 
 def test_threshold_change_is_audited_with_actor_utc_time_old_and_new(browser_for, unit_admin):
-    form = {"threshold": "0.7", "nips_pain_threshold": "3", "alert_cooldown_minutes": "10", "claim_timeout_minutes": "15",
-            "double_scoring_share": "0", "missed_pain_target": ""}
+    form = {
+        "threshold": "0.7",
+        "nips_pain_threshold": "3",
+        "alert_cooldown_minutes": "10",
+        "claim_timeout_minutes": "15",
+        "double_scoring_share": "0",
+        "missed_pain_target": "",
+    }
     before = timezone.now()
     response = browser_for(unit_admin).post("/unit/settings/", form, REMOTE_ADDR="10.0.0.7")
     assert response.status_code == 302
@@ -277,8 +301,13 @@ def test_threshold_change_is_audited_with_actor_utc_time_old_and_new(browser_for
 
 
 def test_invalid_settings_are_refused_with_field_errors(browser_for, unit_admin):
-    form = {"threshold": "0.3", "nips_pain_threshold": "9", "alert_cooldown_minutes": "10", "claim_timeout_minutes": "15",
-            "double_scoring_share": "0"}
+    form = {
+        "threshold": "0.3",
+        "nips_pain_threshold": "9",
+        "alert_cooldown_minutes": "10",
+        "claim_timeout_minutes": "15",
+        "double_scoring_share": "0",
+    }
     response = browser_for(unit_admin).post("/unit/settings/", form)
     assert response.status_code == 400 and "greater than or equal to 0.5" in html(response)
     assert not AuditEvent.objects.filter(action="unit_settings.updated").exists()
@@ -294,9 +323,12 @@ def test_settings_page_renders_metrics_guarantee_or_not_yet_computed(browser_for
     ModelVersionFactory(
         unit=None,
         metrics={
-            "accuracy_mean": 0.86, "auc": 0.91,
-            "thresholds": [{"threshold": t, "accuracy": 0.8 + (t - 0.5) * 0.3, "manual": (t - 0.5) * 1.5, "n": 200}
-                           for t in (0.5, 0.55, 0.6, 0.7, 0.8, 0.9)],
+            "accuracy_mean": 0.86,
+            "auc": 0.91,
+            "thresholds": [
+                {"threshold": t, "accuracy": 0.8 + (t - 0.5) * 0.3, "manual": (t - 0.5) * 1.5, "n": 200}
+                for t in (0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
+            ],
             "guarantee": {"alpha": 0.05, "threshold": 0.72, "n_calibration": 412, "delta": 0.1},
         },
     )
@@ -308,8 +340,12 @@ def test_settings_page_renders_metrics_guarantee_or_not_yet_computed(browser_for
 def test_workload_estimate_is_one_query_over_the_last_seven_days(django_assert_num_queries, unit, neonate, model):
     now = timezone.now()
     for p_pain, days_ago in ((0.52, 1), (0.62, 2), (0.97, 3), (0.10, 4), (0.99, 9)):
-        PredictionFactory(frame=FrameFactory(neonate=neonate), p_pain=p_pain, model_version=model,
-                          created_at=now - timedelta(days=days_ago))
+        PredictionFactory(
+            frame=FrameFactory(neonate=neonate),
+            p_pain=p_pain,
+            model_version=model,
+            created_at=now - timedelta(days=days_ago),
+        )
     with django_assert_num_queries(1):
         estimate = threshold_workload_estimate(unit=unit, now=now)
     assert estimate["n"] == 4 and 4.0 <= estimate["days"] <= 4.01
@@ -363,8 +399,19 @@ def test_audit_events_are_read_only_in_the_django_admin(browser_for, superuser, 
     assert AuditEvent.objects.get(pk=event.pk).action == "demo"
 
 
-@pytest.mark.parametrize("model_path", ["triage/unit", "triage/neonate", "triage/device", "triage/user", "triage/modelversion",
-                                        "annotations/nipsassessment", "triage/user/add", "triage/unit/add"])
+@pytest.mark.parametrize(
+    "model_path",
+    [
+        "triage/unit",
+        "triage/neonate",
+        "triage/device",
+        "triage/user",
+        "triage/modelversion",
+        "annotations/nipsassessment",
+        "triage/user/add",
+        "triage/unit/add",
+    ],
+)
 def test_admin_lists_the_project_models(browser_for, superuser, model_path):
     assert browser_for(superuser).get(f"/django-admin/{model_path}/").status_code == 200
 
