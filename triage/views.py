@@ -468,7 +468,21 @@ def threshold_rows(metrics: dict, current: float) -> list[dict]:
         if isinstance(r, dict) and isinstance(r.get("threshold"), (int, float))
     ]
     nearest = _nearest([float(r["threshold"]) for r in rows], current)
-    return [{**r, "is_current": float(r["threshold"]) == nearest} for r in sorted(rows, key=lambda r: r["threshold"])]
+    return [
+        {**r, "manual_share": _manual_share(r), "is_current": float(r["threshold"]) == nearest}
+        for r in sorted(rows, key=lambda r: r["threshold"])
+    ]
+
+
+def _manual_share(row: dict) -> float | None:
+    """Share of cases sent to a nurse. ``manual`` is a count (as in the paper's "10 of 187")."""
+    share = row.get("manual_share")
+    if isinstance(share, (int, float)):
+        return float(share)
+    manual, n = row.get("manual"), row.get("n")
+    if isinstance(manual, (int, float)) and isinstance(n, (int, float)) and n:
+        return float(manual) / float(n)
+    return None
 
 
 def workload_curve(metrics: dict, current: float, width: int = 560, height: int = 300) -> dict | None:
@@ -476,13 +490,13 @@ def workload_curve(metrics: dict, current: float, width: int = 560, height: int 
     rows = [
         r
         for r in threshold_rows(metrics, current)
-        if isinstance(r.get("accuracy"), (int, float)) and isinstance(r.get("manual"), (int, float))
+        if isinstance(r.get("accuracy"), (int, float)) and isinstance(r.get("manual_share"), (int, float))
     ]
     if len(rows) < 2:
         return None
     left, right, top, bottom = 64, 24, 20, 52
     plot_w, plot_h = width - left - right, height - top - bottom
-    x_max = max(1.0, max(float(r["manual"]) for r in rows))
+    x_max = 1.0
     y_min = min(float(r["accuracy"]) for r in rows)
     y_min = max(0.0, min(0.9, (int(y_min * 20) / 20.0) - 0.05))  # round down to 0.05, leave headroom
 
@@ -494,14 +508,14 @@ def workload_curve(metrics: dict, current: float, width: int = 560, height: int 
 
     points = [
         {
-            "x": x_at(r["manual"]),
+            "x": x_at(r["manual_share"]),
             "y": y_at(r["accuracy"]),
             "threshold": r["threshold"],
             "accuracy": r["accuracy"],
-            "manual": r["manual"],
+            "manual": r["manual_share"],
             "is_current": r["is_current"],
         }
-        for r in sorted(rows, key=lambda r: r["manual"])
+        for r in sorted(rows, key=lambda r: r["manual_share"])
     ]
     y_ticks = []
     step = 0.05 if 1 - y_min <= 0.3 else 0.1

@@ -129,7 +129,7 @@ def test_export_labels_by_nurse_decision_with_pseudonymous_subjects(nurse_decisi
 
 
 def test_retrain_compare_activate_end_to_end(
-    nurse_decisions, unit, ml_engineer, bootstrap_active, crop_cache, tmp_path
+    nurse_decisions, unit, ml_engineer, bootstrap_active, crop_cache, planted, tmp_path
 ):
     from inference.pipeline import get_pipeline
     from triage.selectors import active_model_for_unit
@@ -197,8 +197,19 @@ def test_retrain_compare_activate_end_to_end(
     # Threshold analysis on another labelled set, stored for the admin page.
     plot = tmp_path / "heldout.svg"
     analysis = last_json_line(
-        run("evaluate_model", "--dataset", str(planted), "--model", str(candidate.pk), "--store", "--cache",
-            str(crop_cache), "--plot", str(plot), "--json")
+        run(
+            "evaluate_model",
+            "--dataset",
+            str(planted),
+            "--model",
+            str(candidate.pk),
+            "--store",
+            "--cache",
+            str(crop_cache),
+            "--plot",
+            str(plot),
+            "--json",
+        )
     )
     candidate.refresh_from_db()
     assert candidate.metrics["n"] == analysis["n"] > 0

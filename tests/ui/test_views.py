@@ -326,7 +326,7 @@ def test_settings_page_renders_metrics_guarantee_or_not_yet_computed(browser_for
             "accuracy_mean": 0.86,
             "auc": 0.91,
             "thresholds": [
-                {"threshold": t, "accuracy": 0.8 + (t - 0.5) * 0.3, "manual": (t - 0.5) * 1.5, "n": 200}
+                {"threshold": t, "accuracy": 0.8 + (t - 0.5) * 0.3, "manual": round((t - 0.5) * 1.5 * 200), "n": 200}
                 for t in (0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
             ],
             "guarantee": {"alpha": 0.05, "threshold": 0.72, "n_calibration": 412, "delta": 0.1},
@@ -335,6 +335,7 @@ def test_settings_page_renders_metrics_guarantee_or_not_yet_computed(browser_for
     page = html(client.get("/unit/settings/"))
     assert "86.0%" in page and "curve-svg" in page and "nearest to current" in page
     assert "412" in page and "5.0%" in page and "Not covered" in page
+    assert "60 (30%)" in page  # manual is a count of cases; its share is shown beside it
 
 
 def test_workload_estimate_is_one_query_over_the_last_seven_days(django_assert_num_queries, unit, neonate, model):
