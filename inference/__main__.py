@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="pain verdict for image files")
     predict.add_argument("files", metavar="FILE", nargs="+", help="image files (JPEG, PNG, WebP, ...)")
-    predict.add_argument("--model", metavar="BUNDLE", help="model bundle (default: the bootstrap model, built on first use)")
+    predict.add_argument(
+        "--model", metavar="BUNDLE", help="model bundle (default: the bootstrap model, built on first use)"
+    )
     predict.add_argument("--expected-sha256", metavar="HEX", help="refuse the bundle unless its sha256 matches")
     predict.add_argument("--detector", choices=("retinaface", "yolo"), default="retinaface")
     predict.add_argument("--detector-weights", metavar="PT", help="weights file for --detector yolo")
@@ -164,8 +166,14 @@ _TABLE = "{file:<32} {status:<10} {label:<8} {p_pain:>6} {conf:>6} {box:<22} {ms
 def _print_table_header(out: TextIO) -> None:
     out.write(
         _TABLE.format(
-            file="FILE", status="STATUS", label="LABEL", p_pain="P_PAIN", conf="CONF", box="BOX x,y,w,h",
-            ms="MS", reason="REASON",
+            file="FILE",
+            status="STATUS",
+            label="LABEL",
+            p_pain="P_PAIN",
+            conf="CONF",
+            box="BOX x,y,w,h",
+            ms="MS",
+            reason="REASON",
         )
         + "\n"
     )

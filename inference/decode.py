@@ -161,9 +161,7 @@ def _open_checked(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Imag
     if width <= 0 or height <= 0:
         raise UnreadableImage(f"invalid image size {width}x{height}")
     if width * height > max_pixels:
-        raise UnreadableImage(
-            f"image is {width}x{height} = {width * height} pixels, over the {max_pixels}-pixel limit"
-        )
+        raise UnreadableImage(f"image is {width}x{height} = {width * height} pixels, over the {max_pixels}-pixel limit")
     return image
 
 

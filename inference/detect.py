@@ -16,10 +16,11 @@ import importlib.util
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -131,10 +132,7 @@ def _priors(height: int, width: int) -> np.ndarray:
         ys, xs = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
         cx = ((xs + 0.5) * step / width).reshape(-1, 1)
         cy = ((ys + 0.5) * step / height).reshape(-1, 1)
-        per_size = [
-            np.hstack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)])
-            for s in sizes
-        ]
+        per_size = [np.hstack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)]) for s in sizes]
         # Anchors of one cell are consecutive: interleave the per-size arrays.
         rows.append(np.stack(per_size, axis=1).reshape(-1, 4))
     return np.concatenate(rows).astype(np.float32)

@@ -63,9 +63,7 @@ def build_fer_network(*, pretrained: bool = True) -> nn.Module:
     """PyEmotion's ``NetworkV2(in_c=1, nl=32, out_f=7)``, with its shipped weights if asked."""
     network: nn.Module = _networks().NetworkV2(in_c=1, nl=32, out_f=len(FER_CLASSES))
     if pretrained:
-        checkpoint: dict[str, Any] = torch.load(
-            pyemotion_weights_path(), map_location="cpu", weights_only=True
-        )
+        checkpoint: dict[str, Any] = torch.load(pyemotion_weights_path(), map_location="cpu", weights_only=True)
         network.load_state_dict(checkpoint["network"])
     return network
 

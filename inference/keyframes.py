@@ -188,9 +188,7 @@ def _open(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def _difference_signal(
-    path: Path, *, sample_fps: float | None, max_frames: int
-) -> tuple[list[int], np.ndarray, float]:
+def _difference_signal(path: Path, *, sample_fps: float | None, max_frames: int) -> tuple[list[int], np.ndarray, float]:
     """(sampled frame indices, LUV difference between consecutive samples, fps)."""
     capture = _open(path)
     try:

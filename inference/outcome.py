@@ -19,7 +19,7 @@ TIMING_STAGES = ("decode", "detect", "classify")
 
 def empty_timings() -> dict[str, float]:
     """Timings dict with every stage present, so consumers never meet a missing key."""
-    return {stage: 0.0 for stage in TIMING_STAGES}
+    return dict.fromkeys(TIMING_STAGES, 0.0)
 
 
 @dataclass

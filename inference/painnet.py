@@ -149,9 +149,7 @@ BACKBONES: dict[str, Backbone] = {
     "fer_cnn": Backbone(
         name="fer_cnn",
         build=_build_fer_cnn,
-        spec=make_spec(
-            size=CROP_SIZE, input_size=FER_INPUT_SIZE, mean=FER_MEAN, std=FER_STD, grayscale=True
-        ),
+        spec=make_spec(size=CROP_SIZE, input_size=FER_INPUT_SIZE, mean=FER_MEAN, std=FER_STD, grayscale=True),
         weights_source="PyEmotion 1.0.0 model/main_model.pkl (facial-expression CNN)",
         licence="MIT (PyEmotion)",
     ),

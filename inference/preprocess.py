@@ -173,9 +173,7 @@ def _pil_stage(spec: PreprocessingSpec) -> list[Any]:
         side = max(1, round(spec["size"] * spec["center_crop"]))
         steps.append(T.CenterCrop(side))
     if spec["input_size"] != side:
-        steps.append(
-            T.Resize((spec["input_size"], spec["input_size"]), interpolation=InterpolationMode.BILINEAR)
-        )
+        steps.append(T.Resize((spec["input_size"], spec["input_size"]), interpolation=InterpolationMode.BILINEAR))
     if spec["grayscale"]:
         steps.append(T.Grayscale(num_output_channels=1))
     return steps

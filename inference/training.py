@@ -37,6 +37,7 @@ import copy
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -194,6 +195,19 @@ def dataset_summary(images: Sequence[LabelledImage]) -> dict[str, Any]:
 # =============================================================================================
 
 
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    from inference.bundle import sha256_file
+
+    return sha256_file(path)
+
+
+def _file_identity(path: str) -> str:
+    """sha256 of a weights file, hashed once per (path, size, mtime) rather than once per image."""
+    stat = os.stat(path)
+    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class CropSettings:
     """How a face crop is made; every field is part of the cache key.
@@ -209,11 +223,7 @@ class CropSettings:
     fill: tuple[int, int, int] = (0, 0, 0)
 
     def key(self, file_sha256: str) -> str:
-        weights_id = ""
-        if self.detector_weights:
-            from inference.bundle import sha256_file
-
-            weights_id = sha256_file(self.detector_weights)
+        weights_id = _file_identity(self.detector_weights) if self.detector_weights else ""
         recipe = json.dumps(
             {
                 "v": CROP_RECIPE_VERSION,

@@ -10,9 +10,14 @@ from triage.auth import NeoPainLoginView
 urlpatterns = [
     path("login/", NeoPainLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # One throttled sign-in form for everyone: the admin's own would bypass the failed-login throttle.
+    # Signed-in users without admin rights see the form too (as in the admin), not a redirect loop.
+    path("django-admin/login/", NeoPainLoginView.as_view(redirect_authenticated_user=False)),
     path("django-admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # GET only: the HTML-only view has no template for an OPTIONS answer (a 500).
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"]),
+         name="swagger-ui"),
     path("api/v1/", include("triage.api_urls")),
     path("api/v1/", include("annotations.api_urls")),
     path("annotations/", include("annotations.urls")),

@@ -37,20 +37,20 @@ from pathlib import Path
 # onnxruntime (and any neighbour process) do not steal each other's cores between stages.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, ImageEnhance  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.bootstrap import build_bootstrap_bundle  # noqa: E402
-from inference.bundle import LoadedModel, build_module, load_bundle, read_bundle, save_bundle  # noqa: E402
-from inference.decode import decode_image  # noqa: E402
-from inference.detect import DEFAULT_MARGIN, get_detector, select_face  # noqa: E402
-from inference.painnet import PainNet  # noqa: E402
-from inference.pipeline import Pipeline  # noqa: E402
-from inference.preprocess import crop_face, eval_transform, letterbox  # noqa: E402
-from inference.runtime import configure_threads  # noqa: E402
+from inference.bootstrap import build_bootstrap_bundle
+from inference.bundle import LoadedModel, build_module, load_bundle, read_bundle, save_bundle
+from inference.decode import decode_image
+from inference.detect import DEFAULT_MARGIN, get_detector, select_face
+from inference.painnet import PainNet
+from inference.pipeline import Pipeline
+from inference.preprocess import crop_face, eval_transform, letterbox
+from inference.runtime import configure_threads
 
 STAGES = ("decode", "detect", "classify")
 
@@ -78,9 +78,8 @@ class Result:
         return " ".join(cells)
 
 
-HEADER = (
-    f"{'dev':<5} {'model':<22} {'batch':>5} {'frames':>6} {'fps':>8} "
-    + " ".join(f"{stage + ' p50/p95 ms':<15}" for stage in STAGES)
+HEADER = f"{'dev':<5} {'model':<22} {'batch':>5} {'frames':>6} {'fps':>8} " + " ".join(
+    f"{stage + ' p50/p95 ms':<15}" for stage in STAGES
 )
 
 
@@ -165,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=None, help="frames per configuration (default 64, quick 32)")
     parser.add_argument("--quick", action="store_true", help="fewer frames and rounds, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=None, help="rounds per configuration, best kept (default 3, quick 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="rounds per configuration, best kept (default 3, quick 2)"
+    )
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--detector", default="retinaface", choices=("retinaface",))
     parser.add_argument("--devices", default=None, help="comma list; default cpu plus cuda when available")
@@ -185,21 +186,28 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     with tempfile.TemporaryDirectory(prefix="neopain-bench-") as folder:
-        bundles = {"bootstrap-fer-proxy": Path(folder) / "bootstrap.pt", "painnet-mobilenet_v2": Path(folder) / "painnet.pt"}
+        bundles = {
+            "bootstrap-fer-proxy": Path(folder) / "bootstrap.pt",
+            "painnet-mobilenet_v2": Path(folder) / "painnet.pt",
+        }
         build_bootstrap_bundle(bundles["bootstrap-fer-proxy"])
         torch.manual_seed(0)
         save_bundle(
             bundles["painnet-mobilenet_v2"],
             model=PainNet("mobilenet_v2", pretrained=True).eval(),
-            metadata={"name": "bench-painnet", "version": "0", "architecture": "painnet",
-                      "description": "ImageNet backbone, untrained head: for timing only"},
+            metadata={
+                "name": "bench-painnet",
+                "version": "0",
+                "architecture": "painnet",
+                "description": "ImageNet backbone, untrained head: for timing only",
+            },
         )
         print(HEADER, flush=True)
         results: list[Result] = []
         for device in devices:
             detector = get_detector(args.detector, device=device)
             for label, path in bundles.items():
-                model: LoadedModel = load_bundle(path, device=device, max_batch=max(batch_sizes))
+                model: LoadedModel = load_bundle(path, device=device)
                 pipeline = Pipeline(model, detector)
                 naive = NaiveBaseline(path, args.detector, device)
                 best: dict[str, Result] = {}

@@ -325,8 +325,23 @@ class FrameOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Frame
         fields = [
-            "id", "status", "reason", "neonate", "captured_at", "received_at", "frame_sha256", "format", "width",
-            "height", "size_bytes", "clip", "clip_time_s", "attempts", "status_changed_at", "prediction", "url",
+            "id",
+            "status",
+            "reason",
+            "neonate",
+            "captured_at",
+            "received_at",
+            "frame_sha256",
+            "format",
+            "width",
+            "height",
+            "size_bytes",
+            "clip",
+            "clip_time_s",
+            "attempts",
+            "status_changed_at",
+            "prediction",
+            "url",
         ]
 
     @extend_schema_field(PredictionOutputSerializer(allow_null=True))
@@ -361,8 +376,13 @@ class FrameListCreateApi(CappedUploadMixin, APIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={202: FrameOutputSerializer, 200: FrameOutputSerializer, 413: inline_serializer(
-            "UploadTooLarge", {"detail": serializers.CharField(), "limit_bytes": serializers.IntegerField()})},
+        responses={
+            202: FrameOutputSerializer,
+            200: FrameOutputSerializer,
+            413: inline_serializer(
+                "UploadTooLarge", {"detail": serializers.CharField(), "limit_bytes": serializers.IntegerField()}
+            ),
+        },
     )
     def post(self, request):
         self.raise_if_upload_too_large(request)
@@ -425,7 +445,10 @@ class ClipCreateApi(CappedUploadMixin, APIView):
         neonate = serializers.CharField(max_length=64, help_text="The neonate's MRN.")
         captured_at = serializers.DateTimeField(required=False, allow_null=True, help_text="When the clip starts.")
 
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={202: ClipOutputSerializer, 200: ClipOutputSerializer})
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={202: ClipOutputSerializer, 200: ClipOutputSerializer},
+    )
     def post(self, request):
         self.raise_if_upload_too_large(request)
         serializer = self.InputSerializer(data=request.data)
@@ -492,8 +515,20 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "kind", "name", "version", "unit", "sha256", "backbone", "architecture", "is_bootstrap", "metrics",
-            "status", "created_at", "activated_at", "activated_by",
+            "id",
+            "kind",
+            "name",
+            "version",
+            "unit",
+            "sha256",
+            "backbone",
+            "architecture",
+            "is_bootstrap",
+            "metrics",
+            "status",
+            "created_at",
+            "activated_at",
+            "activated_by",
         ]
 
 
@@ -504,7 +539,9 @@ class ModelVersionListApi(APIView):
 
     @extend_schema(responses=ModelVersionOutputSerializer(many=True))
     def get(self, request):
-        return paginate(self, request, selectors.model_versions_visible(user=request.user), ModelVersionOutputSerializer)
+        return paginate(
+            self, request, selectors.model_versions_visible(user=request.user), ModelVersionOutputSerializer
+        )
 
 
 class ModelVersionActivateApi(APIView):
@@ -515,7 +552,9 @@ class ModelVersionActivateApi(APIView):
     @extend_schema(request=None, responses=ModelVersionOutputSerializer)
     def post(self, request, pk: int):
         model_version = get_object_or_404(selectors.model_versions_visible(user=request.user), pk=pk)
-        model_version = services.model_version_activate(model_version=model_version, actor=request.user, request=request)
+        model_version = services.model_version_activate(
+            model_version=model_version, actor=request.user, request=request
+        )
         return Response(ModelVersionOutputSerializer(model_version).data)
 
 
@@ -533,4 +572,3 @@ class HealthApi(APIView):
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         return Response({"status": "ok"})
-

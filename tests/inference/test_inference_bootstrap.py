@@ -18,9 +18,9 @@ from inference.bootstrap import (
     build_bootstrap_bundle,
 )
 from inference.bundle import load_bundle, sha256_file
+from inference.detect import get_detector
 from inference.fer import FER_CLASSES, NEGATIVE_AFFECT, FerProxy
 from inference.pipeline import Pipeline
-from inference.detect import get_detector
 
 
 def test_bytes_are_reproducible(tmp_path: Path, bootstrap_bundle: tuple[Path, str]) -> None:

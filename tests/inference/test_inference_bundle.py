@@ -53,16 +53,19 @@ def test_round_trip_gives_the_same_outputs(tmp_path: Path, fer_painnet: PainNet,
     np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_predict_proba_batches_and_handles_empty_input(painnet_bundle: tuple[Path, str], astronaut: Image.Image) -> None:
+def test_predict_proba_batches_and_handles_empty_input(
+    painnet_bundle: tuple[Path, str], astronaut: Image.Image
+) -> None:
     path, sha = painnet_bundle
     loaded = load_bundle(path, expected_sha256=sha)
     crops = _crops(astronaut) * 3
     full = loaded.predict_proba(crops)
+    assert loaded.max_batch == bundle_module.DEFAULT_MAX_BATCH_CPU
     loaded.max_batch = 2
     try:
         chunked = loaded.predict_proba(crops)
     finally:
-        loaded.max_batch = bundle_module.DEFAULT_MAX_BATCH
+        loaded.max_batch = bundle_module.DEFAULT_MAX_BATCH_CPU
     np.testing.assert_allclose(full, chunked, atol=1e-5)
     assert loaded.predict_proba([]).shape == (0, 2)
 

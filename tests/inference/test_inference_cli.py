@@ -53,16 +53,34 @@ def test_predict_json_reports_every_file_and_never_stops(files: Path, tmp_path: 
     bundle = tmp_path / "data" / "models" / "bootstrap-fer-proxy.pt"
     assert bundle.is_file()
     assert {r["weights_sha256"] for r in rows} == {sha256_file(bundle)}
-    expected_keys = {"file", "status", "reason", "box", "p_pain", "label", "confidence", "model",
-                     "weights_sha256", "frame_sha256", "timings_ms"}
+    expected_keys = {
+        "file",
+        "status",
+        "reason",
+        "box",
+        "p_pain",
+        "label",
+        "confidence",
+        "model",
+        "weights_sha256",
+        "frame_sha256",
+        "timings_ms",
+    }
     assert all(expected_keys <= set(r) for r in rows)
 
 
 def test_predict_table_and_explicit_model(files: Path, tmp_path: Path, painnet_bundle: tuple[Path, str]) -> None:
     path, sha = painnet_bundle
     result = run_cli(
-        "predict", "--model", str(path), "--expected-sha256", sha, "bed1.jpg", "notes.jpg",
-        data_dir=tmp_path, cwd=files,
+        "predict",
+        "--model",
+        str(path),
+        "--expected-sha256",
+        sha,
+        "bed1.jpg",
+        "notes.jpg",
+        data_dir=tmp_path,
+        cwd=files,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -104,9 +122,14 @@ def test_info_on_a_missing_bundle_fails_clearly(tmp_path: Path, capsys: pytest.C
 def test_keyframes_command(scene_clip: Path, tmp_path: Path) -> None:
     text = run_cli("keyframes", str(scene_clip), data_dir=tmp_path, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
-    assert [line.split() for line in text.stdout.splitlines()[1:]] == [["15", "1.000"], ["30", "2.000"], ["45", "3.000"]]
-    as_json = run_cli("keyframes", "--json", "--save-dir", str(tmp_path / "kf"), str(scene_clip),
-                      data_dir=tmp_path, cwd=tmp_path)
+    assert [line.split() for line in text.stdout.splitlines()[1:]] == [
+        ["15", "1.000"],
+        ["30", "2.000"],
+        ["45", "3.000"],
+    ]
+    as_json = run_cli(
+        "keyframes", "--json", "--save-dir", str(tmp_path / "kf"), str(scene_clip), data_dir=tmp_path, cwd=tmp_path
+    )
     report = json.loads(as_json.stdout)
     assert [k["index"] for k in report["keyframes"]] == [15, 30, 45]
     assert [k["time_s"] for k in report["keyframes"]] == [1.0, 2.0, 3.0]

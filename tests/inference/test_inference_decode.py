@@ -10,7 +10,6 @@ from PIL import Image
 
 from inference.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, UnreadableImage, decode_image, sniff_image, to_rgb
 from inference.detect import get_detector
-
 from tests.inference.inference_helpers import encode, exif_rotated_jpeg, png_header_only
 
 
@@ -128,7 +127,9 @@ def test_hostile_input_is_unreadable_with_a_reason(hostile: dict[str, bytes], na
     assert reason_part.lower() in caught.value.reason.lower()
 
 
-@pytest.mark.parametrize("name", ["empty", "text", "svg", "random", "truncated_jpeg", "truncated_png", "png_20000x20000"])
+@pytest.mark.parametrize(
+    "name", ["empty", "text", "svg", "random", "truncated_jpeg", "truncated_png", "png_20000x20000"]
+)
 def test_sniff_rejects_what_decode_rejects(hostile: dict[str, bytes], name: str) -> None:
     with pytest.raises(UnreadableImage):
         sniff_image(hostile[name])

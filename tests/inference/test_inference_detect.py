@@ -35,6 +35,7 @@ def test_it_finds_the_astronauts_face_with_landmarks(detector: RetinaFaceDetecto
     assert face.landmarks is not None and len(face.landmarks) == 5
     (lx, ly), (rx, ry) = face.landmarks[0], face.landmarks[1]
     assert lx < rx, "eyes should be left-to-right"
+    assert abs(ly - ry) < 0.15 * face.h, "an upright face has its eyes level"
     for px, py in face.landmarks:
         assert face.x <= px <= face.x + face.w and face.y <= py <= face.y + face.h
 

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data as skdata
 from torch import nn
 
-from inference.fer import FerProxy, FER_CLASSES
+from inference.fer import FER_CLASSES, FerProxy
 from inference.painnet import BACKBONES, CLASSES, PainNet, _mobilenet_v2_weights_path, default_spec
 from inference.preprocess import eval_transform
 
@@ -26,8 +26,14 @@ def test_head_has_the_papers_exact_layers(backbone: str, features: int) -> None:
     net = PainNet(backbone, pretrained=False)
     layers = list(net.head)
     assert [type(layer) for layer in layers] == [
-        nn.Linear, nn.ReLU, nn.Dropout, nn.BatchNorm1d,
-        nn.Linear, nn.ReLU, nn.Dropout, nn.BatchNorm1d,
+        nn.Linear,
+        nn.ReLU,
+        nn.Dropout,
+        nn.BatchNorm1d,
+        nn.Linear,
+        nn.ReLU,
+        nn.Dropout,
+        nn.BatchNorm1d,
         nn.Linear,
     ]
     assert (layers[0].in_features, layers[0].out_features) == (features, 512)

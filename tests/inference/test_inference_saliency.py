@@ -36,7 +36,9 @@ def test_gradcam_overlay_is_a_224_rgb_image(which: str, request: pytest.FixtureR
     assert not any(p.requires_grad for p in model.module.parameters())
 
 
-def test_overlay_differs_from_the_crop_where_the_map_is_hot(painnet_bundle: tuple[Path, str], face_crop: Image.Image) -> None:
+def test_overlay_differs_from_the_crop_where_the_map_is_hot(
+    painnet_bundle: tuple[Path, str], face_crop: Image.Image
+) -> None:
     model = load_bundle(painnet_bundle[0])
     from inference.preprocess import letterbox
 

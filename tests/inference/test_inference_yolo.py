@@ -47,8 +47,19 @@ def trained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ultralytics = import_ultralytics_offline()
     model = ultralytics.YOLO("yolov8n.yaml")
     model.train(
-        data=str(data), epochs=1, imgsz=64, batch=4, workers=0, device="cpu", amp=False, plots=False,
-        val=False, project=str(root / "runs"), name="face", exist_ok=True, verbose=False,
+        data=str(data),
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        device="cpu",
+        amp=False,
+        plots=False,
+        val=False,
+        project=str(root / "runs"),
+        name="face",
+        exist_ok=True,
+        verbose=False,
     )
     weights = root / "runs" / "face" / "weights" / "last.pt"
     assert weights.is_file()
@@ -68,7 +79,7 @@ def test_it_loads_operator_weights_and_returns_faceboxes(trained_weights: Path) 
     assert isinstance(boxes, list)
     assert all(isinstance(b, FaceBox) for b in boxes)
     for box in boxes:
-        assert 0 <= box.x and 0 <= box.y and box.x + box.w <= 320 and box.y + box.h <= 200
+        assert box.x >= 0 and box.y >= 0 and box.x + box.w <= 320 and box.y + box.h <= 200
         assert 0.0 < box.score <= 1.0
     assert [b.score for b in boxes] == sorted((b.score for b in boxes), reverse=True)
     batched = detector.detect_batch([image, image.resize((160, 100))])

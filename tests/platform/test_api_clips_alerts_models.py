@@ -18,7 +18,8 @@ pytestmark = pytest.mark.django_db
 
 def post_clip(client, *, mrn, data, **extra):
     return client.post(
-        "/api/v1/clips/", {"neonate": mrn, "video": SimpleUploadedFile("c.mp4", data, content_type="video/mp4"), **extra},
+        "/api/v1/clips/",
+        {"neonate": mrn, "video": SimpleUploadedFile("c.mp4", data, content_type="video/mp4"), **extra},
         format="multipart",
     )
 
@@ -58,7 +59,9 @@ def test_it_refuses_a_clip_over_the_cap(client_for, nurse, neonate, small_clip_b
 
 def test_clip_keyframes_become_frames_timed_from_the_clip_start(client_for, device, neonate, small_clip_bytes):
     start = timezone.now() - timedelta(minutes=5)
-    body = post_clip(client_for(device.user), mrn=neonate.mrn, data=small_clip_bytes, captured_at=start.isoformat()).json()
+    body = post_clip(
+        client_for(device.user), mrn=neonate.mrn, data=small_clip_bytes, captured_at=start.isoformat()
+    ).json()
 
     created = services.clip_process(clip_id=body["id"])
 
@@ -103,7 +106,12 @@ def test_the_alert_list_shows_open_alerts_of_my_unit_only(client_for, nurse, neo
     assert body["count"] == 1
     (row,) = body["results"]
     assert (row["id"], row["neonate"], row["bed"], row["source"], row["suppressed_count"]) == (
-        mine.pk, neonate.mrn, neonate.bed, "auto", 2)
+        mine.pk,
+        neonate.mrn,
+        neonate.bed,
+        "auto",
+        2,
+    )
 
 
 def test_the_alert_list_is_newest_first(client_for, nurse, unit):
@@ -165,8 +173,15 @@ def test_the_openapi_schema_and_swagger_ui_are_served(client_for, nurse):
 
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ("/api/v1/frames/", "/api/v1/frames/{id}/", "/api/v1/neonates/", "/api/v1/units/",
-                 "/api/v1/units/{id}/", "/api/v1/clips/", "/api/v1/alerts/"):
+    for path in (
+        "/api/v1/frames/",
+        "/api/v1/frames/{id}/",
+        "/api/v1/neonates/",
+        "/api/v1/units/",
+        "/api/v1/units/{id}/",
+        "/api/v1/clips/",
+        "/api/v1/alerts/",
+    ):
         assert path in paths
     assert docs.status_code == 200
 

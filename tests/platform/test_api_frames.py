@@ -21,8 +21,11 @@ URL = "/api/v1/frames/"
 
 
 def upload(client, *, mrn, data, name="face.png", content_type="image/png", **extra):
-    return client.post(URL, {"neonate": mrn, "image": SimpleUploadedFile(name, data, content_type=content_type), **extra},
-                       format="multipart")
+    return client.post(
+        URL,
+        {"neonate": mrn, "image": SimpleUploadedFile(name, data, content_type=content_type), **extra},
+        format="multipart",
+    )
 
 
 def test_it_queues_an_uploaded_frame_and_answers_202(client_for, device, neonate, upload_png, settings):

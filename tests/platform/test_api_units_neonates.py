@@ -39,7 +39,9 @@ def test_the_unit_admin_changes_the_threshold_and_it_is_audited(client_for, unit
 
 def test_the_patch_accepts_a_nested_settings_object(client_for, unit_admin, unit):
     response = client_for(unit_admin).patch(
-        f"/api/v1/units/{unit.pk}/", {"settings": {"alert_cooldown_minutes": 5, "double_scoring_share": 0.2}}, format="json"
+        f"/api/v1/units/{unit.pk}/",
+        {"settings": {"alert_cooldown_minutes": 5, "double_scoring_share": 0.2}},
+        format="json",
     )
 
     assert response.status_code == 200

@@ -53,7 +53,7 @@ def test_setup_creates_the_demo_unit_people_device_and_model(models_dir, monkeyp
     # The generated passwords work and are shown exactly once.
     admin_password = output.split("unitadmin / ")[1].split()[0]
     assert admin.check_password(admin_password)
-    assert "curl -H \"Authorization: Token $NEOPAIN_DEVICE_TOKEN\" -F neonate=DEMO-0001 -F image=@face.jpg" in output
+    assert 'curl -H "Authorization: Token $NEOPAIN_DEVICE_TOKEN" -F neonate=DEMO-0001 -F image=@face.jpg' in output
 
 
 def test_setup_twice_changes_nothing_and_prints_no_secret(models_dir):
@@ -161,7 +161,9 @@ def test_sweep_frames_requeues_stuck_frames(neonate, monkeypatch):
 def test_createsuperuser_noinput_works_with_the_custom_user(monkeypatch):
     monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-long-superuser-password")
 
-    call_command("createsuperuser", "--noinput", "--username", "boss", "--email", "boss@example.org", stdout=io.StringIO())
+    call_command(
+        "createsuperuser", "--noinput", "--username", "boss", "--email", "boss@example.org", stdout=io.StringIO()
+    )
 
     boss = User.objects.get(username="boss")
     assert boss.is_superuser and boss.check_password("a-long-superuser-password")

@@ -80,7 +80,9 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) 
     for name, (filename, content, content_type) in files.items():
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode() + content + b"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+            + content
+            + b"\r\n"
         )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
@@ -118,17 +120,35 @@ def celery_worker_process(tmp_path, settings):
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "neopain_site", "worker", "-Q", "inference,default",
-             "--pool=solo", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
-             "--hostname", f"e2e-{uuid.uuid4().hex[:8]}@%h"],
-            cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "neopain_site",
+                "worker",
+                "-Q",
+                "inference,default",
+                "--pool=solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel=INFO",
+                "--hostname",
+                f"e2e-{uuid.uuid4().hex[:8]}@%h",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     process.log_path = log_path
     yield process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
@@ -140,8 +160,9 @@ def worker_log(process) -> str:
 
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
-def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(live_server, celery_worker_process, bootstrap_bundle,
-                                                                   tmp_path):
+def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(
+    live_server, celery_worker_process, bootstrap_bundle, tmp_path
+):
     unit = UnitFactory(name="NICU E2E", code="e2e")
     neonate = NeonateFactory(mrn="E2E-0001", unit=unit)
     camera = DeviceFactory(unit=unit, user=UserFactory(username="e2e-camera", role=Role.DEVICE, unit=unit))
@@ -152,7 +173,9 @@ def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(live_server, 
     image = astronaut_jpeg()
 
     body, content_type = multipart({"neonate": neonate.mrn}, {"image": ("bed1.jpg", image, "image/jpeg")})
-    status, upload = http("POST", f"{live_server.url}/api/v1/frames/", token=token, body=body, content_type=content_type)
+    status, upload = http(
+        "POST", f"{live_server.url}/api/v1/frames/", token=token, body=body, content_type=content_type
+    )
 
     assert status == 202, upload
     assert upload["status"] == "queued"
@@ -165,7 +188,9 @@ def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(live_server, 
             break
         assert celery_worker_process.poll() is None, worker_log(celery_worker_process)
         time.sleep(0.5)
-    assert frame["status"] == "done", f"frame ended {frame['status']!r} ({frame.get('reason')})\n{worker_log(celery_worker_process)}"
+    assert frame["status"] == "done", (
+        f"frame ended {frame['status']!r} ({frame.get('reason')})\n{worker_log(celery_worker_process)}"
+    )
 
     prediction = frame["prediction"]
     assert prediction["model_version"] == model.label

@@ -174,8 +174,9 @@ def test_a_new_activation_is_used_on_the_next_batch_without_restart(bundle_copy,
     assert Prediction.objects.get(frame=frame_b).model_version == second
 
 
-def test_frames_waiting_for_a_model_are_published_on_activation(bundle_copy, neonate, fake_pipeline, monkeypatch,
-                                                               django_capture_on_commit_callbacks):
+def test_frames_waiting_for_a_model_are_published_on_activation(
+    bundle_copy, neonate, fake_pipeline, monkeypatch, django_capture_on_commit_callbacks
+):
     published = []
     monkeypatch.setattr(services, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
     frame = FrameFactory(neonate=neonate, status="queued")

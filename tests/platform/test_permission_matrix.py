@@ -23,21 +23,21 @@ _counter = itertools.count()
 
 # endpoint key -> expected code per person, in PEOPLE order
 MATRIX = {
-    "GET neonates":           [200, 200, 200, 403, 403, 200, 401],
-    "POST neonates":          [201, 201, 201, 403, 403, 201, 401],
-    "GET units":              [200, 200, 200, 200, 403, 200, 401],
-    "GET unit":               [200, 404, 200, 200, 403, 200, 401],
-    "PATCH unit":             [403, 403, 200, 403, 403, 200, 401],
-    "POST frames":            [202, 400, 202, 403, 202, 202, 401],
-    "GET frames":             [200, 200, 200, 403, 200, 200, 401],
-    "GET frame":              [200, 404, 200, 403, 200, 200, 401],
-    "POST clips":             [202, 400, 202, 403, 202, 202, 401],
-    "GET clip":               [200, 404, 200, 403, 200, 200, 401],
-    "GET alerts":             [200, 200, 200, 403, 403, 200, 401],
-    "GET models":             [200, 200, 200, 200, 403, 200, 401],
-    "POST model activate":    [403, 403, 403, 200, 403, 200, 401],
-    "GET health":             [200, 200, 200, 200, 200, 200, 200],
-    "GET schema":             [200, 200, 200, 200, 200, 200, 401],
+    "GET neonates": [200, 200, 200, 403, 403, 200, 401],
+    "POST neonates": [201, 201, 201, 403, 403, 201, 401],
+    "GET units": [200, 200, 200, 200, 403, 200, 401],
+    "GET unit": [200, 404, 200, 200, 403, 200, 401],
+    "PATCH unit": [403, 403, 200, 403, 403, 200, 401],
+    "POST frames": [202, 400, 202, 403, 202, 202, 401],
+    "GET frames": [200, 200, 200, 403, 200, 200, 401],
+    "GET frame": [200, 404, 200, 403, 200, 200, 401],
+    "POST clips": [202, 400, 202, 403, 202, 202, 401],
+    "GET clip": [200, 404, 200, 403, 200, 200, 401],
+    "GET alerts": [200, 200, 200, 403, 403, 200, 401],
+    "GET models": [200, 200, 200, 200, 403, 200, 401],
+    "POST model activate": [403, 403, 403, 200, 403, 200, 401],
+    "GET health": [200, 200, 200, 200, 200, 200, 200],
+    "GET schema": [200, 200, 200, 200, 200, 200, 401],
 }
 
 
@@ -48,8 +48,9 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     frame = FrameFactory(neonate=neonate, device=device, uploaded_by=device.user)
     clip = Clip(neonate=neonate, unit=neonate.unit, sha256="c" * 64, uploaded_by=device.user)
     clip.video.save("x", ContentFile(small_clip_bytes), save=True)
-    model = ModelVersionFactory(status="candidate", unit=None, bundle_path=str(bootstrap_bundle),
-                                sha256=sha256_file(bootstrap_bundle))
+    model = ModelVersionFactory(
+        status="candidate", unit=None, bundle_path=str(bootstrap_bundle), sha256=sha256_file(bootstrap_bundle)
+    )
     return {"frame": frame, "clip": clip, "model": model}
 
 

@@ -217,7 +217,9 @@ def test_a_frame_being_processed_elsewhere_is_left_alone(neonate, active_model, 
     assert services.frames_process(frame_ids=[frame.pk])["claimed"] == 0
 
 
-def test_a_frame_abandoned_by_a_dead_worker_is_reclaimed_by_its_redelivery(neonate, active_model, fake_pipeline, settings):
+def test_a_frame_abandoned_by_a_dead_worker_is_reclaimed_by_its_redelivery(
+    neonate, active_model, fake_pipeline, settings
+):
     frame, _ = queued_frame(neonate)
     Frame.objects.filter(pk=frame.pk).update(
         status="processing", status_changed_at=timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 5)
@@ -229,8 +231,9 @@ def test_a_frame_abandoned_by_a_dead_worker_is_reclaimed_by_its_redelivery(neona
     assert frame.status == "done"
 
 
-def test_a_transient_database_fault_releases_the_frames_and_asks_for_a_retry(neonate, active_model, fake_pipeline,
-                                                                            monkeypatch):
+def test_a_transient_database_fault_releases_the_frames_and_asks_for_a_retry(
+    neonate, active_model, fake_pipeline, monkeypatch
+):
     frame, _ = queued_frame(neonate)
 
     def broken(images):
@@ -252,7 +255,9 @@ def test_the_task_retries_transient_faults(neonate, active_model, fake_pipeline,
     frame, _ = queued_frame(neonate)
     monkeypatch.setattr(fake_pipeline, "run_batch", lambda images: (_ for _ in ()).throw(OSError("disk hiccup")))
     retried = []
-    monkeypatch.setattr(frame_process, "retry", lambda *a, **kw: retried.append(kw) or (_ for _ in ()).throw(RuntimeError("retry")))
+    monkeypatch.setattr(
+        frame_process, "retry", lambda *a, **kw: retried.append(kw) or (_ for _ in ()).throw(RuntimeError("retry"))
+    )
 
     with pytest.raises(RuntimeError, match="retry"):
         frame_process.apply(args=[frame.pk], throw=True).get()

@@ -23,7 +23,11 @@ def settings_env_names() -> set[str]:
 
 
 def run_settings(env: dict[str, str], code: str = "import django; django.setup(); print('started')"):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "NEOPAIN_", "DATABASE_URL", "REDIS_URL", "CELERY_"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "NEOPAIN_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
+    }
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -39,7 +43,7 @@ def test_every_celery_setting_is_a_real_celery_setting():
     from celery.app.defaults import NAMESPACES, flatten
 
     known = {key.upper() for key, _ in flatten(NAMESPACES)}
-    ours = {name[len("CELERY_"):] for name in dir(settings) if name.startswith("CELERY_")}
+    ours = {name[len("CELERY_") :] for name in dir(settings) if name.startswith("CELERY_")}
     assert ours, "no CELERY_ settings found"
     assert sorted(ours - known) == []
 
@@ -78,12 +82,21 @@ def test_the_tasks_ack_late_and_retry_transient_faults():
 def test_the_critical_django_settings():
     assert settings.AUTH_USER_MODEL == "triage.User"
     assert settings.REST_FRAMEWORK["EXCEPTION_HANDLER"] == "triage.apis.exception_handler"
-    assert "rest_framework.authentication.TokenAuthentication" in settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
+    assert (
+        "rest_framework.authentication.TokenAuthentication" in settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
+    )
     assert settings.REST_FRAMEWORK["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
     assert "triage.middleware.DatabaseUnavailableMiddleware" in settings.MIDDLEWARE
     assert settings.MEDIA_URL is None  # patient images are never served from a public URL
-    for name in ("NEOPAIN_MAX_UPLOAD_BYTES", "NEOPAIN_MAX_IMAGE_PIXELS", "NEOPAIN_MAX_FUTURE_SKEW_SECONDS",
-                 "NEOPAIN_BATCH_MAX", "NEOPAIN_STUCK_FRAME_SECONDS", "NEOPAIN_DETECTOR", "NEOPAIN_SALIENCY"):
+    for name in (
+        "NEOPAIN_MAX_UPLOAD_BYTES",
+        "NEOPAIN_MAX_IMAGE_PIXELS",
+        "NEOPAIN_MAX_FUTURE_SKEW_SECONDS",
+        "NEOPAIN_BATCH_MAX",
+        "NEOPAIN_STUCK_FRAME_SECONDS",
+        "NEOPAIN_DETECTOR",
+        "NEOPAIN_SALIENCY",
+    ):
         assert hasattr(settings, name), name
 
 
@@ -101,14 +114,20 @@ def test_the_embedded_default_needs_no_server():
 
 def test_database_and_redis_urls_switch_to_the_real_services():
     result = run_settings(
-        {"DATABASE_URL": "postgres://u@127.0.0.1:5432/x", "REDIS_URL": "redis://127.0.0.1:6379/3",
-         "NEOPAIN_DATA_DIR": "/tmp/neopain-settings-probe"},
+        {
+            "DATABASE_URL": "postgres://u@127.0.0.1:5432/x",
+            "REDIS_URL": "redis://127.0.0.1:6379/3",
+            "NEOPAIN_DATA_DIR": "/tmp/neopain-settings-probe",
+        },
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.CACHES['default']['BACKEND'])",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.postgresql", "redis://127.0.0.1:6379/3", "django.core.cache.backends.redis.RedisCache"]
+        "django.db.backends.postgresql",
+        "redis://127.0.0.1:6379/3",
+        "django.core.cache.backends.redis.RedisCache",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -132,8 +151,12 @@ def test_production_switches_on_the_security_settings(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("s" * 60 + "\n")
     result = run_settings(
-        {"NEOPAIN_ENV": "production", "DJANGO_SECRET_KEY_FILE": str(secret), "DJANGO_ALLOWED_HOSTS": "a.org,b.org",
-         "NEOPAIN_DATA_DIR": str(tmp_path)},
+        {
+            "NEOPAIN_ENV": "production",
+            "DJANGO_SECRET_KEY_FILE": str(secret),
+            "DJANGO_ALLOWED_HOSTS": "a.org,b.org",
+            "NEOPAIN_DATA_DIR": str(tmp_path),
+        },
         "import django; django.setup(); from django.conf import settings as s; print(s.DEBUG, s.SESSION_COOKIE_SECURE, "
         "s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS > 0, s.SECRET_KEY == 's' * 60, "
         "','.join(s.ALLOWED_HOSTS))",
@@ -144,8 +167,13 @@ def test_production_switches_on_the_security_settings(tmp_path):
 
 @pytest.mark.parametrize(
     "env",
-    [{"NEOPAIN_ENV": "staging"}, {"NEOPAIN_BATCH_MAX": "3O"}, {"NEOPAIN_BATCH_MAX": "0"},
-     {"NEOPAIN_FACE_MARGIN": "2"}, {"CELERY_TASK_SOFT_TIME_LIMIT": "300", "CELERY_TASK_TIME_LIMIT": "200"}],
+    [
+        {"NEOPAIN_ENV": "staging"},
+        {"NEOPAIN_BATCH_MAX": "3O"},
+        {"NEOPAIN_BATCH_MAX": "0"},
+        {"NEOPAIN_FACE_MARGIN": "2"},
+        {"CELERY_TASK_SOFT_TIME_LIMIT": "300", "CELERY_TASK_TIME_LIMIT": "200"},
+    ],
     ids=["env", "not-int", "zero-batch", "margin", "soft-over-hard"],
 )
 def test_bad_values_fail_at_start_up(env, tmp_path):
@@ -157,9 +185,20 @@ def test_bad_values_fail_at_start_up(env, tmp_path):
 
 def test_every_env_var_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
-    names = settings_env_names() | {"PORT", "NEOPAIN_DEVICE", "NEOPAIN_TORCH_THREADS", "NEOPAIN_ADMIN_PASSWORD",
-                                    "NEOPAIN_NURSE_PASSWORD", "NEOPAIN_WORKER_CONCURRENCY", "WEB_CONCURRENCY"}
-    for path in [*(ROOT / "inference").glob("*.py"), *(ROOT / "annotations").glob("*.py"), *(ROOT / "triage").glob("*.py")]:
+    names = settings_env_names() | {
+        "PORT",
+        "NEOPAIN_DEVICE",
+        "NEOPAIN_TORCH_THREADS",
+        "NEOPAIN_ADMIN_PASSWORD",
+        "NEOPAIN_NURSE_PASSWORD",
+        "NEOPAIN_WORKER_CONCURRENCY",
+        "WEB_CONCURRENCY",
+    }
+    for path in [
+        *(ROOT / "inference").glob("*.py"),
+        *(ROOT / "annotations").glob("*.py"),
+        *(ROOT / "triage").glob("*.py"),
+    ]:
         names |= {n for n in ENV_READ.findall(path.read_text()) if n.startswith("NEOPAIN_")}
     missing = sorted(name for name in names if f"`{name}`" not in readme)
     assert missing == []

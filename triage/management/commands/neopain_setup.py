@@ -58,7 +58,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  open: {url}")
         self.stdout.write(
             "  upload a frame:\n"
-            f"    curl -H \"Authorization: Token $NEOPAIN_DEVICE_TOKEN\" -F neonate={neonate.mrn} "
+            f'    curl -H "Authorization: Token $NEOPAIN_DEVICE_TOKEN" -F neonate={neonate.mrn} '
             f"-F image=@face.jpg {url.rstrip('/')}/api/v1/frames/"
         )
 
@@ -73,8 +73,13 @@ class Command(BaseCommand):
         user = User(username=username, role=role, unit=unit, first_name=title.split()[0])
         user.set_password(password)
         user.save()
-        services.audit_record(action="user.created", unit=unit, obj=user, actor_username="neopain_setup",
-                              after={"username": username, "role": role})
+        services.audit_record(
+            action="user.created",
+            unit=unit,
+            obj=user,
+            actor_username="neopain_setup",
+            after={"username": username, "role": role},
+        )
         if generated:
             return f"{title}: {username} / {password}   <- generated; shown only now, write it down"
         return f"{title}: {username} (password from {password_env})"
@@ -82,8 +87,10 @@ class Command(BaseCommand):
     def _device(self, unit: Unit) -> str:
         user = User.objects.filter(username=DEVICE_USERNAME).first()
         if user is not None:
-            return (f"Device token for {DEVICE_USERNAME}: exists (not shown again; rotate with "
-                    f"`manage.py drf_create_token -r {DEVICE_USERNAME}`)")
+            return (
+                f"Device token for {DEVICE_USERNAME}: exists (not shown again; rotate with "
+                f"`manage.py drf_create_token -r {DEVICE_USERNAME}`)"
+            )
         user = User(username=DEVICE_USERNAME, role=Role.DEVICE, unit=unit, first_name="Bed 1 camera")
         user.set_unusable_password()
         user.save()

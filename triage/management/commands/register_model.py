@@ -16,7 +16,9 @@ class Command(BaseCommand):
     help = "Register BUNDLE (idempotent on its sha256); --activate makes it the active model."
 
     def add_arguments(self, parser):
-        parser.add_argument("bundle", help="Path to a NeoPain model bundle (.pt) or, with --kind detector, YOLO weights.")
+        parser.add_argument(
+            "bundle", help="Path to a NeoPain model bundle (.pt) or, with --kind detector, YOLO weights."
+        )
         parser.add_argument("--activate", action="store_true", help="Activate it (retires the current active model).")
         parser.add_argument("--unit", default=None, help="Unit code: the model serves only that unit.")
         parser.add_argument("--kind", default=ModelVersion.Kind.CLASSIFIER, choices=ModelVersion.Kind.values)
