@@ -2,8 +2,10 @@
 
 A batch of frames is decoded one by one (a bad frame becomes an ``unreadable`` outcome,
 never an exception), detected in one backend call where the backend batches, cropped and
-letterboxed, then classified in ONE batched forward pass. Stage timings are measured per
-frame for decode and amortised over the batch for detect and classify.
+letterboxed, then classified together: one batched ``predict_proba`` call for all faces
+of the batch (split into forward passes of at most the model's ``max_batch``). Stage
+timings are measured per frame for decode and amortised over the batch for detect and
+classify.
 """
 
 from __future__ import annotations

@@ -526,11 +526,13 @@ def plot_threshold_analysis(
     ax.plot([r["threshold"] for r in table], [r["accuracy"] for r in table], label="framework accuracy")
     ax.set_xlabel("confidence threshold")
     ax.set_ylabel("accuracy (nurse cases counted correct)")
+    ax.set_ylim(min(0.5, *(r["accuracy"] for r in table)) - 0.02, 1.02)
     ax2 = ax.twinx()
     ax2.plot(
         [r["threshold"] for r in table], [r["manual_share"] for r in table], color="tab:orange", label="share to nurse"
     )
     ax2.set_ylabel("share of cases to a nurse")
+    ax2.set_ylim(-0.02, 1.02)
     for t in (0.55, 0.6):
         ax.axvline(t, color="grey", linestyle=":", linewidth=0.8)
     ax.set_title("Accuracy and nurse workload")
@@ -540,6 +542,7 @@ def plot_threshold_analysis(
     ax.set_ylabel("selective risk (error among automatic)")
     ax.set_title(f"Risk-coverage (AURC {aurc(p_pain=p, labels=y):.3f})")
     ax.set_xlim(0, 1)
+    ax.set_ylim(0, max(0.05, *(c["risk"] for c in curve)) * 1.1)
     ax = axes[2]
     for probs, name in ((p, "as served"), (temperature_apply(p, temperature), f"T = {temperature:.2f}")):
         conf = confidence_of(probs)

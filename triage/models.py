@@ -388,7 +388,12 @@ class AppendOnlyQuerySet(models.QuerySet):
     def delete(self):
         raise AuditEvent.AppendOnly("Audit events cannot be deleted.")
 
-    _raw_delete = delete
+    # What bulk_update() and the deletion collector call underneath update() and delete().
+    def _update(self, values):
+        raise AuditEvent.AppendOnly("Audit events cannot be changed.")
+
+    def _raw_delete(self, using=None):
+        raise AuditEvent.AppendOnly("Audit events cannot be deleted.")
 
 
 class AuditEvent(models.Model):

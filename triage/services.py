@@ -506,6 +506,10 @@ def frame_ingest(
         if existing is None:
             raise
         return existing, False
+    except BaseException:
+        # The row was not written (database gone, request aborted): leave no orphan image on disk.
+        frame.image.storage.delete(frame.image.name)
+        raise
     logger.info(
         "frame %s queued for neonate %s (%s %dx%d, %d bytes)",
         frame.pk,
@@ -594,11 +598,16 @@ def clip_ingest(*, neonate: Neonate, video_file, captured_at=None, device=None, 
         received_at=now,
     )
     clip.video.save("upload", ContentFile(data), save=False)
-    with transaction.atomic():
-        clip.save()
-        if device is not None:
-            type(device).objects.filter(pk=device.pk).update(last_seen_at=now)
-        transaction.on_commit(lambda: clips_enqueue(clip_ids=[clip.pk]))
+    try:
+        with transaction.atomic():
+            clip.save()
+            if device is not None:
+                type(device).objects.filter(pk=device.pk).update(last_seen_at=now)
+            transaction.on_commit(lambda: clips_enqueue(clip_ids=[clip.pk]))
+    except BaseException:
+        # The row was not written: leave no orphan video on disk.
+        clip.video.storage.delete(clip.video.name)
+        raise
     logger.info("clip %s queued for neonate %s (%d bytes)", clip.pk, neonate.pk, len(data))
     return clip, True
 
@@ -683,6 +692,7 @@ def _pipeline_for(*, classifier: ModelVersion, detector: ModelVersion | None):
     from inference.pipeline import get_pipeline
 
     if detector is not None:
+        _detector_weights_check(detector=detector)
         detector_name, detector_weights = "yolo", detector.bundle_path
     else:
         detector_name, detector_weights = settings.NEOPAIN_DETECTOR, settings.NEOPAIN_DETECTOR_WEIGHTS or None
@@ -695,6 +705,30 @@ def _pipeline_for(*, classifier: ModelVersion, detector: ModelVersion | None):
     if hasattr(pipeline, "margin"):
         pipeline.margin = settings.NEOPAIN_FACE_MARGIN
     return pipeline, detector_name
+
+
+# (path, size, mtime, inode) -> sha256: a detector file is hashed once per version on disk, not per batch.
+_DETECTOR_HASHES: dict[tuple, str] = {}
+
+
+def _detector_weights_check(*, detector: ModelVersion) -> None:
+    """Refuse detector weights that are no longer the registered file (a YOLO ``.pt`` is a pickle).
+
+    Raises ``BundleError`` (or ``FileNotFoundError``), which fails the batch's frames with the reason.
+    """
+    from pathlib import Path
+
+    from inference.bundle import BundleError, sha256_file
+
+    path = Path(detector.bundle_path)
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    actual = _DETECTOR_HASHES.get(key)
+    if actual is None:
+        actual = _DETECTOR_HASHES[key] = sha256_file(path)
+    if actual != detector.sha256:
+        raise BundleError(f"detector weights {path} have sha256 {actual[:12]}..., not the registered "
+                          f"{detector.sha256[:12]}...; register the new file instead")
 
 
 def pipelines_warm() -> int:

@@ -118,11 +118,11 @@ def small_clip_bytes() -> bytes:
 
 def _objects_of(*, neonate, device, model, nurse) -> dict:
     frame = FrameFactory(neonate=neonate, device=device, uploaded_by=device.user)
-    clip = Clip(neonate=neonate, unit=neonate.unit, sha256=hashlib.sha256(str(neonate.pk).encode()).hexdigest(),
+    clip = Clip(neonate=neonate, unit=neonate.unit, sha256=hashlib.sha256(f"{frame.pk}".encode()).hexdigest(),
                 uploaded_by=device.user)
     clip.video.save("x", ContentFile(b"\x00\x00\x00\x18ftypmp42"), save=True)
-    case = make_case(neonate=neonate, model=model)
-    decided = make_case(neonate=neonate, model=model, status="decided")
+    case = make_case(neonate=neonate, model=model, crop=False)
+    decided = make_case(neonate=neonate, model=model, status="decided", crop=False)
     assessment = NipsAssessmentFactory(case=decided, nurse=nurse)
     alert = AlertFactory(neonate=neonate)
     return {"neonate": neonate, "frame": frame, "clip": clip, "case": case, "decided_case": decided,
@@ -130,22 +130,25 @@ def _objects_of(*, neonate, device, model, nurse) -> dict:
 
 
 @pytest.fixture
-def model_file(tmp_path) -> Path:
-    """Any file works for activation: the service compares its sha256 with the registration."""
-    path = tmp_path / "bundle.pt"
-    path.write_bytes(b"not loaded by activation, only hashed")
-    return path
+def make_north(unit, neonate, device, model, second_nurse, tmp_path):
+    """``make_north()`` -> a fresh set of the nurse's unit's objects (frame, clip, cases, assessment, alert)
+    and a candidate model to activate (any file works: activation only compares its sha256)."""
+    from inference.bundle import sha256_file
+
+    def make() -> dict:
+        objects = _objects_of(neonate=neonate, device=device, model=model, nurse=second_nurse)
+        bundle = tmp_path / f"bundle-{objects['frame'].pk}.pt"
+        bundle.write_bytes(f"not loaded by activation, only hashed {bundle.name}".encode())
+        objects["model"] = ModelVersionFactory(status="candidate", unit=None, bundle_path=str(bundle),
+                                               sha256=sha256_file(bundle))
+        return objects
+
+    return make
 
 
 @pytest.fixture
-def north(unit, neonate, device, model, second_nurse, model_file) -> dict:
-    """The nurse's unit's objects (cases, alert, frame, clip ...) and a candidate model to activate."""
-    from inference.bundle import sha256_file
-
-    objects = _objects_of(neonate=neonate, device=device, model=model, nurse=second_nurse)
-    objects["model"] = ModelVersionFactory(status="candidate", unit=None, bundle_path=str(model_file),
-                                           sha256=sha256_file(model_file))
-    return objects
+def north(make_north) -> dict:
+    return make_north()
 
 
 @pytest.fixture

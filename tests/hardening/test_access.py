@@ -217,8 +217,9 @@ def test_every_page_sends_anonymous_visitors_to_sign_in(north):
     for route in all_routes():
         if route.is_api or route.view_class is NeoPainLoginView:
             continue
-        response = client.get(route.path(**values), follow=True)
-        final = response.redirect_chain[-1][0] if response.redirect_chain else ""
+        path = route.path(**values)
+        response = client.get(path, follow=True)
+        final = response.redirect_chain[-1][0] if response.redirect_chain else path
         refused = response.status_code in (401, 403, 404, 405) or (
             response.status_code == 200 and final.startswith(("/login/", "/django-admin/login/"))
             and b'name="password"' in response.content)
@@ -233,17 +234,25 @@ def test_every_page_sends_anonymous_visitors_to_sign_in(north):
 # --- 3. the role x endpoint x method matrix -------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("name", "method", "who", "expected"),
-    [(name, method, who, codes[i]) for (name, method), codes in MATRIX.items() for i, who in enumerate(PEOPLE)],
-    ids=[f"{method} {name} {who}" for (name, method) in MATRIX for who in PEOPLE],
-)
-def test_role_matrix(person, client_for, north, small_clip_bytes, name, method, who, expected):
-    response = send(client_for(person(who)), method, _route(name), north, small_clip_bytes)
+# Calls whose success changes what the next person would get (a claimed case, an acknowledged alert):
+# each person gets fresh objects.
+STATEFUL = {("api-case-claim", "POST"), ("api-case-release", "POST"), ("api-case-assessment", "POST"),
+            ("api-alert-acknowledge", "POST")}
 
-    assert response.status_code == expected, getattr(response, "content", b"")[:300]
-    if expected >= 400 and response.get("Content-Type", "").startswith("application/json"):
-        assert response.json().get("detail"), "every API error carries a detail"
+
+@pytest.mark.parametrize(("name", "method"), list(MATRIX), ids=[f"{m} {n}" for n, m in MATRIX])
+def test_role_matrix(subtests, person, client_for, make_north, small_clip_bytes, name, method):
+    """One row of the matrix: each of the six people gets exactly the intended status code."""
+    route = _route(name)
+    shared = make_north()
+    for who, expected in zip(PEOPLE, MATRIX[(name, method)]):
+        with subtests.test(person=who, expected=expected):
+            objects = make_north() if (name, method) in STATEFUL else shared
+            response = send(client_for(person(who)), method, route, objects, small_clip_bytes)
+
+            assert response.status_code == expected, getattr(response, "content", b"")[:300]
+            if expected >= 400 and response.get("Content-Type", "").startswith("application/json"):
+                assert response.json().get("detail"), "every API error carries a detail"
 
 
 def _expected_for_other_methods(name: str, index: int) -> int:
@@ -488,6 +497,7 @@ IMAGE_URLS = {
 def with_saliency(north):
     from django.core.files.base import ContentFile
 
+    north["prediction"].crop.save("c.png", ContentFile(face_png()), save=False)
     north["prediction"].saliency.save("s.png", ContentFile(face_png()), save=True)
     return north
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.core.management.base import CommandError
@@ -111,3 +112,17 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def guarantee_line(g: dict[str, Any]) -> str:
+    """One line on the conformal threshold, saying so when alpha cannot be met with this n."""
+    if g["all_to_nurse"]:
+        needed = math.ceil(1 / g["alpha"] - 1)
+        return (
+            f"guaranteed threshold: none below 1.0 meets missed pain <= {g['alpha']} with n={g['n_calibration']} "
+            f"calibration frames (CRC needs n >= {needed} for this alpha, and few misses): every case to a nurse"
+        )
+    return (
+        f"guaranteed threshold {g['threshold']:.3f}: expected missed pain <= {g['alpha']} of all frames "
+        f"(conformal risk control, n={g['n_calibration']}); {g['expected_manual_share']:.1%} of cases to a nurse"
+    )

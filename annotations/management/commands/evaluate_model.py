@@ -13,6 +13,7 @@ from annotations.management.commands._options import (
     add_training_options,
     crop_settings,
     fmt,
+    guarantee_line,
     json_line,
     show_progress,
     train_config,
@@ -159,11 +160,7 @@ class Command(BaseCommand):
             w(f"{t:<11.2f}" + "".join(f"{c:>{width + 8}}" for c in cells))
         w("")
         for n in names:
-            g = results[n]["guarantee"]
-            w(
-                f"{n}: guaranteed threshold {g['threshold']:.3f} keeps expected missed pain <= {g['alpha']:.3f} of all frames "
-                f"(conformal risk control, n={g['n_calibration']}); {g['expected_manual_share']:.1%} of cases to a nurse"
-            )
+            w(f"{n}: {guarantee_line(results[n]['guarantee'])}")
 
     # ------------------------------------------------------------------ a registered model
 
@@ -198,10 +195,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  threshold {row['threshold']:.2f}: accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse"
                 )
-        g = analysis["guarantee"]
-        self.stdout.write(
-            f"  guaranteed threshold at alpha {g['alpha']}: {g['threshold']:.3f} ({g['expected_manual_share']:.1%} to a nurse)"
-        )
+        self.stdout.write("  " + guarantee_line(analysis["guarantee"]))
         if options["plot"]:
             th.plot_threshold_analysis(p_pain=p_pain, labels=labels, path=options["plot"], title=version.label)
             self.stdout.write(f"plot: {options['plot']}")

@@ -16,6 +16,7 @@ from annotations.management.commands._options import (
     add_training_options,
     crop_settings,
     fmt,
+    guarantee_line,
     json_line,
     show_progress,
     train_config,
@@ -105,19 +106,23 @@ class Command(BaseCommand):
                 f"Validation subjects {', '.join(m['validation_subjects'])}: accuracy {fmt(m['accuracy'])}, AUC {fmt(m['auc'])}, "
                 f"sensitivity {fmt(m['sensitivity'])}, specificity {fmt(m['specificity'])}, AURC {fmt(m['aurc'], 4)}"
             )
-            w(
-                f"Calibration: ECE {fmt(m['ece'])} -> {fmt(m['ece_temperature_scaled'])} at served temperature {m['temperature']:.2f}"
-            )
+            if m.get("temperature_fitted") is None:
+                w(
+                    f"Calibration: ECE {fmt(m['ece'])}; served uncalibrated (T = 1): fewer than "
+                    f"{tr.MIN_CALIBRATION_IMAGES} validation images or one class"
+                )
+            else:
+                w(
+                    f"Calibration: ECE {fmt(m['ece'])} -> {fmt(m['ece_temperature_scaled'])} at served temperature "
+                    f"{m['temperature']:.2f} (NLL optimum {m['temperature_fitted']:.2f})"
+                )
             for row in m["thresholds"]:
                 if row["threshold"] in (0.55, 0.6):
                     w(
-                        f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse"
+                        f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f}, "
+                        f"{row['manual']}/{row['n']} to a nurse"
                     )
-            g = m["guarantee"]
-            w(
-                f"  guaranteed threshold {g['threshold']:.3f}: expected missed pain <= {g['alpha']} of frames "
-                f"(n={g['n_calibration']}), {g['expected_manual_share']:.1%} to a nurse"
-            )
+            w("  " + guarantee_line(m["guarantee"]))
         result = {"bundle": str(out.resolve()), "sha256": sha256, "metrics": m}
         if not options["no_register"]:
             try:
