@@ -269,7 +269,8 @@ def agreement_by_model_version(*, unit: Unit) -> list[dict[str, Any]]:
 # =============================================================================================
 
 
-def _unit_alpha(unit: Unit | None) -> float:
+def unit_alpha(unit: Unit | None) -> float:
+    """The unit admin's missed-pain target for the guaranteed threshold (0.05 when unset)."""
     if unit is None:
         return DEFAULT_ALPHA
     from triage.services import unit_settings_get
@@ -277,7 +278,8 @@ def _unit_alpha(unit: Unit | None) -> float:
     return unit_settings_get(unit=unit).missed_pain_target or DEFAULT_ALPHA
 
 
-def _unit_threshold(unit: Unit | None) -> float:
+def unit_threshold(unit: Unit | None) -> float:
+    """The unit's confidence threshold in force (the paper's 0.55 for no unit)."""
     if unit is None:
         return 0.55
     from triage.services import unit_settings_get
@@ -349,8 +351,8 @@ def models_compare(
     keep = [i for i, sha in enumerate(crops.file_sha256) if sha not in trained_on]
     held_out = crops.subset(keep)
     labels = held_out.labels
-    alpha = _unit_alpha(unit)
-    threshold = _unit_threshold(unit)
+    alpha = unit_alpha(unit)
+    threshold = unit_threshold(unit)
     result: dict[str, Any] = {
         "n": len(keep),
         "n_excluded_training_images": len(crops.images) - len(keep),
@@ -435,7 +437,7 @@ def retrain_from_assessments(
             "excluded": summary["excluded"],
         }
         dataset.pop("per_subject", None)
-        trained = tr.train_model(crops, config=config, alpha=_unit_alpha(unit), progress=progress, dataset=dataset)
+        trained = tr.train_model(crops, config=config, alpha=unit_alpha(unit), progress=progress, dataset=dataset)
     target = Path(out) if out else Path(settings.MODELS_DIR) / f"painnet-{scope}-{config.backbone}-{stamp}.pt"
     tr.bundle_write(trained, target, name=f"painnet-{scope}", version=stamp)
     model_version = model_version_register(bundle_path=target, unit=unit, actor=actor, metrics=trained.metrics)

@@ -399,7 +399,12 @@ def guaranteed_threshold(
     manual_share = float(1.0 - n_auto / n) if n else 1.0
     return {
         "statement": guarantee_statement(
-            method=method, alpha=alpha, threshold=threshold, n=n, manual_share=manual_share, delta=delta,
+            method=method,
+            alpha=alpha,
+            threshold=threshold,
+            n=n,
+            manual_share=manual_share,
+            delta=delta,
             all_to_nurse=all_to_nurse,
         ),
         "alpha": float(alpha),
@@ -416,7 +421,13 @@ def guaranteed_threshold(
 
 
 def guarantee_statement(
-    *, method: str, alpha: float, threshold: float, n: int, manual_share: float, delta: float = 0.1,
+    *,
+    method: str,
+    alpha: float,
+    threshold: float,
+    n: int,
+    manual_share: float,
+    delta: float = 0.1,
     all_to_nurse: bool = False,
 ) -> str:
     """The guarantee and its assumptions in plain words, for the unit admin's page."""

@@ -12,6 +12,11 @@ on a plainly loaded (contiguous-format) module.
 Frames are real photos: scikit-image's public-domain astronaut placed in 640x480
 bedside-camera-sized JPEGs at several scales, positions and exposures.
 
+Shared machines are noisy, so the configurations are interleaved: every chunk of 32
+frames goes through each configuration in turn (rotating the order), and each
+configuration's frames/s is its total frames over its total time. Load that comes and
+goes is then spread over all configurations instead of landing on one.
+
 The last line is machine-readable::
 
     bench: pipeline_fps=... naive_fps=... speedup=...
@@ -19,7 +24,7 @@ The last line is machine-readable::
 for the PainNet mobilenet_v2 model at the largest batch size on the first device
 (CUDA if present, else CPU).
 
-Usage: ``python scripts/bench_inference.py [--quick] [--frames N] [--batch-sizes 1,8,32]``
+Usage: ``python scripts/bench_inference.py [--quick] [--frames N] [--rounds R] [--batch-sizes 1,8,32]``
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Before torch loads OpenMP: idle threads sleep instead of spinning, so torch and
@@ -44,7 +50,7 @@ from PIL import Image, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inference.bootstrap import build_bootstrap_bundle
-from inference.bundle import LoadedModel, build_module, load_bundle, read_bundle, save_bundle
+from inference.bundle import build_module, load_bundle, read_bundle, save_bundle
 from inference.decode import decode_image
 from inference.detect import DEFAULT_MARGIN, get_detector, select_face
 from inference.painnet import PainNet
@@ -53,22 +59,30 @@ from inference.preprocess import crop_face, eval_transform, letterbox
 from inference.runtime import configure_threads
 
 STAGES = ("decode", "detect", "classify")
+CHUNK = 32
 
 
 @dataclass
-class Result:
-    """One benchmark row."""
+class Tally:
+    """Accumulated time and per-frame stage timings of one configuration."""
 
     device: str
     model: str
     batch: str
-    frames: int
-    seconds: float
-    stage_ms: dict[str, list[float]]
+    frames: int = 0
+    seconds: float = 0.0
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+    def add(self, seconds: float, stages: list[tuple[float, float, float]]) -> None:
+        self.seconds += seconds
+        self.frames += len(stages)
+        for values in stages:
+            for stage, value in zip(STAGES, values):
+                self.stage_ms[stage].append(value)
 
     def row(self) -> str:
         cells = [f"{self.device:<5}", f"{self.model:<22}", f"{self.batch:>5}", f"{self.frames:>6}", f"{self.fps:>8.1f}"]
@@ -104,17 +118,19 @@ def make_frames(count: int) -> list[bytes]:
     return [variants[i % len(variants)] for i in range(count)]
 
 
-def bench_pipeline(pipeline: Pipeline, frames: list[bytes], batch: int, device: str, label: str) -> Result:
-    pipeline.run_batch(frames[:batch])  # warm-up: allocator, kernels, ORT arena
-    stage_ms: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    _sync(device)
-    start = time.perf_counter()
-    for offset in range(0, len(frames), batch):
-        for outcome in pipeline.run_batch(frames[offset : offset + batch]):
-            for stage in STAGES:
-                stage_ms[stage].append(outcome.timings_ms[stage])
-    _sync(device)
-    return Result(device, label, str(batch), len(frames), time.perf_counter() - start, stage_ms)
+def pipeline_runner(pipeline: Pipeline, batch: int, device: str) -> Callable[[list[bytes]], tuple[float, list]]:
+    """Runs a chunk through the pipeline in batches of ``batch``; returns (seconds, stage timings)."""
+
+    def run(chunk: list[bytes]) -> tuple[float, list[tuple[float, float, float]]]:
+        stages: list[tuple[float, float, float]] = []
+        start = time.perf_counter()
+        for offset in range(0, len(chunk), batch):
+            for outcome in pipeline.run_batch(chunk[offset : offset + batch]):
+                stages.append(tuple(outcome.timings_ms[stage] for stage in STAGES))  # type: ignore[arg-type]
+        _sync(device)
+        return time.perf_counter() - start, stages
+
+    return run
 
 
 class NaiveBaseline:
@@ -145,14 +161,10 @@ class NaiveBaseline:
         t3 = time.perf_counter()
         return (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
 
-    def run(self, frames: list[bytes], label: str) -> Result:
-        self.one(frames[0])  # same warm-up as the pipeline gets
-        stage_ms: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    def run(self, chunk: list[bytes]) -> tuple[float, list[tuple[float, float, float]]]:
         start = time.perf_counter()
-        for data in frames:
-            for stage, value in zip(STAGES, self.one(data)):
-                stage_ms[stage].append(value)
-        return Result(self.device, label, "naive", len(frames), time.perf_counter() - start, stage_ms)
+        stages = [self.one(data) for data in chunk]
+        return time.perf_counter() - start, stages
 
 
 def _sync(device: str) -> None:
@@ -162,29 +174,28 @@ def _sync(device: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=None, help="frames per configuration (default 64, quick 32)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per round (default 64, quick 32)")
+    parser.add_argument("--rounds", type=int, default=None, help="passes over the frames (default 2, quick 1)")
     parser.add_argument("--quick", action="store_true", help="fewer frames and rounds, for a smoke run")
-    parser.add_argument(
-        "--repeats", type=int, default=None, help="rounds per configuration, best kept (default 3, quick 2)"
-    )
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--detector", default="retinaface", choices=("retinaface",))
-    parser.add_argument("--devices", default=None, help="comma list; default cpu plus cuda when available")
+    parser.add_argument("--devices", default=None, help="comma list; default cuda (when available) then cpu")
     args = parser.parse_args(argv)
 
-    frames_per_config = args.frames or (32 if args.quick else 64)
-    repeats = args.repeats or (2 if args.quick else 3)
+    n_frames = args.frames or (32 if args.quick else 64)
+    rounds = args.rounds or (1 if args.quick else 2)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     devices = args.devices.split(",") if args.devices else (["cuda"] if torch.cuda.is_available() else []) + ["cpu"]
     threads = configure_threads()
-    frames = make_frames(frames_per_config)
+    frames = make_frames(n_frames)
     print(
-        f"# torch {torch.__version__}, {threads} intra-op threads, devices {devices}, "
-        f"{frames_per_config} frames/config of 640x480 JPEG, best of {repeats} rounds, detector {args.detector}, "
-        f"load average {os.getloadavg()[0]:.2f}",
+        f"# torch {torch.__version__}, {threads} intra-op threads, devices {devices}, {n_frames} 640x480 JPEG "
+        f"frames x {rounds} rounds per configuration, interleaved in chunks of {CHUNK}, "
+        f"detector {args.detector}, load average at start {os.getloadavg()[0]:.2f}",
         flush=True,
     )
 
+    tallies: list[Tally] = []
     with tempfile.TemporaryDirectory(prefix="neopain-bench-") as folder:
         bundles = {
             "bootstrap-fer-proxy": Path(folder) / "bootstrap.pt",
@@ -203,31 +214,38 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         print(HEADER, flush=True)
-        results: list[Result] = []
         for device in devices:
             detector = get_detector(args.detector, device=device)
             for label, path in bundles.items():
-                model: LoadedModel = load_bundle(path, device=device)
-                pipeline = Pipeline(model, detector)
+                pipeline = Pipeline(load_bundle(path, device=device), detector)
                 naive = NaiveBaseline(path, args.detector, device)
-                best: dict[str, Result] = {}
-                # Rounds interleave pipeline and baseline so both see the same machine
-                # load; the best round of each configuration is reported.
-                for _ in range(repeats):
-                    runs = [bench_pipeline(pipeline, frames, batch, device, label) for batch in batch_sizes]
-                    runs.append(naive.run(frames, label))
-                    for run in runs:
-                        if run.batch not in best or run.fps > best[run.batch].fps:
-                            best[run.batch] = run
-                for run in best.values():
-                    results.append(run)
-                    print(run.row(), flush=True)
+                configs: list[tuple[Tally, Callable[[list[bytes]], tuple[float, list]]]] = [
+                    (Tally(device, label, str(b)), pipeline_runner(pipeline, b, device)) for b in batch_sizes
+                ]
+                configs.append((Tally(device, label, "naive"), naive.run))
+                for _, run in configs:  # warm-up: allocator, kernels, ORT arena
+                    run(frames[: max(batch_sizes)])
+                chunk_index = 0
+                for _ in range(rounds):
+                    for start in range(0, len(frames), CHUNK):
+                        chunk = frames[start : start + CHUNK]
+                        shift = chunk_index % len(configs)
+                        for tally, run in configs[shift:] + configs[:shift]:
+                            tally.add(*run(chunk))
+                        chunk_index += 1
+                for tally, _ in configs:
+                    tallies.append(tally)
+                    print(tally.row(), flush=True)
 
     head_device, head_model, head_batch = devices[0], "painnet-mobilenet_v2", str(max(batch_sizes))
-    piped = next(r for r in results if (r.device, r.model, r.batch) == (head_device, head_model, head_batch))
-    naive = next(r for r in results if (r.device, r.model, r.batch) == (head_device, head_model, "naive"))
-    print(f"# headline: {head_model} on {head_device}, batch {head_batch} vs naive")
-    print(f"bench: pipeline_fps={piped.fps:.2f} naive_fps={naive.fps:.2f} speedup={piped.fps / naive.fps:.2f}")
+    piped = next(t for t in tallies if (t.device, t.model, t.batch) == (head_device, head_model, head_batch))
+    naive_tally = next(t for t in tallies if (t.device, t.model, t.batch) == (head_device, head_model, "naive"))
+    print(
+        f"# headline: {head_model} on {head_device}, batch {head_batch} vs naive; load average now {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"bench: pipeline_fps={piped.fps:.2f} naive_fps={naive_tally.fps:.2f} speedup={piped.fps / naive_tally.fps:.2f}"
+    )
     return 0
 
 

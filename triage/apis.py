@@ -367,11 +367,19 @@ class FrameListCreateApi(CappedUploadMixin, APIView):
         captured_at = serializers.DateTimeField(required=False, allow_null=True)
 
     @extend_schema(
-        parameters=[OpenApiParameter("neonate", str, description="Only this neonate's frames (MRN).")],
+        parameters=[
+            OpenApiParameter("neonate", str, description="Only this neonate's frames (MRN)."),
+            OpenApiParameter("status", str, enum=Frame.Status.values, description="Only frames in this state."),
+        ],
         responses=FrameOutputSerializer(many=True),
     )
     def get(self, request):
         queryset = selectors.frames_visible(user=request.user, neonate_mrn=request.query_params.get("neonate") or None)
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in Frame.Status.values:
+                raise exceptions.ValidationError({"status": [f"Must be one of {', '.join(Frame.Status.values)}."]})
+            queryset = queryset.filter(status=wanted)
         return paginate(self, request, queryset, FrameOutputSerializer)
 
     @extend_schema(

@@ -41,7 +41,8 @@ def _case(*, frame, model_version, pain, nurses, required=1, verdicts=None, unab
     detector = get_detector("retinaface")
     from inference.decode import decode_image
 
-    image = decode_image(frame.image.open("rb").read())
+    with frame.image.open("rb") as handle:
+        image = decode_image(handle.read())
     face = select_face(detector.detect(image), image.size)
     p_pain = 0.52 if pain else 0.48
     prediction = PredictionFactory(
@@ -222,7 +223,8 @@ def test_retrain_compare_activate_end_to_end(
     assert AuditEvent.objects.filter(action="model.activated", object_id=str(candidate.pk)).exists()
     # What the worker does next batch: the new bundle serves the unit's frames.
     frame = nurse_decisions[0].prediction.frame
-    outcome = get_pipeline(candidate.bundle_path, expected_sha256=candidate.sha256).run(frame.image.open("rb").read())
+    with frame.image.open("rb") as handle:
+        outcome = get_pipeline(candidate.bundle_path, expected_sha256=candidate.sha256).run(handle.read())
     assert outcome.status == "ok" and outcome.weights_sha256 == candidate.sha256
 
 

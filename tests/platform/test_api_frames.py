@@ -281,3 +281,15 @@ def test_oversized_form_fields_answer_413_json(client_for, nurse, neonate, uploa
 
     assert response.status_code == 413
     assert response.json() == {"detail": "Request body too large."}
+
+
+def test_the_list_filters_by_state(client_for, nurse, neonate):
+    FrameFactory(neonate=neonate, status="queued")
+    failed = FrameFactory(neonate=neonate, status="failed", reason="time limit exceeded")
+
+    body = client_for(nurse).get(URL, {"status": "failed"}).json()
+    bad = client_for(nurse).get(URL, {"status": "lost"})
+
+    assert [f["id"] for f in body["results"]] == [failed.pk]
+    assert body["results"][0]["reason"] == "time limit exceeded"
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("status: Must be one of")

@@ -47,7 +47,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         w = self.stdout.write
         w(
-            f"Held-out nurse-labelled images: {result['n']} (left out {result['n_excluded_training_images']} that a "
+            f"Held-out labelled images: {result['n']} (left out {result['n_excluded_training_images']} that a "
             f"model trained on, {result['n_skipped_no_face']} without a face); unit threshold "
             f"{result['unit_threshold']:.2f}, missed-pain target {result['alpha']}"
         )

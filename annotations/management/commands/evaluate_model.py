@@ -177,11 +177,9 @@ class Command(BaseCommand):
             raise CommandError("No usable images in the dataset.")
         p_pain = loaded.predict_proba(crops.crops)[:, loaded.pain_index]
         labels = crops.labels
-        alpha = options["alpha"]
-        if alpha is None:
-            alpha = (
-                version.unit.settings.missed_pain_target if version.unit and hasattr(version.unit, "settings") else None
-            ) or 0.05
+        from annotations.learning import unit_alpha
+
+        alpha = options["alpha"] or unit_alpha(version.unit)
         analysis = th.threshold_analysis(p_pain=p_pain, labels=labels, alpha=alpha)
         analysis["dataset"] = {k: v for k, v in summary.items() if k != "per_subject"}
         analysis["evaluation"] = f"held-out dataset {options['dataset']}"

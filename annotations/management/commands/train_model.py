@@ -42,7 +42,7 @@ class Command(BaseCommand):
         add_training_options(parser)
 
     def handle(self, *args, **options):
-        from annotations.learning import DEFAULT_ALPHA, _unit_alpha, training_set_export
+        from annotations.learning import DEFAULT_ALPHA, training_set_export, unit_alpha
         from inference import training as tr
         from triage.models import Unit
         from triage.services import model_version_register
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             if unit is None:
                 raise CommandError(f"No unit with code {options['unit']!r}.")
         config = train_config(options, options["backbone"])
-        alpha = options["alpha"] or (_unit_alpha(unit) if unit else DEFAULT_ALPHA)
+        alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
         progress = show_progress(options)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="neopain-train-") as tmp:

@@ -1,0 +1,385 @@
+#!/usr/bin/env python
+"""Worker throughput, end to end, against model-only and a naive worker (issue 7, goals 1 and 5).
+
+In one process, on a throw-away site (embedded SQLite by default, ``--postgres`` for a
+``neopain_bench_worker`` database), for the bootstrap FER proxy and a PainNet mobilenet_v2:
+
+* **model-only**: the detector's ONNX session and the classifier's forward pass on tensors
+  prepared beforehand (frames decoded, resized, cropped and normalised outside the clock),
+  exactly as the pipeline calls them (detector per frame on CPU, batched on CUDA; classifier
+  in chunks of the model's ``max_batch``).
+* **worker**: what a Celery worker does per message, minus the broker: ``frame_process(id)``
+  for every queued frame in arrival order (the first message of a batch claims up to
+  ``NEOPAIN_BATCH_MAX`` waiting frames; the others find nothing left to claim), i.e. read the
+  stored file, decode, detect, crop, classify, store the crop (and the Grad-CAM map for
+  nurse-routed frames), write prediction + case/alert + frame state. Run with the saliency
+  map on (the default) and off.
+* **naive**: the same models and the same database writes, one frame per task and one image at
+  a time: a fresh PIL->tensor transform per frame, an unbatched forward on a plainly loaded
+  module, ``batch_max=1``.
+
+Rounds interleave the modes so each sees the same machine load; the best round of each is
+reported. ``--profile`` writes a cProfile of one worker round (top lines printed).
+The last line is ``bench_worker: worker_fps=... model_fps=... ratio=... naive_fps=... speedup=...``
+for the bootstrap model (the model that serves until a unit registers its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import benchkit  # noqa: E402
+
+
+@dataclass
+class Round:
+    mode: str
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def build_site(data_dir: Path, database_url: str | None) -> None:
+    env = benchkit.site_env(data_dir, database_url=database_url)
+    benchkit.django_inprocess(env)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def make_models(folder: Path) -> dict[str, Path]:
+    import torch
+
+    from inference.bootstrap import build_bootstrap_bundle
+    from inference.bundle import save_bundle
+    from inference.painnet import PainNet
+
+    paths = {"bootstrap-fer-proxy": folder / "bootstrap.pt", "painnet-mobilenet_v2": folder / "painnet.pt"}
+    build_bootstrap_bundle(paths["bootstrap-fer-proxy"])
+    torch.manual_seed(0)
+    save_bundle(
+        paths["painnet-mobilenet_v2"],
+        model=PainNet("mobilenet_v2", pretrained=True).eval(),
+        metadata={
+            "name": "bench-painnet",
+            "version": "0",
+            "architecture": "painnet",
+            "description": "ImageNet backbone, untrained head: for timing only",
+        },
+    )
+    return paths
+
+
+class Bench:
+    """One unit and neonate per model; frames are queued per round (unique bytes each)."""
+
+    def __init__(self, label: str, bundle: Path, variants: list[bytes], device: str | None) -> None:
+        from triage import services
+        from triage.models import ModelVersion, Neonate, Unit
+
+        self.label = label
+        self.variants = variants
+        self.device = device
+        ModelVersion.objects.filter(status=ModelVersion.Status.ACTIVE).update(status=ModelVersion.Status.RETIRED)
+        self.unit, _ = Unit.objects.get_or_create(code=f"bench-{label}", defaults={"name": f"Bench {label}"})
+        services.unit_settings_get(unit=self.unit)
+        self.neonate, _ = Neonate.objects.get_or_create(mrn=f"BENCH-{label}", defaults={"unit": self.unit, "bed": "1"})
+        self.classifier = services.model_version_register(bundle_path=bundle, unit=self.unit, status="active")
+        self.pipeline, self.detector_name = services._pipeline_for(classifier=self.classifier, detector=None)
+        self.counter = 0
+
+    # ---------------------------------------------------------------- frames
+
+    def queue(self, count: int) -> list[int]:
+        """Store ``count`` new frames and mark them queued, as the upload API leaves them."""
+        from django.core.files.base import ContentFile
+        from django.utils import timezone
+
+        from triage.models import Frame
+
+        rows = []
+        now = timezone.now()
+        import hashlib
+
+        for _ in range(count):
+            self.counter += 1
+            data = benchkit.jpeg_tagged(self.variants[self.counter % len(self.variants)], f"{self.label}-{self.counter}")
+            frame = Frame(
+                neonate=self.neonate,
+                unit=self.unit,
+                captured_at=now,
+                received_at=now,
+                sha256=hashlib.sha256(data).hexdigest(),
+                image_format="JPEG",
+                width=640,
+                height=480,
+                size_bytes=len(data),
+                status=Frame.Status.QUEUED,
+                status_changed_at=now,
+            )
+            frame.image.save("upload", ContentFile(data), save=False)
+            rows.append(frame)
+        created = Frame.objects.bulk_create(rows)
+        return [f.pk for f in created] if created[0].pk else list(
+            Frame.objects.filter(neonate=self.neonate, status=Frame.Status.QUEUED).order_by("pk").values_list("pk", flat=True)
+        )
+
+    # ---------------------------------------------------------------- modes
+
+    def worker(self, count: int, *, saliency: bool, profile: Path | None = None) -> Round:
+        from django.conf import settings
+
+        from triage.models import Frame
+        from triage.tasks import frame_process
+
+        settings.NEOPAIN_SALIENCY = saliency
+        ids = self.queue(count)
+        profiler = cProfile.Profile() if profile else None
+        start = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        for frame_id in ids:  # one message per upload, in arrival order
+            frame_process(frame_id)
+        if profiler:
+            profiler.disable()
+        seconds = time.perf_counter() - start
+        settings.NEOPAIN_SALIENCY = True
+        left = Frame.objects.filter(pk__in=ids).exclude(status__in=["done", "no_face"]).count()
+        if left:
+            raise RuntimeError(f"{left} frames not scored: {list(Frame.objects.filter(pk__in=ids).values_list('status', 'reason')[:3])}")
+        if profiler and profile:
+            profiler.dump_stats(str(profile))
+        return Round("worker" if saliency else "worker-nosaliency", count, seconds)
+
+    def naive(self, count: int) -> Round:
+        from triage import services
+        from triage.models import Frame
+
+        naive = NaivePipeline(self.pipeline, self.device)
+        ids = self.queue(count)
+        original = services._pipeline_for
+        services._pipeline_for = lambda **kwargs: (naive, self.detector_name)
+        try:
+            start = time.perf_counter()
+            for frame_id in ids:
+                if Frame.objects.filter(pk=frame_id).exists():
+                    services.frames_process(frame_ids=[frame_id], batch_max=1)
+            seconds = time.perf_counter() - start
+        finally:
+            services._pipeline_for = original
+        return Round("naive", count, seconds)
+
+    def model_only(self, count: int) -> Round:
+        """Detector session + classifier forward on tensors prepared outside the clock."""
+        import numpy as np
+        import torch
+
+        from inference.decode import decode_image
+        from inference.detect import select_face
+        from inference.preprocess import crop_face, letterbox
+
+        pipeline = self.pipeline
+        detector, model = pipeline.detector, pipeline.model
+        frames = [benchkit.jpeg_tagged(self.variants[i % len(self.variants)], f"m{i}") for i in range(count)]
+        images = [decode_image(f) for f in frames]
+        det_inputs = [detector._prepare(image)[0] for image in images]
+        crops = []
+        for image in images:
+            face = select_face(detector.detect(image), image.size, pipeline.margin)
+            if face is not None:
+                crops.append(letterbox(crop_face(image, face), int(model.spec["size"]), model.spec["fill"]))
+        cls_inputs = [model.to_tensor(crops[i : i + model.max_batch]) for i in range(0, len(crops), model.max_batch)]
+        if detector.batches_on_device:
+            det_batches = [np.stack(det_inputs[i : i + detector.max_batch]) for i in range(0, count, detector.max_batch)]
+        else:
+            det_batches = [x[None] for x in det_inputs]
+        session, name = detector._session, detector._input_name
+        _sync(model.device)
+        start = time.perf_counter()
+        for batch in det_batches:
+            session.run(None, {name: batch})
+        with torch.inference_mode():
+            for batch in cls_inputs:
+                model.module(batch)
+        _sync(model.device)
+        return Round("model-only", count, time.perf_counter() - start)
+
+
+class NaivePipeline:
+    """The same models, one image at a time: fresh transform per frame, unbatched plain module."""
+
+    def __init__(self, pipeline, device: str | None) -> None:
+        import copy
+
+        import torch
+
+        self.model = pipeline.model  # Grad-CAM uses the served model, as in the real worker
+        self.detector = pipeline.detector
+        self.margin = pipeline.margin
+        plain = copy.deepcopy(pipeline.model.module).to(memory_format=torch.contiguous_format)
+        self.module = plain.eval()
+
+    def run_batch(self, inputs):
+        return [self._one(data) for data in inputs]
+
+    def _one(self, data: bytes):
+        import hashlib
+
+        import torch
+
+        from inference.decode import decode_image
+        from inference.detect import select_face
+        from inference.outcome import FrameOutcome
+        from inference.preprocess import crop_face, eval_transform, letterbox
+
+        spec, model = self.model.spec, self.model
+        common = {
+            "model_name": model.name,
+            "model_version": model.version,
+            "weights_sha256": model.sha256,
+            "frame_sha256": hashlib.sha256(data).hexdigest(),
+        }
+        image = decode_image(data)
+        face = select_face(self.detector.detect(image), image.size, self.margin)
+        if face is None:
+            return FrameOutcome(status="no_face", reason="no face detected", **common)
+        crop = letterbox(crop_face(image, face), spec["size"], spec["fill"])
+        tensor = eval_transform(spec)(crop).unsqueeze(0).to(model.device)
+        with torch.inference_mode():
+            p = torch.softmax(self.module(tensor) / model.temperature, dim=1)[0, model.pain_index].item()
+        label = "pain" if p >= 0.5 else "nonpain"
+        return FrameOutcome(
+            status="ok",
+            box=face.as_tuple(),
+            crop=crop,
+            p_pain=p,
+            label=label,
+            confidence=p if label == "pain" else 1 - p,
+            face_score=face.score,
+            **common,
+        )
+
+
+def _sync(device) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def print_profile(path: Path, lines: int) -> None:
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        stats = pstats.Stats(str(path), stream=out)
+        stats.strip_dirs().sort_stats(key).print_stats(lines)
+        text = out.getvalue()
+        body = text[text.find("   ncalls") :] if "   ncalls" in text else text
+        print(f"# profile of one worker round, top {lines} by {key} ({path}):")
+        for line in body.rstrip().splitlines():
+            print(f"#   {line}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames and rounds")
+    parser.add_argument("--frames", type=int, default=None, help="frames per round (default 64, quick 32)")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds, best kept (default 3, quick 2)")
+    parser.add_argument("--models", default="bootstrap-fer-proxy,painnet-mobilenet_v2")
+    parser.add_argument("--postgres", action="store_true", help="a neopain_bench_worker PostgreSQL database")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one worker round per model")
+    parser.add_argument("--profile-lines", type=int, default=25)
+    args = parser.parse_args(argv)
+    count = args.frames or (32 if args.quick else 64)
+    repeats = args.repeats or (2 if args.quick else 3)
+
+    if args.device:
+        os.environ["NEOPAIN_DEVICE"] = args.device
+    print(f"# machine: {benchkit.machine_line()}")
+    print(f"# {benchkit.gpu_line()}")
+    database_url = benchkit.postgres_recreate("neopain_bench_worker") if args.postgres else None
+    headline: dict[str, dict[str, Round]] = {}
+    with benchkit.temp_dir("neopain-bench-worker-") as folder:
+        try:
+            build_site(folder / "data", database_url)
+            from django.conf import settings
+
+            from inference.runtime import configure_threads
+
+            bundles = make_models(folder)
+            threads = configure_threads()
+            print(
+                f"# database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
+                f"NEOPAIN_BATCH_MAX={settings.NEOPAIN_BATCH_MAX}, {threads} torch/ORT intra-op threads, "
+                f"{count} frames/round of 640x480 JPEG, best of {repeats} rounds"
+            )
+            variants = benchkit.face_variants()
+            for label in args.models.split(","):
+                bench = Bench(label, bundles[label], variants, args.device)
+                print(f"## {label} on {bench.pipeline.model.device} (detector {bench.detector_name}, "
+                      f"providers {getattr(bench.pipeline.detector, 'providers', '?')})")
+                bench.worker(8, saliency=True)  # warm-up: caches, allocator, first-write costs
+                bench.naive(4)
+                best: dict[str, Round] = {}
+                for repeat in range(repeats):
+                    runs = [
+                        bench.model_only(count),
+                        bench.worker(count, saliency=True),
+                        bench.worker(count, saliency=False),
+                        bench.naive(count),
+                    ]
+                    print("#   round %d: %s" % (repeat + 1, ", ".join(f"{r.mode} {r.fps:.1f}" for r in runs)))
+                    for run in runs:
+                        if run.mode not in best or run.fps > best[run.mode].fps:
+                            best[run.mode] = run
+                headline[label] = best
+                for mode in ("model-only", "worker", "worker-nosaliency", "naive"):
+                    run = best[mode]
+                    print(f"{label:<22} {mode:<18} {run.fps:8.1f} frames/s  ({1000 / run.fps:6.1f} ms/frame)")
+                model_fps = best["model-only"].fps
+                for mode in ("worker", "worker-nosaliency"):
+                    print(
+                        f"{label:<22} {mode:<18} = {best[mode].fps / model_fps:5.1%} of model-only, "
+                        f"{best[mode].fps / best['naive'].fps:4.1f}x naive"
+                    )
+                if args.profile:
+                    path = folder.parent / f"neopain-bench-worker-{label}.prof"
+                    bench.worker(count, saliency=True, profile=path)
+                    print_profile(path, args.profile_lines)
+        finally:
+            from django.db import connections
+
+            connections.close_all()
+            if database_url:
+                benchkit.postgres_drop("neopain_bench_worker")
+    if "bootstrap-fer-proxy" in headline:
+        head = headline["bootstrap-fer-proxy"]
+    else:
+        head = next(iter(headline.values()))
+    worker, model, naive = head["worker"], head["model-only"], head["naive"]
+    print(
+        f"bench_worker: worker_fps={worker.fps:.2f} model_fps={model.fps:.2f} ratio={worker.fps / model.fps:.2f} "
+        f"naive_fps={naive.fps:.2f} speedup={worker.fps / naive.fps:.2f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
