@@ -26,7 +26,6 @@ NEGATIVE_AFFECT = ("anger", "disgust", "fear", "sadness")
 FER_INPUT_SIZE = 48
 FER_MEAN = (0.5,)
 FER_STD = (0.5,)
-FER_EMBEDDING_DIM = 256
 
 _network_module: ModuleType | None = None
 _module_lock = threading.Lock()
@@ -59,6 +58,14 @@ def _networks() -> ModuleType:
         return _network_module
 
 
+def child_module(module: nn.Module, name: str) -> nn.Module:
+    """``module.<name>`` as a typed submodule (PyEmotion's network is untyped)."""
+    child = getattr(module, name)
+    if not isinstance(child, nn.Module):
+        raise TypeError(f"{type(module).__name__}.{name} is not a module")
+    return child
+
+
 def build_fer_network(*, pretrained: bool = True) -> nn.Module:
     """PyEmotion's ``NetworkV2(in_c=1, nl=32, out_f=7)``, with its shipped weights if asked."""
     network: nn.Module = _networks().NetworkV2(in_c=1, nl=32, out_f=len(FER_CLASSES))
@@ -66,30 +73,6 @@ def build_fer_network(*, pretrained: bool = True) -> nn.Module:
         checkpoint: dict[str, Any] = torch.load(pyemotion_weights_path(), map_location="cpu", weights_only=True)
         network.load_state_dict(checkpoint["network"])
     return network
-
-
-class FerTrunk(nn.Module):
-    """PyEmotion CNN without its 7-way output: four conv blocks + FC256-ReLU (256-d embedding)."""
-
-    out_features = FER_EMBEDDING_DIM
-
-    def __init__(self, *, pretrained: bool = True) -> None:
-        super().__init__()
-        network = build_fer_network(pretrained=pretrained)
-        self.conv_1 = network.conv_1
-        self.conv_2 = network.conv_2
-        self.conv_3 = network.conv_3
-        self.conv_4 = network.conv_4
-        # linear = [Linear(9216, 256), ReLU, Linear(256, 7), Sigmoid]; keep the first two.
-        self.embed = nn.Sequential(network.linear[0], nn.ReLU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv_4(self.conv_3(self.conv_2(self.conv_1(x))))
-        return self.embed(torch.flatten(x, 1))
-
-    def last_conv_layer(self) -> nn.Module:
-        """Grad-CAM target."""
-        return self.conv_4
 
 
 class FerProxy(nn.Module):
@@ -117,9 +100,10 @@ class FerProxy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shares = self.expression_scores(x)
-        mass = (shares * self.negative_mask).sum(dim=1).clamp(self.eps, 1.0 - self.eps)
+        eps = self.get_buffer("eps")
+        mass = (shares * self.get_buffer("negative_mask")).sum(dim=1).clamp(eps, 1.0 - eps)
         return torch.stack([torch.log1p(-mass), torch.log(mass)], dim=1)
 
     def last_conv_layer(self) -> nn.Module:
         """Grad-CAM target."""
-        return self.network.conv_4
+        return child_module(self.network, "conv_4")

@@ -94,8 +94,15 @@ def select_keyframes(
     return [Keyframe(index=i, time_s=round(i / fps, 4), image=images[i]) for i in sorted(chosen) if i in images]
 
 
-def keyframes_from_bytes(data: bytes, suffix: str = ".mp4", **options: object) -> list[Keyframe]:
-    """:func:`select_keyframes` for an uploaded clip held in memory (written to a temp file)."""
+def keyframes_from_bytes(
+    data: bytes,
+    suffix: str = ".mp4",
+    *,
+    min_gap_s: float = 0.5,
+    max_keyframes: int = 20,
+    sample_fps: float | None = None,
+) -> list[Keyframe]:
+    """:func:`select_keyframes` for an uploaded clip held in memory (via a temp file)."""
     if not data:
         raise UnreadableClip("empty clip")
     suffix = suffix if suffix.startswith(".") else f".{suffix}"
@@ -104,7 +111,7 @@ def keyframes_from_bytes(data: bytes, suffix: str = ".mp4", **options: object) -
     with tempfile.TemporaryDirectory(prefix="neopain-clip-") as folder:
         clip = Path(folder) / f"clip{suffix.lower()}"
         clip.write_bytes(data)
-        return select_keyframes(clip, **options)  # type: ignore[arg-type]
+        return select_keyframes(clip, min_gap_s=min_gap_s, max_keyframes=max_keyframes, sample_fps=sample_fps)
 
 
 def pick_peaks(

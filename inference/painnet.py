@@ -29,7 +29,7 @@ import torch
 import torchvision
 from torch import nn
 
-from inference.fer import FER_INPUT_SIZE, FER_MEAN, FER_STD, FerTrunk
+from inference.fer import FER_INPUT_SIZE, FER_MEAN, FER_STD, build_fer_network, child_module
 from inference.preprocess import CROP_SIZE, IMAGENET_MEAN, IMAGENET_STD, PreprocessingSpec, make_spec
 
 CLASSES = ("nonpain", "pain")
@@ -38,10 +38,20 @@ HEAD_HIDDEN = (512, 128)
 HEAD_DROPOUT = 0.5
 
 
-class ImageNetTrunk(nn.Module):
+class Trunk(nn.Module):
+    """A backbone cut before its classifier: image batch in, ``(N, out_features)`` out."""
+
+    out_features: int
+
+    def last_conv_layer(self) -> nn.Module:
+        """The layer Grad-CAM reads activations and gradients from."""
+        raise NotImplementedError
+
+
+class ImageNetTrunk(Trunk):
     """A torchvision CNN cut before its classifier: conv features -> global pool -> vector."""
 
-    def __init__(self, features: nn.Module, out_features: int) -> None:
+    def __init__(self, features: nn.Sequential, out_features: int) -> None:
         super().__init__()
         self.features = features
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -52,7 +62,33 @@ class ImageNetTrunk(nn.Module):
 
     def last_conv_layer(self) -> nn.Module:
         """Grad-CAM target: the last block of ``features``."""
-        return list(self.features.children())[-1]
+        return self.features[-1]
+
+
+class FerTrunk(Trunk):
+    """PyEmotion's FER CNN without its 7-way output: four conv blocks + FC256-ReLU (256-d)."""
+
+    def __init__(self, *, pretrained: bool = True) -> None:
+        super().__init__()
+        network = build_fer_network(pretrained=pretrained)
+        self.conv_1 = child_module(network, "conv_1")
+        self.conv_2 = child_module(network, "conv_2")
+        self.conv_3 = child_module(network, "conv_3")
+        self.conv_4 = child_module(network, "conv_4")
+        linear = child_module(network, "linear")
+        if not isinstance(linear, nn.Sequential):
+            raise TypeError("unexpected PyEmotion network layout")
+        # linear = [Linear(9216, 256), ReLU, Linear(256, 7), Sigmoid]; keep the first two.
+        self.embed = nn.Sequential(linear[0], nn.ReLU())
+        self.out_features = 256
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_4(self.conv_3(self.conv_2(self.conv_1(x))))
+        return self.embed(torch.flatten(x, 1))
+
+    def last_conv_layer(self) -> nn.Module:
+        """Grad-CAM target."""
+        return self.conv_4
 
 
 def _mobilenet_v2_weights_path() -> Path:
@@ -67,7 +103,7 @@ def _mobilenet_v2_weights_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "weights" / "mobilenet_v2-b0353104.pth"
 
 
-def _build_mobilenet_v2(pretrained: bool, weights_path: str | os.PathLike[str] | None) -> nn.Module:
+def _build_mobilenet_v2(pretrained: bool, weights_path: str | os.PathLike[str] | None) -> Trunk:
     model = torchvision.models.mobilenet_v2(weights=None)
     if pretrained:
         path = Path(weights_path) if weights_path else _mobilenet_v2_weights_path()
@@ -90,7 +126,7 @@ def resnet50_weights_path(weights_path: str | os.PathLike[str] | None = None) ->
     return path
 
 
-def _build_resnet50(pretrained: bool, weights_path: str | os.PathLike[str] | None) -> nn.Module:
+def _build_resnet50(pretrained: bool, weights_path: str | os.PathLike[str] | None) -> Trunk:
     model = torchvision.models.resnet50(weights=None)
     if pretrained:
         path = resnet50_weights_path(weights_path)
@@ -109,7 +145,7 @@ def _build_resnet50(pretrained: bool, weights_path: str | os.PathLike[str] | Non
     return ImageNetTrunk(features, out_features=model.fc.in_features)
 
 
-def _build_fer_cnn(pretrained: bool, weights_path: str | os.PathLike[str] | None) -> nn.Module:
+def _build_fer_cnn(pretrained: bool, weights_path: str | os.PathLike[str] | None) -> Trunk:
     if weights_path is not None:
         raise ValueError("fer_cnn uses PyEmotion's shipped weights; weights_path is not supported")
     return FerTrunk(pretrained=pretrained)
@@ -132,7 +168,7 @@ class Backbone:
     """A registered backbone: how to build it and which input it expects."""
 
     name: str
-    build: Callable[[bool, str | os.PathLike[str] | None], nn.Module]
+    build: Callable[[bool, str | os.PathLike[str] | None], Trunk]
     spec: PreprocessingSpec
     weights_source: str
     licence: str
@@ -205,7 +241,7 @@ class PainNet(nn.Module):
         super().__init__()
         entry = _backbone(backbone_name)
         self.backbone_name = backbone_name
-        self.backbone = entry.build(pretrained, weights_path)
+        self.backbone: Trunk = entry.build(pretrained, weights_path)
         self.feature_dim = int(self.backbone.out_features)
         self.head = build_head(self.feature_dim)
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -30,6 +31,7 @@ from inference.outcome import (
     STATUS_OK,
     STATUS_UNREADABLE,
     FrameOutcome,
+    Label,
     empty_timings,
 )
 from inference.preprocess import crop_face, letterbox
@@ -76,7 +78,12 @@ class Pipeline:
         return self.run_batch([data])[0]
 
     def run_batch(self, inputs: Sequence[bytes]) -> list[FrameOutcome]:
-        """Outcomes for ``inputs`` in the same order; never raises for a bad frame."""
+        """Outcomes for ``inputs`` in the same order.
+
+        A bad frame (undecodable, no face, even a detector crash on it) becomes an
+        ``unreadable`` or ``no_face`` outcome. Only a failure of the classifier itself
+        (e.g. CUDA out of memory) raises, so the caller can retry the whole batch.
+        """
         work = [self._decode(data) for data in inputs]
         self._detect(work)
         self._classify(work)
@@ -99,26 +106,25 @@ class Pipeline:
         return item
 
     def _detect(self, work: list[_Work]) -> None:
-        pending = [item for item in work if item.image is not None]
+        pending = [(item, item.image) for item in work if item.image is not None]
         if not pending:
             return
         start = time.perf_counter()
         try:
-            detections = self.detector.detect_batch([item.image for item in pending])  # type: ignore[misc]
+            detections = self.detector.detect_batch([image for _, image in pending])
         except Exception:
             logger.exception("batched face detection failed; retrying frame by frame")
-            detections = [self._detect_one(item) for item in pending]
+            detections = [self._detect_one(item, image) for item, image in pending]
         share = _ms_since(start) / len(pending)
-        for item, boxes in zip(pending, detections):
+        for (item, image), boxes in zip(pending, detections):
             item.timings["detect"] = share
-            assert item.image is not None
-            item.face = select_face(boxes, item.image.size, self.margin)
+            item.face = select_face(boxes, image.size, self.margin)
             if item.face is None and not item.reason:
                 item.reason = "no face detected"
 
-    def _detect_one(self, item: _Work) -> list[FaceBox]:
+    def _detect_one(self, item: _Work, image: Image.Image) -> list[FaceBox]:
         try:
-            return self.detector.detect(item.image)  # type: ignore[arg-type]
+            return self.detector.detect(image)
         except Exception as exc:
             logger.exception("face detection failed on a frame")
             item.reason = f"face detection failed ({type(exc).__name__}: {exc})"
@@ -131,10 +137,12 @@ class Pipeline:
         start = time.perf_counter()
         size = int(self.model.spec["size"])
         fill = self.model.spec["fill"]
+        crops: list[Image.Image] = []
         for item in ready:
-            assert item.image is not None and item.face is not None
-            item.crop = letterbox(crop_face(item.image, item.face), size, fill)
-        probabilities = self.model.predict_proba([item.crop for item in ready])  # type: ignore[misc]
+            if item.image is not None and item.face is not None:
+                item.crop = letterbox(crop_face(item.image, item.face), size, fill)
+                crops.append(item.crop)
+        probabilities = self.model.predict_proba(crops)
         share = _ms_since(start) / len(ready)
         pain = self.model.pain_index
         for item, row in zip(ready, probabilities):
@@ -142,7 +150,7 @@ class Pipeline:
             item.p_pain = float(row[pain])
 
     def _outcome(self, item: _Work) -> FrameOutcome:
-        common = {
+        common: dict[str, Any] = {
             "model_name": self.model.name,
             "model_version": self.model.version,
             "weights_sha256": self.model.sha256,
@@ -154,7 +162,7 @@ class Pipeline:
         if item.face is None or item.crop is None or item.p_pain is None:
             return FrameOutcome(status=STATUS_NO_FACE, reason=item.reason or "no face detected", **common)
         p_pain = item.p_pain
-        label = "pain" if p_pain >= 0.5 else "nonpain"
+        label: Label = "pain" if p_pain >= 0.5 else "nonpain"
         return FrameOutcome(
             status=STATUS_OK,
             reason="",

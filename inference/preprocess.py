@@ -38,12 +38,19 @@ PreprocessingSpec = dict[str, Any]
 
 
 class BoxLike(Protocol):
-    """Anything with integer-ish ``x, y, w, h`` (e.g. :class:`inference.detect.FaceBox`)."""
+    """Anything with numeric ``x, y, w, h`` attributes (e.g. :class:`inference.detect.FaceBox`)."""
 
-    x: float
-    y: float
-    w: float
-    h: float
+    @property
+    def x(self) -> float: ...
+
+    @property
+    def y(self) -> float: ...
+
+    @property
+    def w(self) -> float: ...
+
+    @property
+    def h(self) -> float: ...
 
 
 def make_spec(
@@ -215,7 +222,9 @@ def batch_tensor(crops: Sequence[Image.Image], spec: Mapping[str, Any]) -> torch
     """Stack ``crops`` into one normalised ``(N, C, H, W)`` float tensor.
 
     Numerically the same as ``torch.stack([eval_transform(spec)(c) for c in crops])``
-    (a test holds it to that) but converts and normalises the whole batch at once.
+    (a test holds it to that) but converts and normalises the whole batch at once. The
+    result is in channels-last memory layout (it comes from HWC pixels), which is what
+    the serving modules use on CPU, so no layout copy is needed before the forward pass.
     """
     spec = validate_spec(spec)
     if not crops:
@@ -228,14 +237,14 @@ def batch_tensor(crops: Sequence[Image.Image], spec: Mapping[str, Any]) -> torch
     batch = torch.from_numpy(stacked).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(spec["mean"], dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(spec["std"], dtype=torch.float32).view(1, -1, 1, 1)
-    return batch.sub_(mean).div_(std).contiguous()
+    return batch.sub_(mean).div_(std)
 
 
 def _box_tuple(box: Box | BoxLike) -> tuple[float, float, float, float]:
     if isinstance(box, tuple | list):
-        x, y, w, h = box
+        x, y, w, h = (float(v) for v in box)
     else:
-        x, y, w, h = box.x, box.y, box.w, box.h
+        x, y, w, h = float(box.x), float(box.y), float(box.w), float(box.h)
     if w <= 0 or h <= 0:
         raise ValueError(f"box has non-positive size: {box}")
-    return float(x), float(y), float(w), float(h)
+    return x, y, w, h

@@ -39,22 +39,26 @@ def gradcam_map(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str
     class_index = loaded_model.classes.index(class_name)
     captured: dict[str, torch.Tensor] = {}
 
-    def keep_activation(_layer: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        captured["activation"] = output
-        output.register_hook(lambda grad: captured.__setitem__("gradient", grad))
+    def keep_activation(_layer: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+        # Grad-CAM needs d(logit)/d(activation) only: the activation becomes the graph's leaf,
+        # so autograd records and back-propagates through the layers after it, not through
+        # the whole backbone (same map; half the cost for MobileNetV2 on CPU).
+        leaf = output.detach().requires_grad_(True)
+        captured["activation"] = leaf
+        return leaf
 
     handle = layer.register_forward_hook(keep_activation)
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            batch = loaded_model.to_tensor([crop]).clone().requires_grad_(True)
+            batch = loaded_model.to_tensor([crop])
             logits = module(batch)
             logits[0, class_index].backward()
     finally:
         handle.remove()
-    if "gradient" not in captured:
+    if "activation" not in captured or captured["activation"].grad is None:
         raise RuntimeError("Grad-CAM target layer received no gradient")
     activation = captured["activation"].detach()[0]
-    gradient = captured["gradient"].detach()[0]
+    gradient = captured["activation"].grad.detach()[0]
     weights = gradient.mean(dim=(1, 2), keepdim=True)
     cam = torch.relu((weights * activation).sum(dim=0)).float().cpu().numpy()
     cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
@@ -67,7 +71,7 @@ def gradcam(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str = "
     size = int(loaded_model.spec["size"])
     face = letterbox(crop, size, loaded_model.spec["fill"])
     cam = gradcam_map(loaded_model, face, class_name=class_name)
-    heat_bgr = cv2.applyColorMap(np.uint8(np.clip(cam, 0, 1) * 255), cv2.COLORMAP_JET)
+    heat_bgr = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
     base = np.asarray(face, dtype=np.float32)
     blended = (1 - OVERLAY_ALPHA) * base + OVERLAY_ALPHA * heat

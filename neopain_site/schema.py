@@ -1,6 +1,18 @@
 """OpenAPI schema generation tweaks (drf-spectacular)."""
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from rest_framework import serializers
+from rest_framework.pagination import PageNumberPagination
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error body: a one-line ``detail``, field errors (if any) beside it."""
+
+    detail = serializers.CharField()
+
+
+# Statuses any operation can answer: bad input, not signed in, role refused, unknown object (or page).
+ERROR_RESPONSES = ("400", "401", "403", "404")
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -24,3 +36,19 @@ class AutoSchema(SpectacularAutoSchema):
                 inner = inner[: -len("Serializer")]
             return f"{outer}{inner}"
         return super().get_serializer_name(serializer, direction)
+
+    def _get_paginator(self):
+        """The API views paginate their lists by hand (``triage.apis.paginate``): describe that envelope.
+
+        drf-spectacular asks only for GET list responses, and every one of ours is paginated.
+        """
+        pagination = getattr(self.view, "pagination_class", None) or getattr(self.view, "Pagination", None)
+        return (pagination or PageNumberPagination)()
+
+    def _get_response_bodies(self, direction="response"):
+        """The success responses, plus the error statuses (JSON with ``detail``) that every operation can give."""
+        responses = super()._get_response_bodies(direction)
+        for code in ERROR_RESPONSES:
+            if code not in responses:
+                responses[code] = self._get_response_for_code(ErrorSerializer, code, direction=direction)
+        return responses

@@ -23,3 +23,7 @@ urlpatterns = [
     path("annotations/", include("annotations.urls")),
     path("", include("triage.urls")),
 ]
+
+# Under /api/ even an unmatched path or a crash answers JSON with a ``detail``.
+handler404 = "triage.apis.not_found"
+handler500 = "triage.apis.server_error"

@@ -126,7 +126,8 @@ def pipeline_runner(pipeline: Pipeline, batch: int, device: str) -> Callable[[li
         start = time.perf_counter()
         for offset in range(0, len(chunk), batch):
             for outcome in pipeline.run_batch(chunk[offset : offset + batch]):
-                stages.append(tuple(outcome.timings_ms[stage] for stage in STAGES))  # type: ignore[arg-type]
+                timings = outcome.timings_ms
+                stages.append((timings["decode"], timings["detect"], timings["classify"]))
         _sync(device)
         return time.perf_counter() - start, stages
 

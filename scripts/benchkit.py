@@ -383,3 +383,64 @@ def temp_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
     finally:
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- HTTP client
+
+
+class Uploader:
+    """A minimal keep-alive HTTP/1.1 client for frame uploads (one per thread).
+
+    ``http.client`` with pre-built multipart bodies: a load generator sharing 2 cores with the
+    server must spend as little CPU per request as possible (no requests/httpx machinery).
+    """
+
+    BOUNDARY = "neopainbenchboundary7f3a"
+
+    def __init__(self, port: int, token: str, *, mrn: str, host: str = "127.0.0.1", timeout: float = 30) -> None:
+        import http.client
+
+        self.connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.headers = {
+            "Authorization": f"Token {token}",
+            "Content-Type": f"multipart/form-data; boundary={self.BOUNDARY}",
+            "Accept": "application/json",
+            "Host": f"{host}:{port}",
+        }
+        self.mrn = mrn
+
+    def body(self, jpeg: bytes, name: str = "frame.jpg") -> bytes:
+        return multipart_body({"neonate": self.mrn}, "image", name, jpeg, self.BOUNDARY)
+
+    def post(self, body: bytes, path: str = "/api/v1/frames/") -> tuple[int, bytes]:
+        """POST ``body``; returns (status, response bytes). Reconnects once on a closed connection."""
+        import http.client
+
+        for attempt in (1, 2):
+            try:
+                self.connection.request("POST", path, body=body, headers=self.headers)
+                response = self.connection.getresponse()
+                data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.connection.close()
+                return response.status, data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def site_setup(env: dict[str, str]) -> dict[str, str]:
+    """Migrate and run ``neopain_setup`` for the site in ``env``; return the device token and MRN."""
+    import re
+
+    manage(env, "migrate", "--noinput", "-v", "0")
+    out = manage(env, "neopain_setup")
+    match = re.search(r"Device token for \S+: ([0-9a-f]{40})", out)
+    if not match:
+        raise RuntimeError(f"no device token in neopain_setup output:\n{out}")
+    return {"token": match.group(1), "mrn": "DEMO-0001"}

@@ -86,6 +86,26 @@ def exception_handler(exc, context):
     return response
 
 
+def not_found(request, exception=None):
+    """``handler404``: a path no route matches is JSON under /api/ (every API error is), the HTML page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    """``handler500``: a generic JSON body under /api/ (never a stack trace), the HTML page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import server_error as page_server_error
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Internal server error."}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return page_server_error(request)
+
+
 class CappedUploadHandler(FileUploadHandler):
     """First upload handler of ingest views: refuses a body or file over the cap before storing it.
 
@@ -517,8 +537,8 @@ class AlertListApi(APIView):
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer):
-    unit = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    activated_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    unit = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    activated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ModelVersion

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, assume, settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis.checks import (
@@ -32,6 +32,7 @@ ROOT = Path(django_settings.BASE_DIR)
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance)
 EXAMPLES_PER_OPERATION = 12
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
 @pytest.fixture
@@ -43,16 +44,28 @@ def callers(db, make_north, nurse, unit_admin) -> dict[str, str]:
 
 @pytest.fixture
 def api_schema(callers):
+    """The schema as served, bound to the WSGI app.
+
+    The app's request signals would close the test's database connection after each request;
+    Django's own test client unhooks them the same way.
+    """
+    from django.core import signals
     from django.core.wsgi import get_wsgi_application
+    from django.db import close_old_connections
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {next(iter(callers.values()))}")
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     raw = json.loads(response.content)
-    return schemathesis.from_dict(raw, app=get_wsgi_application(), base_url="/",
-                                  data_generation_methods=[schemathesis.DataGenerationMethod.positive,
-                                                           schemathesis.DataGenerationMethod.negative])
+    # After the test client's request: it reconnects these handlers when it is done.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield schemathesis.from_dict(raw, app=get_wsgi_application(), base_url="/",
+                                 data_generation_methods=[schemathesis.DataGenerationMethod.positive,
+                                                          schemathesis.DataGenerationMethod.negative])
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 schema = schemathesis.from_pytest_fixture("api_schema")
@@ -64,6 +77,8 @@ schema = schemathesis.from_pytest_fixture("api_schema")
           phases=[Phase.explicit, Phase.generate],
           suppress_health_check=list(HealthCheck))
 def test_the_api_conforms_to_its_schema_and_never_errors(case, callers):
+    # A form body that is not a mapping (a negative example) cannot be encoded by the WSGI transport at all.
+    assume(not (case.media_type in FORM_TYPES and case.body is not None and not isinstance(case.body, dict)))
     for token in callers.values():
         response = case.call_wsgi(headers={"Authorization": f"Token {token}"})
         case.validate_response(response, checks=CHECKS)

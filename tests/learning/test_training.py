@@ -66,6 +66,8 @@ def test_losocv_finds_the_planted_signal_through_evaluate_model(planted, crop_ca
         "mobilenet_v2",
         "fer_cnn",
         *FAST,
+        "--augment-views",  # the un-augmented view only: halves the backbone passes on 2 cores
+        "0",
         "--cache",
         str(crop_cache),
         "--json",
