@@ -189,7 +189,7 @@ class RetinaFaceDetector:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         # ORT's pool spins after each run by default; the classifier's torch threads run
-        # right after on the same cores and were measured 10-50x slower on 2 CPUs.
+        # right after on the same cores and were measured 10-35x slower on 2 CPUs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers: list[Any] = ["CPUExecutionProvider"]

