@@ -8,6 +8,9 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neopain_site.settings")
+# OpenMP threads spinning after each op starve onnxruntime's detector on a 2-core box (measured
+# 10-35x slower classify); it must be set before torch loads, i.e. here, before tasks import it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 logger = logging.getLogger(__name__)
 

@@ -41,6 +41,7 @@ class UnitFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Unit
         django_get_or_create = ("code",)
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"NICU {n}")
     code = factory.Sequence(lambda n: f"nicu-{n}")

@@ -948,6 +948,17 @@ def _saliency_png(*, pipeline, crop) -> bytes | None:
         return None
 
 
+def prediction_route(*, confidence: float, threshold: float, is_bootstrap: bool) -> str:
+    """Automatic verdict at or above the unit's threshold (paper), else a nurse case.
+
+    The bootstrap model is a facial-grimace proxy never trained on neonates: it may rank cases for
+    nurses but never decides alone, so nothing it says raises an alert or closes a case unseen.
+    """
+    if is_bootstrap:
+        return Prediction.Route.NURSE
+    return Prediction.Route.AUTO if confidence >= threshold else Prediction.Route.NURSE
+
+
 def prediction_record(
     *, frame, outcome, classifier: ModelVersion, detector: ModelVersion | None, detector_name: str, pipeline=None
 ) -> str:
@@ -977,7 +988,7 @@ def prediction_record(
     unit_policy = unit_settings_get(unit=frame.unit)
     threshold = float(unit_policy.threshold)
     confidence = float(outcome.confidence)
-    routed_to = Prediction.Route.AUTO if confidence >= threshold else Prediction.Route.NURSE
+    routed_to = prediction_route(confidence=confidence, threshold=threshold, is_bootstrap=classifier.is_bootstrap)
     x, y, w, h = (int(v) for v in outcome.box)
     timings = {k: round(float(v), 3) for k, v in (outcome.timings_ms or {}).items()}
     timings["queue_wait"] = round((now - frame.received_at).total_seconds() * 1000, 1)

@@ -53,6 +53,20 @@ def test_it_routes_low_confidence_to_nurse(neonate, active_model, fake_pipeline)
     assert not Alert.objects.exists()
 
 
+def test_the_bootstrap_model_never_decides_alone(neonate, active_model, fake_pipeline):
+    active_model.is_bootstrap = True
+    active_model.save(update_fields=["is_bootstrap"])
+    frame, data = queued_frame(neonate)
+    fake_pipeline.set(data, p_pain=0.97)
+
+    services.frames_process(frame_ids=[frame.pk])
+
+    prediction = Prediction.objects.get(frame=frame)
+    assert (prediction.routed_to, prediction.label) == ("nurse", "pain")
+    assert TriageCase.objects.filter(prediction=prediction, status="open").exists()
+    assert not Alert.objects.exists()
+
+
 def test_it_stores_the_units_threshold_in_force(neonate, active_model, fake_pipeline):
     set_policy(neonate.unit, threshold=0.8)
     frame, data = queued_frame(neonate)
