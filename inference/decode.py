@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import warnings
 from typing import Any
 
@@ -30,6 +31,8 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 #: Raster formats we accept. Anything else Pillow can open (EPS via Ghostscript, PSD,
 #: ICO, exotic scientific formats) is refused: smaller attack surface, nothing lost.
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF"})
+# Pillow opener ids for them (MPO files are opened by the JPEG opener).
+_OPENERS = sorted(ACCEPTED_FORMATS - {"MPO"})
 
 # EXIF orientations 5-8 swap width and height once transposed.
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -73,7 +76,7 @@ def sniff_image(
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error ...
         raise UnreadableImage(f"corrupt or truncated {fmt} data ({_describe(exc)})") from exc
     # verify() leaves the image unusable, so read EXIF from a fresh (header-only) open.
-    orientation = _exif_orientation(Image.open(io.BytesIO(data)))
+    orientation = _exif_orientation(_pil_open(io.BytesIO(data), formats=_OPENERS))
     if orientation in _SWAPPING_ORIENTATIONS:
         width, height = height, width
     return {"format": fmt, "width": width, "height": height, "mode": mode}
@@ -132,6 +135,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _pil_open(fp: io.BytesIO, *, formats: list[str]) -> Image.Image:
+    """Pillow's own ``Image.open``, even after ultralytics has monkey-patched it.
+
+    ultralytics replaces ``PIL.Image.open`` with a wrapper that, on an unidentified file,
+    tries to pip-install and register a HEIF plugin: a hostile upload must never trigger that.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
+        opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
+    return opener(fp, formats=formats)
+
+
 def _open_checked(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Image:
     """Open lazily (header only) and apply every check that needs no pixel decoding."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -148,11 +163,15 @@ def _open_checked(data: bytes, *, max_pixels: int, max_bytes: int) -> Image.Imag
         with warnings.catch_warnings():
             # Our own cap below is the policy; Pillow's global warning is noise here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            # Only the accepted parsers are tried: less attack surface, and plugins that other
+            # libraries register (ultralytics' HEIF opener needs pi_heif) never run.
+            image = _pil_open(io.BytesIO(data), formats=_OPENERS)
     except Image.DecompressionBombError as exc:
         raise UnreadableImage(f"image dimensions exceed the decompression-bomb limit ({exc})") from exc
     except UnidentifiedImageError as exc:
-        raise UnreadableImage("not a recognised image format") from exc
+        raise UnreadableImage(
+            f"not a recognised image format (accepted: {', '.join(sorted(ACCEPTED_FORMATS - {'MPO'}))})"
+        ) from exc
     except Exception as exc:
         raise UnreadableImage(f"cannot parse image header ({_describe(exc)})") from exc
     if image.format not in ACCEPTED_FORMATS:

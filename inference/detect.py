@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from inference.preprocess import expand_box
-from inference.runtime import inference_threads, resolve_device
+from inference.runtime import data_dir, inference_threads, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +310,12 @@ def import_ultralytics_offline() -> Any:
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "False")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")  # never pip-install at run time
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        # ultralytics writes a settings file at import; keep it with the app's state, not in $HOME.
+        config_dir = data_dir() / "ultralytics"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     import ultralytics
 
     return ultralytics

@@ -22,8 +22,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inference.runtime import data_dir
-
 logger = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels
@@ -52,12 +50,13 @@ class DetectorDataset:
 
 def yolo_environment(config_dir: str | os.PathLike[str] | None = None) -> Path:
     """Offline ultralytics with a writable settings folder; call before importing ultralytics."""
-    folder = Path(config_dir) if config_dir else data_dir() / "ultralytics"
-    folder.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder))
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    return folder
+    from inference.detect import import_ultralytics_offline
+
+    if config_dir:
+        Path(config_dir).mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
+    import_ultralytics_offline()
+    return Path(os.environ["YOLO_CONFIG_DIR"])
 
 
 def teacher_label(image: Image.Image, detector: Any) -> list[Box]:

@@ -118,7 +118,7 @@ def open_loop(port: int, creds: dict, load: Load, rate: float, seconds: float, s
     return time.monotonic() - start
 
 
-def summarise(label: str, load: Load, wall: float, cpu: float) -> tuple[float, int]:
+def summarise(label: str, load: Load, wall: float, cpu: dict[str, float]) -> tuple[float, int]:
     ok = [r for r in load.results if r[2] == 202]
     errors = [r for r in load.results if r[2] != 202]
     # Rate over the span in which uploads completed (excludes thread start-up).
@@ -129,9 +129,17 @@ def summarise(label: str, load: Load, wall: float, cpu: float) -> tuple[float, i
         kinds[str(r[2])] = kinds.get(str(r[2]), 0) + 1
     print(
         f"{label:<36} {rps:7.1f} uploads/s  ({len(ok)} in {wall:.1f} s), errors {len(errors)}"
-        f"{' ' + json.dumps(kinds) if kinds else ''}; response {benchkit.spread(times)}; "
-        f"load generator CPU {cpu / wall:.0%} of a core"
+        f"{' ' + json.dumps(kinds) if kinds else ''}; response {benchkit.spread(times)}"
     )
+    if ok:
+        per_upload = {key: seconds * 1000 / len(ok) for key, seconds in cpu.items()}
+        total = sum(per_upload.values())
+        cores = benchkit.available_cores()
+        print(
+            f"{'':<36} CPU per upload: {total:.1f} ms ("
+            + ", ".join(f"{key} {value:.1f}" for key, value in per_upload.items())
+            + f") -> at most {cores * 1000 / total:.0f} uploads/s if all {cores} cores were this benchmark's"
+        )
     return rps, len(errors)
 
 
@@ -183,16 +191,23 @@ def bench_backend(name: str, args, variants: list[bytes]) -> tuple[float, int]:
             accepted = sum(1 for r in warm.results if r[2] == 202)
             best_rps, errors = 0.0, 0
             runs = [("closed", None)] + [("open", rate) for rate in args.rates]
+            pids = {"web": benchkit.session_pids(web.pid)}
+            if database_url:
+                pids["postgres"] = benchkit.postgres_backend_pids("neopain_bench_ingest")
+                pids["redis"] = benchkit.redis_server_pids()
             for kind, rate in runs:
                 load = Load(variants, f"{kind}-{rate}-{name}")
-                cpu = time.process_time()
+                before = {key: benchkit.cpu_seconds(value) for key, value in pids.items()}
+                client_cpu = time.process_time()
                 if kind == "closed":
                     wall = closed_loop(port, creds, load, args.connections, args.seconds)
                     label = f"{name} closed loop, {args.connections} connections"
                 else:
                     wall = open_loop(port, creds, load, rate, args.seconds, args.connections * 4)
                     label = f"{name} open loop at {rate:g}/s"
-                rps, run_errors = summarise(label, load, wall, time.process_time() - cpu)
+                cpu = {key: benchkit.cpu_seconds(value) - before[key] for key, value in pids.items()}
+                cpu["load generator"] = time.process_time() - client_cpu
+                rps, run_errors = summarise(label, load, wall, cpu)
                 accepted += sum(1 for r in load.results if r[2] == 202)
                 errors += run_errors
                 if kind == "closed":

@@ -444,3 +444,61 @@ def site_setup(env: dict[str, str]) -> dict[str, str]:
     if not match:
         raise RuntimeError(f"no device token in neopain_setup output:\n{out}")
     return {"token": match.group(1), "mrn": "DEMO-0001"}
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Processes of a session (a server started by :class:`Processes` and its children)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session_id:  # field 6 of stat: session id
+            pids.append(int(entry.name))
+    return pids
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` (those still alive)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def postgres_backend_pids(database: str) -> list[int]:
+    """Server processes serving connections to ``database`` (same machine: their CPU is ours to count)."""
+    import psycopg2
+
+    connection = psycopg2.connect(f"{POSTGRES_ADMIN_URL}/postgres")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))
+            return [int(row[0]) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def redis_server_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "redis-server":
+                    pids.append(int(entry.name))
+    return pids
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -20,8 +20,18 @@ def _failure_key(ip: str | None, username: str) -> str:
     return f"login-fail:{ip or '-'}:{(username or '').lower()[:150]}"
 
 
+def _cache_unavailable(exc: Exception) -> None:
+    # The counter lives in the cache (Redis in production). Without it nurses must still sign in:
+    # the throttle fails open, and failed logins are still logged and audited.
+    logger.warning("login throttle unavailable (%s: %s): not throttling", type(exc).__name__, exc)
+
+
 def login_is_throttled(*, ip: str | None, username: str) -> bool:
-    return cache.get(_failure_key(ip, username), 0) >= settings.NEOPAIN_LOGIN_FAILURE_LIMIT
+    try:
+        return cache.get(_failure_key(ip, username), 0) >= settings.NEOPAIN_LOGIN_FAILURE_LIMIT
+    except Exception as exc:  # redis-py, the database cache ... each raise their own connection errors
+        _cache_unavailable(exc)
+        return False
 
 
 class NeoPainLoginView(auth_views.LoginView):
@@ -43,16 +53,22 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
     ip = client_ip(request)
     key = _failure_key(ip, username)
-    cache.add(key, 0, timeout=settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS)
     try:
-        cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS)
+        cache.add(key, 0, timeout=settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS)
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS)
+    except Exception as exc:
+        _cache_unavailable(exc)
     logger.warning("failed login for username=%r from %s", username, ip)
     audit_record(action="login.failed", request=request, actor_username=username)
 
 
 @receiver(user_logged_in)
 def on_logged_in(sender, request, user, **kwargs):
-    cache.delete(_failure_key(client_ip(request), user.get_username()))
+    try:
+        cache.delete(_failure_key(client_ip(request), user.get_username()))
+    except Exception as exc:
+        _cache_unavailable(exc)
     audit_record(action="login", actor=user, request=request)

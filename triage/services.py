@@ -1050,6 +1050,12 @@ def prediction_record(
             logger.info("frame %s already has a prediction from %s; duplicate ignored", frame.pk, classifier.label)
             return "duplicate"
         raise
+    except BaseException:
+        # The row was not written (database gone, time limit): no orphan crop or saliency file.
+        for field in (prediction.crop, prediction.saliency):
+            if field.name:
+                field.storage.delete(field.name)
+        raise
     logger.info(
         "frame %s: %s p_pain=%.3f conf=%.3f threshold=%.2f -> %s",
         frame.pk,

@@ -37,6 +37,7 @@ class PrivateStack:
     template: str
     bundle: Path
     base_env: dict
+    seed: dict
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,9 @@ def private_stack(tmp_path_factory):
         harness.run_python(["manage.py", "migrate", "--noinput", "-v", "0"], env, timeout=300)
         bundle = tmp_path_factory.mktemp("faults-models") / "painnet-faults.pt"
         harness.agent("bundle", env, str(bundle))
-        yield PrivateStack(postgres=postgres, redis=redis, template=template, bundle=bundle, base_env=env)
+        # Seeded once, into the template: every test's copy starts with the same unit, tokens and model.
+        seed = harness.agent("seed", env, "--bundle", str(bundle))
+        yield PrivateStack(postgres=postgres, redis=redis, template=template, bundle=bundle, base_env=env, seed=seed)
     finally:
         redis.destroy()
         postgres.destroy()
@@ -128,7 +131,7 @@ def fault_app(private_stack, tmp_path):
     app = FaultApp(stack=stack, dbname=dbname, data_dir=data_dir, env=env)
     try:
         _flush_redis(stack.redis)
-        app.seed = app.agent("seed", "--bundle", str(stack.bundle))
+        app.seed = dict(stack.seed)
         yield app
     finally:
         for process in reversed(app.processes):

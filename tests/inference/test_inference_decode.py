@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import io
 
 import numpy as np
@@ -159,7 +160,8 @@ def test_sniff_reports_format_and_size(bedside_jpeg: bytes, no_face_png: bytes) 
 
 def test_unaccepted_raster_format_is_refused() -> None:
     data = encode(Image.new("RGB", (16, 16)), "ICO")
-    with pytest.raises(UnreadableImage, match="ICO"):
+    # Only the accepted formats' parsers are tried, so an ICO is simply not recognised.
+    with pytest.raises(UnreadableImage, match=r"not a recognised image format \(accepted: BMP, GIF, JPEG, PNG"):
         decode_image(data)
 
 
@@ -170,3 +172,16 @@ def test_decode_does_not_import_torch() -> None:
     code = "import sys, inference.decode; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_ultralytics_patched_pil_open_is_bypassed_for_hostile_bytes() -> None:
+    """ultralytics wraps PIL.Image.open to pip-install a HEIF plugin on unknown files; uploads must not reach it."""
+    from PIL import Image as PILImage
+
+    from inference.detect import import_ultralytics_offline
+
+    import_ultralytics_offline()
+    assert PILImage.open.__module__ != "PIL.Image"  # the patch is in place in this process
+    with pytest.raises(UnreadableImage, match="not a recognised image format"):
+        decode_image(bytes(range(256)) * 8)
+    assert "pi_heif" not in sys.modules

@@ -67,7 +67,13 @@ def trained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for folder, before in ((REPO_ROOT, repo_before), (Path.cwd(), cwd_before)):
         new = set(os.listdir(folder)) - before
         assert not [n for n in new if n in {"runs", "datasets", "weights"} or n.endswith((".pt", ".ttf"))], new
-    assert (Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics" / "settings.json").is_file()
+    # ultralytics fixes its settings folder when first imported (maybe by another test module):
+    # wherever that was, it is the app's data dir or a temp dir, never the repo or $HOME.
+    from ultralytics.utils import SETTINGS_FILE
+
+    settings_file = Path(SETTINGS_FILE).resolve()
+    assert settings_file.is_file()
+    assert not settings_file.is_relative_to(REPO_ROOT) and not settings_file.is_relative_to(Path.home()), settings_file
     return weights
 
 
