@@ -2,13 +2,15 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: run worker test test-fast lint format bench venv venv-test chromium migrate setup ci help
+.PHONY: run worker test test-fast lint format bench venv venv-test chromium migrate setup ci help audit faults
 
 help:
 	@echo "make run     - install, migrate, set up the demo unit, start web (127.0.0.1:\$$PORT) + Celery worker"
 	@echo "make worker  - a Celery worker (inference + default queues, with beat)"
 	@echo "make test    - the whole test suite on the embedded default (SQLite + SQLAlchemy broker)"
 	@echo "make lint    - ruff"
+	@echo "make audit   - bandit (high severity) over our code, pip-audit over the installed dependencies"
+	@echo "make faults  - the fault-injection suite (private PostgreSQL + Redis, real workers)"
 	@echo "make bench   - the benchmarks in scripts/bench_*.py"
 
 venv:
@@ -44,6 +46,15 @@ test-fast: venv-test
 
 lint: venv-test
 	$(PY) -m ruff check .
+
+# pip-audit needs network access to PyPI's vulnerability data; docs/security.md explains each finding.
+audit: venv-test
+	$(PY) -m bandit -q -r inference triage annotations neopain_site scripts manage.py \
+		--severity-level high --confidence-level medium -x "*/tests/*,*/migrations/*"
+	$(PY) -m pip_audit --progress-spinner off --skip-editable
+
+faults: venv-test
+	@env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL $(PY) -m pytest -m faults tests/faults -q
 
 format: venv-test
 	$(PY) -m ruff format .

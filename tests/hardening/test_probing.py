@@ -107,3 +107,26 @@ def test_bandit_finds_no_high_severity_issue_in_the_project_code():
 
     assert scanned > 5000, "bandit scanned almost nothing: wrong paths?"
     assert findings == []
+
+
+# Findings accepted after review, each explained in docs/security.md: (package, advisory id).
+ACCEPTED_ADVISORIES: set[tuple[str, str]] = set()
+
+
+@pytest.mark.slow
+def test_pip_audit_finds_no_known_vulnerability_in_the_installed_dependencies():
+    """Needs the PyPI/OSV vulnerability service; without it nothing can be audited, and the test says so."""
+    result = subprocess.run([_tool("pip-audit"), "--progress-spinner", "off", "--skip-editable", "-f", "json"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if result.returncode not in (0, 1) or not result.stdout.strip():
+        pytest.skip(f"pip-audit could not run (no network to its vulnerability service?): {result.stderr[-500:]}")
+    dependencies = json.loads(result.stdout)["dependencies"]
+    audited = [d for d in dependencies if not d.get("skip_reason")]
+    if not audited:
+        pytest.skip(f"the vulnerability service was unreachable: none of {len(dependencies)} packages was audited "
+                    "(run `make audit` where PyPI's JSON API is reachable)")
+    findings = {(d["name"], v["id"]) for d in audited for v in d.get("vulns", [])}
+
+    assert len(audited) > 20
+    assert sorted(findings - ACCEPTED_ADVISORIES) == []
+
