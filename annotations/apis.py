@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -168,7 +167,7 @@ class CaseListApi(APIView):
         if wanted not in {"open", "claimed", "decided"}:
             raise ValidationError({"status": ["Must be open, claimed or decided."]})
         cases = selectors.queue_for_nurse(user=request.user, status=wanted).annotate(
-            assessments_done=Count("assessments")
+            assessments_done=selectors.assessments_done()
         )
         paginator = self.Pagination()
         page = paginator.paginate_queryset(cases, request, view=self)

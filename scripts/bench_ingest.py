@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchkit  # noqa: E402
+import benchkit
 
 GOAL_RPS = 200.0
 
@@ -175,16 +175,15 @@ def bench_backend(name: str, args, variants: list[bytes]) -> tuple[float, int]:
         database_url = benchkit.postgres_recreate("neopain_bench_ingest")
         redis_url = benchkit.redis_flush(11)
     try:
-        with benchkit.temp_dir("neopain-bench-ingest-", keep=args.keep) as folder, benchkit.Processes(
-            folder / "logs"
-        ) as procs:
+        with (
+            benchkit.temp_dir("neopain-bench-ingest-", keep=args.keep) as folder,
+            benchkit.Processes(folder / "logs") as procs,
+        ):
             data_dir = folder / "data"
             env = benchkit.site_env(data_dir, database_url=database_url, redis_url=redis_url)
             creds = benchkit.site_setup(env)
             port = benchkit.free_port()
-            web = procs.start(
-                "web", benchkit.gunicorn_argv(port, workers=args.web_workers, threads=args.threads), env
-            )
+            web = procs.start("web", benchkit.gunicorn_argv(port, workers=args.web_workers, threads=args.threads), env)
             benchkit.wait_http(f"http://127.0.0.1:{port}/api/v1/health/", process=web)
             warm = Load(variants, f"warm-{name}")
             closed_loop(port, creds, warm, args.connections, 2.0)  # every gunicorn worker warm
@@ -217,8 +216,7 @@ def bench_backend(name: str, args, variants: list[bytes]) -> tuple[float, int]:
             frames, queued = stored_and_queued(data_dir, database_url, redis_url)
             print(
                 f"{name:<36} accepted {accepted}, frames queued in the database {frames}, "
-                f"messages waiting in the broker {queued}"
-                + ("" if frames == queued == accepted else "  <- MISMATCH")
+                f"messages waiting in the broker {queued}" + ("" if frames == queued == accepted else "  <- MISMATCH")
             )
             if web.poll() is not None:
                 print(procs.log("web"))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchkit  # noqa: E402
+import benchkit
 
 GOAL_P95_MS = 250.0
 
@@ -153,9 +153,10 @@ def bench_backend(name: str, args, variants: list[bytes]) -> float | None:
         database_url = benchkit.postgres_recreate("neopain_bench_latency")
         redis_url = benchkit.redis_flush(12)
     try:
-        with benchkit.temp_dir("neopain-bench-latency-", keep=args.keep) as folder, benchkit.Processes(
-            folder / "logs"
-        ) as procs:
+        with (
+            benchkit.temp_dir("neopain-bench-latency-", keep=args.keep) as folder,
+            benchkit.Processes(folder / "logs") as procs,
+        ):
             data_dir = folder / "data"
             env = benchkit.site_env(
                 data_dir,
@@ -207,7 +208,9 @@ def bench_backend(name: str, args, variants: list[bytes]) -> float | None:
         f"{len(errors)} errors, {len(latencies)} verdicts, {no_verdict} without verdict ({unscored} still queued)"
     )
     print(f"{name:<15}   upload -> verdict stored: {benchkit.spread(latencies)}")
-    print(f"{name:<15}   upload HTTP response:     {benchkit.spread([r['response_ms'] for r in records if 'response_ms' in r])}")
+    print(
+        f"{name:<15}   upload HTTP response:     {benchkit.spread([r['response_ms'] for r in records if 'response_ms' in r])}"
+    )
     print(f"{name:<15}   received -> worker writes: {benchkit.spread(waits)}")
     print(f"{name:<15}   pipeline decode+detect+classify: {benchkit.spread(pipeline_ms)}")
     print(f"{name:<15}   sender lateness (open loop): max {max(r.get('late_ms', 0) for r in records):.1f} ms")

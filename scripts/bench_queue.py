@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchkit  # noqa: E402
+import benchkit
 
 DATABASE = "neopain_bench"
 GOAL_P95_MS = 50.0
@@ -93,7 +93,7 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
         ),
         (
             "cases (every prediction under the threshold; decided unless recent)",
-            f"""
+            """
             INSERT INTO triage_triagecase (id, status, confidence, created_at, assessments_required, decided_at,
                 final_pain, neonate_id, prediction_id, unit_id)
               SELECT p.id, 'decided', p.confidence, p.created_at,
@@ -170,7 +170,8 @@ def open_backlog_sql(open_cases: int | None) -> str:
     """
 
 
-def execute(database_url: str, sql: str) -> None:
+def execute(database_url: str, sql: str, *, bulk: bool = False) -> list[tuple]:
+    """Run ``sql``; ``bulk`` skips foreign-key triggers (the seed is consistent by construction)."""
     import psycopg2
 
     connection = psycopg2.connect(database_url)
@@ -178,19 +179,45 @@ def execute(database_url: str, sql: str) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit = off; SET maintenance_work_mem = '256MB'; SET work_mem = '64MB'")
+            if bulk:
+                cursor.execute("SET session_replication_role = replica")
             cursor.execute(sql)
+            return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
 
 
+BULK_TABLES = ("triage_frame", "triage_prediction", "triage_triagecase", "annotations_nipsassessment")
+
+
+def plain_indexes(database_url: str) -> list[tuple[str, str]]:
+    """(name, definition) of the bulk tables' indexes that back no constraint: dropped while loading."""
+    return execute(
+        database_url,
+        "SELECT indexname, indexdef FROM pg_indexes i WHERE tablename IN ("
+        + ", ".join(f"'{t}'" for t in BULK_TABLES)
+        + ") AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+    )
+
+
 def seed(database_url: str, n: int, open_cases: int) -> None:
-    env = benchkit.site_env(Path(os.environ.get("TMPDIR", "/tmp")) / "neopain-bench-queue-data", database_url=database_url)
+    env = benchkit.site_env(
+        Path(os.environ.get("TMPDIR", "/tmp")) / "neopain-bench-queue-data", database_url=database_url
+    )
     started = time.monotonic()
     benchkit.manage(env, "migrate", "--noinput", "-v", "0")
     print(f"#   migrate: {time.monotonic() - started:.1f} s", flush=True)
+    # Loading into tables without their secondary indexes, then building each index once, is
+    # several times faster than maintaining ten indexes row by row.
+    indexes = plain_indexes(database_url)
+    execute(database_url, "".join(f'DROP INDEX "{name}";' for name, _ in indexes))
     for label, sql in seed_sql(n, open_cases):
+        if label == "open backlog":
+            step = time.monotonic()
+            execute(database_url, ";".join(definition for _, definition in indexes))
+            print(f"#   {len(indexes)} secondary indexes built: {time.monotonic() - step:.1f} s", flush=True)
         step = time.monotonic()
-        execute(database_url, sql)
+        execute(database_url, sql, bulk=True)
         print(f"#   {label}: {time.monotonic() - step:.1f} s", flush=True)
     execute(database_url, "VACUUM ANALYZE")
     execute(database_url, f"COMMENT ON DATABASE {DATABASE} IS 'neopain bench seed n={n}'")
@@ -206,7 +233,9 @@ def seeded_with(database_url: str) -> str | None:
         return None
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (DATABASE,))
+            cursor.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (DATABASE,)
+            )
             row = cursor.fetchone()
             return row[0] if row else None
     finally:
@@ -224,7 +253,10 @@ def counts(database_url: str) -> dict[str, int]:
                 ("predictions", "SELECT count(*) FROM triage_prediction"),
                 ("cases", "SELECT count(*) FROM triage_triagecase"),
                 ("assessments", "SELECT count(*) FROM annotations_nipsassessment"),
-                ("open in the unit", "SELECT count(*) FROM triage_triagecase WHERE unit_id = 1 AND status <> 'decided'"),
+                (
+                    "open in the unit",
+                    "SELECT count(*) FROM triage_triagecase WHERE unit_id = 1 AND status <> 'decided'",
+                ),
             ):
                 cursor.execute(sql)
                 result[label] = int(cursor.fetchone()[0])
@@ -247,9 +279,16 @@ def time_pages(requests: int) -> dict[str, dict]:
     browser = Client()
     browser.force_login(nurse)
     api = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    from annotations import selectors
+    from triage.views import QUEUE_LIMIT
+
+    shown = list(
+        selectors.queue_for_nurse(user=nurse).annotate(assessments_done=selectors.assessments_done())[:QUEUE_LIMIT]
+    )
     pages = {
         "dashboard /": (browser, "/"),
-        "dashboard poll /?poll=1": (browser, "/?poll=1"),
+        "dashboard poll, changed": (browser, "/?poll=1"),
+        "dashboard poll, unchanged": (browser, f"/?poll=1&v={selectors.queue_fingerprint(shown)}"),
         "queue API /api/v1/cases/": (api, "/api/v1/cases/"),
         "queue API page 20": (api, "/api/v1/cases/?page=20"),
     }
@@ -329,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep and not args.reuse:
             benchkit.postgres_drop(DATABASE)
     met = all(value <= GOAL_P95_MS for value in worst.values())
-    print(f"# goal p95 <= {GOAL_P95_MS:.0f} ms server time with {args.predictions:,} predictions: {'met' if met else 'NOT met'}")
+    print(
+        f"# goal p95 <= {GOAL_P95_MS:.0f} ms server time with {args.predictions:,} predictions: {'met' if met else 'NOT met'}"
+    )
     print(
         f"bench_queue: dashboard_p95_ms={worst['dashboard']:.1f} api_p95_ms={worst['api']:.1f} "
         f"queries_dashboard={'/'.join(map(str, sorted(queries['dashboard'])))} "

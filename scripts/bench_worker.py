@@ -41,7 +41,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import benchkit  # noqa: E402
+import benchkit
 
 
 @dataclass
@@ -119,7 +119,9 @@ class Bench:
 
         for _ in range(count):
             self.counter += 1
-            data = benchkit.jpeg_tagged(self.variants[self.counter % len(self.variants)], f"{self.label}-{self.counter}")
+            data = benchkit.jpeg_tagged(
+                self.variants[self.counter % len(self.variants)], f"{self.label}-{self.counter}"
+            )
             frame = Frame(
                 neonate=self.neonate,
                 unit=self.unit,
@@ -136,8 +138,14 @@ class Bench:
             frame.image.save("upload", ContentFile(data), save=False)
             rows.append(frame)
         created = Frame.objects.bulk_create(rows)
-        return [f.pk for f in created] if created[0].pk else list(
-            Frame.objects.filter(neonate=self.neonate, status=Frame.Status.QUEUED).order_by("pk").values_list("pk", flat=True)
+        return (
+            [f.pk for f in created]
+            if created[0].pk
+            else list(
+                Frame.objects.filter(neonate=self.neonate, status=Frame.Status.QUEUED)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
         )
 
     # ---------------------------------------------------------------- modes
@@ -162,7 +170,9 @@ class Bench:
         settings.NEOPAIN_SALIENCY = True
         left = Frame.objects.filter(pk__in=ids).exclude(status__in=["done", "no_face"]).count()
         if left:
-            raise RuntimeError(f"{left} frames not scored: {list(Frame.objects.filter(pk__in=ids).values_list('status', 'reason')[:3])}")
+            raise RuntimeError(
+                f"{left} frames not scored: {list(Frame.objects.filter(pk__in=ids).values_list('status', 'reason')[:3])}"
+            )
         if profiler and profile:
             profiler.dump_stats(str(profile))
         return Round("worker" if saliency else "worker-nosaliency", count, seconds)
@@ -206,7 +216,9 @@ class Bench:
                 crops.append(letterbox(crop_face(image, face), int(model.spec["size"]), model.spec["fill"]))
         cls_inputs = [model.to_tensor(crops[i : i + model.max_batch]) for i in range(0, len(crops), model.max_batch)]
         if detector.batches_on_device:
-            det_batches = [np.stack(det_inputs[i : i + detector.max_batch]) for i in range(0, count, detector.max_batch)]
+            det_batches = [
+                np.stack(det_inputs[i : i + detector.max_batch]) for i in range(0, count, detector.max_batch)
+            ]
         else:
             det_batches = [x[None] for x in det_inputs]
         session, name = detector._session, detector._input_name
@@ -332,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
             variants = benchkit.face_variants()
             for label in args.models.split(","):
                 bench = Bench(label, bundles[label], variants, args.device)
-                print(f"## {label} on {bench.pipeline.model.device} (detector {bench.detector_name}, "
-                      f"providers {getattr(bench.pipeline.detector, 'providers', '?')})")
+                print(
+                    f"## {label} on {bench.pipeline.model.device} (detector {bench.detector_name}, "
+                    f"providers {getattr(bench.pipeline.detector, 'providers', '?')})"
+                )
                 bench.worker(8, saliency=True)  # warm-up: caches, allocator, first-write costs
                 bench.naive(4)
                 best: dict[str, Round] = {}
@@ -344,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                         bench.worker(count, saliency=False),
                         bench.naive(count),
                     ]
-                    print("#   round %d: %s" % (repeat + 1, ", ".join(f"{r.mode} {r.fps:.1f}" for r in runs)))
+                    print(f"#   round {repeat + 1}: " + ", ".join(f"{r.mode} {r.fps:.1f}" for r in runs))
                     for run in runs:
                         if run.mode not in best or run.fps > best[run.mode].fps:
                             best[run.mode] = run

@@ -136,7 +136,9 @@ def site_env(
     Without ``database_url``/``redis_url`` it is the embedded default (SQLite + SQLAlchemy broker
     inside ``data_dir``), whatever the caller's shell has set.
     """
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    env = {
+        key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}
+    }
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "neopain_site.settings",
@@ -270,7 +272,9 @@ class Processes:
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         self.running.append((name, process))
         return process

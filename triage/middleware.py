@@ -1,4 +1,4 @@
-"""Request-level safety nets: idle logoff, and a 503 when the database is unreachable."""
+"""Request-level safety nets: idle logoff, a 503 when the database is unreachable, no NUL characters."""
 
 from __future__ import annotations
 
@@ -35,6 +35,24 @@ class IdleSessionTimeoutMiddleware:
             # Live-refresh polling must not keep an unattended screen signed in.
             if request.headers.get("HX-Trigger-Name") != "poll" and request.GET.get("poll") != "1":
                 request.session[self.KEY] = now
+        return self.get_response(request)
+
+
+class NullCharacterMiddleware:
+    """Answer 400 to a NUL character in the path, query string or cookies.
+
+    PostgreSQL text cannot hold NUL: a ``?neonate=%00`` or a forged session cookie would reach a
+    query and end as a 500. Request bodies are left to the serializers and forms, which refuse NUL.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        parts = [request.path, *request.GET.keys(), *request.GET.values(), *request.COOKIES.keys(),
+                 *request.COOKIES.values()]
+        if any("\x00" in part for part in parts):
+            return JsonResponse({"detail": "Malformed request: NUL character in the URL or cookies."}, status=400)
         return self.get_response(request)
 
 

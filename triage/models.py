@@ -340,7 +340,16 @@ class TriageCase(models.Model):
     final_pain = models.BooleanField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["unit", "status", "confidence", "created_at"], name="case_queue_order")]
+        indexes = [
+            models.Index(fields=["unit", "status", "confidence", "created_at"], name="case_queue_order"),
+            # The open queue in its exact order: a nurse's first page reads ~50 index entries,
+            # not every open case of the unit (scripts/bench_queue.py, 1M predictions).
+            models.Index(
+                fields=["unit", "confidence", "created_at", "id"],
+                condition=Q(status__in=["open", "claimed"]),
+                name="case_queue_open",
+            ),
+        ]
 
     def claim_is_live(self, now=None) -> bool:
         now = now or timezone.now()

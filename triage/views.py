@@ -17,7 +17,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -86,13 +85,14 @@ def dashboard(request):
     user = request.user
     if not _has_role(user, CLINICAL):
         return render(request, "triage/no_queue.html", {"role": user.get_role_display()})
-    queue = selectors.queue_for_nurse(user=user).annotate(assessments_done=Count("assessments"))
-    cases = list(queue[: QUEUE_LIMIT + 1])
+    queue = selectors.queue_for_nurse(user=user)
+    polled = request.GET.get("v") if _is_poll(request) else None
+    if polled and polled == selectors.queue_fingerprint_of(queue, limit=QUEUE_LIMIT):
+        return HttpResponse(status=204)
+    cases = list(queue.annotate(assessments_done=selectors.assessments_done())[: QUEUE_LIMIT + 1])
     truncated = len(cases) > QUEUE_LIMIT
     cases = cases[:QUEUE_LIMIT]
     fingerprint = selectors.queue_fingerprint(cases)
-    if _is_poll(request) and request.GET.get("v") == fingerprint:
-        return HttpResponse(status=204)
     now = timezone.now()
     rows = [
         {

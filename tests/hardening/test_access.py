@@ -544,3 +544,24 @@ def test_no_url_serves_media_root(settings, nurse, north):
     for prefix in ("/media/", "/", "/nonexistent-private/", "/static/", "/static/../media/"):
         response = client.get(prefix + name)
         assert response.status_code == 404, prefix
+
+
+# --- found by probing (line 21) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/api/v1/frames/?neonate=%00", "/api/v1/frames/?%00=1", "/api/v1/cases/%00/"])
+def test_a_nul_character_in_the_url_is_a_clear_400_not_a_500(client_for, nurse, path):
+    """PostgreSQL cannot store or compare NUL: it must never reach a query."""
+    response = client_for(nurse).get(path)
+
+    assert response.status_code in (400, 404)
+    assert response["Content-Type"].startswith("application/json")
+
+
+def test_a_nul_character_in_a_cookie_is_a_clear_400_not_a_500(nurse):
+    client = Client(HTTP_COOKIE="sessionid=abcdefgh\x00ijklmnop")
+
+    response = client.get("/api/v1/cases/")
+
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]

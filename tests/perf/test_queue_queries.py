@@ -1,0 +1,126 @@
+"""The nurse queue costs the same number of SQL queries however long it is.
+
+Timings live in ``scripts/bench_queue.py`` (never in tests); here only the query count, which a
+regression (a per-row lookup in the template, a serializer field or the fingerprint) would make
+grow with the queue. Each page is read with a short queue and again with a long one that
+exercises every per-row branch: a held case, a blind double-scored case with one assessment,
+a crop, two models.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.factories import (
+    FrameFactory,
+    ModelVersionFactory,
+    NeonateFactory,
+    NipsAssessmentFactory,
+    PredictionFactory,
+    TriageCaseFactory,
+    UserFactory,
+    png_bytes,
+)
+from triage.models import Role, TriageCase
+
+pytestmark = pytest.mark.django_db
+
+
+def add_cases(count: int, *, unit, models, colleague) -> None:
+    """``count`` open cases spread over neonates and models, with the branches a row can take."""
+    neonates = [NeonateFactory(unit=unit) for _ in range(3)]
+    for i in range(count):
+        created = timezone.now() - timedelta(minutes=i)
+        frame = FrameFactory(neonate=neonates[i % 3], captured_at=created)
+        prediction = PredictionFactory(
+            frame=frame, model_version=models[i % len(models)], p_pain=0.5 + (i % 9) / 100, created_at=created
+        )
+        if i % 2 == 0:
+            prediction.crop.save("crop.png", ContentFile(png_bytes(seed=i)), save=True)
+        case = TriageCaseFactory(prediction=prediction, created_at=created)
+        if i % 4 == 1:  # held by a colleague
+            TriageCase.objects.filter(pk=case.pk).update(
+                status=TriageCase.Status.CLAIMED,
+                claimed_by=colleague,
+                claimed_at=created,
+                claim_expires_at=timezone.now() + timedelta(minutes=10),
+            )
+        if i % 4 == 2:  # blind double scoring: the colleague scored first
+            TriageCase.objects.filter(pk=case.pk).update(assessments_required=2)
+            NipsAssessmentFactory(case=case, nurse=colleague)
+
+
+def queries_for(client, url: str) -> int:
+    client.get(url)  # the first request warms session and token look-ups
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(url)
+    assert response.status_code in (200, 204), (url, response.status_code)
+    return len(captured.captured_queries)
+
+
+@pytest.fixture
+def browser_for():
+    """``browser_for(user)`` -> a Django test Client signed in with a session (the HTML pages)."""
+
+    def make(user):
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def queue_setup(unit, nurse):
+    colleague = UserFactory(username="carla", role=Role.NURSE, unit=unit, first_name="Carla")
+    # Cases scored by the active model and by a retired one (a queue spans a model swap).
+    models = [
+        ModelVersionFactory(name="painnet", unit=None),
+        ModelVersionFactory(name="bootstrap", unit=None, status="retired"),
+    ]
+    return lambda count: add_cases(count, unit=unit, models=models, colleague=colleague)
+
+
+def test_the_dashboard_query_count_does_not_grow_with_the_queue(browser_for, nurse, queue_setup):
+    client = browser_for(nurse)
+    queue_setup(4)
+    short = queries_for(client, "/")
+    queue_setup(40)
+    assert queries_for(client, "/") == short
+
+
+def test_the_dashboard_poll_query_count_does_not_grow_with_the_queue(browser_for, nurse, queue_setup):
+    import re
+
+    client = browser_for(nurse)
+    queue_setup(4)
+    fingerprint = re.search(r"v=([0-9a-f]+)", client.get("/").content.decode()).group(1)
+    unchanged_short = queries_for(client, f"/?poll=1&v={fingerprint}")
+    changed_short = queries_for(client, "/?poll=1&v=stale")
+    queue_setup(40)
+    fingerprint = re.search(r"v=([0-9a-f]+)", client.get("/").content.decode()).group(1)
+    assert client.get(f"/?poll=1&v={fingerprint}").status_code == 204
+    assert queries_for(client, f"/?poll=1&v={fingerprint}") == unchanged_short
+    assert queries_for(client, "/?poll=1&v=stale") == changed_short
+    assert unchanged_short < changed_short  # nothing changed: the page is not rebuilt
+
+
+@pytest.mark.parametrize("status", ["open", "decided"])
+def test_the_queue_api_query_count_does_not_grow_with_the_queue(client_for, nurse, queue_setup, status):
+    client = client_for(nurse)
+    queue_setup(4)
+    if status == "decided":
+        TriageCase.objects.update(status=TriageCase.Status.DECIDED, decided_at=timezone.now())
+    short = queries_for(client, f"/api/v1/cases/?status={status}")
+    queue_setup(60)  # more than one page of 50
+    if status == "decided":
+        TriageCase.objects.update(status=TriageCase.Status.DECIDED, decided_at=timezone.now())
+    assert queries_for(client, f"/api/v1/cases/?status={status}") == short
+    assert queries_for(client, f"/api/v1/cases/?status={status}&page=2") == short
