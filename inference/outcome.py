@@ -49,6 +49,8 @@ class FrameOutcome:
     frame_sha256: str | None = None
     timings_ms: dict[str, float] = field(default_factory=empty_timings)
     face_score: float | None = None
+    #: Grad-CAM map ``(224, 224)`` in [0, 1] when the pipeline runs with ``saliency=True``.
+    saliency_map: Any = None
 
     @property
     def is_ok(self) -> bool:

@@ -51,6 +51,7 @@ class _Work:
     face: FaceBox | None = None
     crop: Image.Image | None = None
     p_pain: float | None = None
+    saliency_map: Any = None
 
 
 class Pipeline:
@@ -64,6 +65,7 @@ class Pipeline:
         margin: float = DEFAULT_MARGIN,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        saliency: bool = False,
     ) -> None:
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
@@ -72,6 +74,8 @@ class Pipeline:
         self.margin = margin
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
+        #: Also compute a Grad-CAM map per classified frame, from the classifier's own forward pass.
+        self.saliency = saliency
 
     def run(self, data: bytes) -> FrameOutcome:
         """Outcome for a single frame."""
@@ -142,12 +146,41 @@ class Pipeline:
             if item.image is not None and item.face is not None:
                 item.crop = letterbox(crop_face(item.image, item.face), size, fill)
                 crops.append(item.crop)
-        probabilities = self.model.predict_proba(crops)
+        probabilities = self._classify_with_saliency(ready, crops) if self.saliency else None
+        if probabilities is None:
+            probabilities = self.model.predict_proba(crops)
         share = _ms_since(start) / len(ready)
         pain = self.model.pain_index
         for item, row in zip(ready, probabilities):
             item.timings["classify"] = share
             item.p_pain = float(row[pain])
+
+    def _classify_with_saliency(self, ready: list[_Work], crops: list[Image.Image]) -> Any:
+        """``predict_proba``'s probabilities plus a Grad-CAM map per crop, from the same forward passes.
+
+        A separate Grad-CAM pass per nurse-routed frame cost the worker a second, unbatched
+        forward pass (half its time with MobileNetV2 on CPU; scripts/bench_worker.py). Returns
+        ``None`` (the caller classifies without maps) if Grad-CAM fails: maps are a nicety.
+        """
+        import torch
+
+        from inference.saliency import gradcam_batch
+
+        model = self.model
+        try:
+            logits, maps = [], []
+            for offset in range(0, len(crops), model.max_batch):
+                with torch.inference_mode(False):
+                    batch = model.to_tensor(crops[offset : offset + model.max_batch])
+                chunk_logits, chunk_maps = gradcam_batch(model, batch)
+                logits.append(chunk_logits.float().cpu())
+                maps.extend(chunk_maps)
+        except Exception:
+            logger.exception("Grad-CAM with the classification failed; classifying without saliency maps")
+            return None
+        for item, cam in zip(ready, maps):
+            item.saliency_map = cam
+        return torch.softmax(torch.cat(logits) / model.temperature, dim=1).numpy()
 
     def _outcome(self, item: _Work) -> FrameOutcome:
         common: dict[str, Any] = {
@@ -172,6 +205,7 @@ class Pipeline:
             label=label,
             confidence=p_pain if label == "pain" else 1.0 - p_pain,
             face_score=item.face.score,
+            saliency_map=item.saliency_map,
             **common,
         )
 

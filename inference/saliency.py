@@ -27,11 +27,18 @@ def _target_layer(module: nn.Module) -> nn.Module:
     return finder()
 
 
-def gradcam_map(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str = "pain") -> np.ndarray:
-    """Grad-CAM map ``(size, size)`` in [0, 1] for ``class_name``'s logit on ``crop``.
+def gradcam_batch(
+    loaded_model: LoadedModel, batch: torch.Tensor, *, class_name: str = "pain"
+) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Logits of ``batch`` and a Grad-CAM map per row, from one forward pass.
 
-    Runs with gradients enabled on the shared eval-mode module without changing its
-    parameters (only the input requires grad), so it is safe on a cached model.
+    ``batch`` is a prepared input (:meth:`LoadedModel.to_tensor`). Maps are ``(size, size)``
+    in [0, 1] for ``class_name``'s logit. The target layer's activation is made the graph's
+    leaf, so autograd records and back-propagates through the layers after it only, not the
+    whole backbone; the module's parameters are untouched, so it is safe on a cached model.
+    In eval mode every row's logit depends on its own activation only, so one backward pass
+    of the summed logits gives each row its own gradient: the serving forward pass doubles as
+    the Grad-CAM forward pass (the worker's saliency maps cost a head-sized backward pass).
     """
     module = loaded_model.module
     layer = _target_layer(module)
@@ -40,9 +47,6 @@ def gradcam_map(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str
     captured: dict[str, torch.Tensor] = {}
 
     def keep_activation(_layer: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-        # Grad-CAM needs d(logit)/d(activation) only: the activation becomes the graph's leaf,
-        # so autograd records and back-propagates through the layers after it, not through
-        # the whole backbone (same map; half the cost for MobileNetV2 on CPU).
         leaf = output.detach().requires_grad_(True)
         captured["activation"] = leaf
         return leaf
@@ -50,29 +54,43 @@ def gradcam_map(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str
     handle = layer.register_forward_hook(keep_activation)
     try:
         with torch.inference_mode(False), torch.enable_grad():
-            batch = loaded_model.to_tensor([crop])
-            logits = module(batch)
-            logits[0, class_index].backward()
+            logits = module(batch.clone() if batch.is_inference() else batch)
+            logits[:, class_index].sum().backward()
     finally:
         handle.remove()
     if "activation" not in captured or captured["activation"].grad is None:
         raise RuntimeError("Grad-CAM target layer received no gradient")
-    activation = captured["activation"].detach()[0]
-    gradient = captured["activation"].grad.detach()[0]
-    weights = gradient.mean(dim=(1, 2), keepdim=True)
-    cam = torch.relu((weights * activation).sum(dim=0)).float().cpu().numpy()
-    cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
-    peak = float(cam.max())
-    return cam / peak if peak > 0 else np.zeros_like(cam)
+    activation = captured["activation"].detach()
+    weights = captured["activation"].grad.detach().mean(dim=(2, 3), keepdim=True)
+    cams = torch.relu((weights * activation).sum(dim=1)).float().cpu().numpy()
+    maps = []
+    for cam in cams:
+        cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
+        peak = float(cam.max())
+        maps.append(cam / peak if peak > 0 else np.zeros_like(cam))
+    return logits.detach(), maps
+
+
+def gradcam_map(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str = "pain") -> np.ndarray:
+    """Grad-CAM map ``(size, size)`` in [0, 1] for ``class_name``'s logit on ``crop``."""
+    with torch.inference_mode(False):
+        batch = loaded_model.to_tensor([crop])
+    return gradcam_batch(loaded_model, batch, class_name=class_name)[1][0]
+
+
+def overlay(loaded_model: LoadedModel, crop: Image.Image, cam: np.ndarray) -> Image.Image:
+    """RGB overlay (224x224) of a Grad-CAM map on the letterboxed crop."""
+    size = int(loaded_model.spec["size"])
+    face = letterbox(crop, size, loaded_model.spec["fill"])
+    heat_bgr = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+    base = np.asarray(face, dtype=np.float32)
+    blended = (1 - OVERLAY_ALPHA) * base + OVERLAY_ALPHA * heat
+    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
 
 
 def gradcam(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str = "pain") -> Image.Image:
     """RGB overlay (crop size, 224x224) of the Grad-CAM map on the letterboxed crop."""
     size = int(loaded_model.spec["size"])
     face = letterbox(crop, size, loaded_model.spec["fill"])
-    cam = gradcam_map(loaded_model, face, class_name=class_name)
-    heat_bgr = cv2.applyColorMap((np.clip(cam, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
-    base = np.asarray(face, dtype=np.float32)
-    blended = (1 - OVERLAY_ALPHA) * base + OVERLAY_ALPHA * heat
-    return Image.fromarray(np.clip(blended, 0, 255).astype(np.uint8), mode="RGB")
+    return overlay(loaded_model, face, gradcam_map(loaded_model, face, class_name=class_name))

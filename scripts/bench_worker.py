@@ -34,7 +34,7 @@ import os
 import pstats
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -49,6 +49,8 @@ class Round:
     mode: str
     frames: int
     seconds: float
+    #: ms per frame by stage (model-only: detector/classifier forward; worker: the pipeline's own timings)
+    stages: dict[str, float] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -175,7 +177,12 @@ class Bench:
             )
         if profiler and profile:
             profiler.dump_stats(str(profile))
-        return Round("worker" if saliency else "worker-nosaliency", count, seconds)
+        from triage.models import Prediction
+
+        timings = list(Prediction.objects.filter(frame_id__in=ids).values_list("timings_ms", flat=True))
+        stages = {key: sum(t.get(key, 0.0) for t in timings) / count for key in ("decode", "detect", "classify")}
+        stages["rest"] = seconds * 1000 / count - sum(stages.values())
+        return Round("worker" if saliency else "worker-nosaliency", count, seconds, stages)
 
     def naive(self, count: int) -> Round:
         from triage import services
@@ -226,11 +233,15 @@ class Bench:
         start = time.perf_counter()
         for batch in det_batches:
             session.run(None, {name: batch})
+        _sync(model.device)
+        detected = time.perf_counter()
         with torch.inference_mode():
             for batch in cls_inputs:
                 model.module(batch)
         _sync(model.device)
-        return Round("model-only", count, time.perf_counter() - start)
+        end = time.perf_counter()
+        stages = {"detector": (detected - start) * 1000 / count, "classifier": (end - detected) * 1000 / count}
+        return Round("model-only", count, end - start, stages)
 
 
 class NaivePipeline:
@@ -365,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
                 headline[label] = best
                 for mode in ("model-only", "worker", "worker-nosaliency", "naive"):
                     run = best[mode]
-                    print(f"{label:<22} {mode:<18} {run.fps:8.1f} frames/s  ({1000 / run.fps:6.1f} ms/frame)")
+                    split = ", ".join(f"{key} {value:.1f}" for key, value in run.stages.items())
+                    print(
+                        f"{label:<22} {mode:<18} {run.fps:8.1f} frames/s  ({1000 / run.fps:6.1f} ms/frame"
+                        + (f": {split}" if split else "")
+                        + ")"
+                    )
                 model_fps = best["model-only"].fps
                 for mode in ("worker", "worker-nosaliency"):
                     print(

@@ -704,6 +704,9 @@ def _pipeline_for(*, classifier: ModelVersion, detector: ModelVersion | None):
     )
     if hasattr(pipeline, "margin"):
         pipeline.margin = settings.NEOPAIN_FACE_MARGIN
+    if hasattr(pipeline, "saliency"):
+        # Grad-CAM maps from the classifier's own forward pass (no second pass per nurse case).
+        pipeline.saliency = settings.NEOPAIN_SALIENCY
     return pipeline, detector_name
 
 
@@ -937,12 +940,12 @@ def _png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
-def _saliency_png(*, pipeline, crop) -> bytes | None:
-    """Grad-CAM overlay for the nurse; a failure costs the overlay, never the verdict."""
+def _saliency_png(*, pipeline, crop, cam=None) -> bytes | None:
+    """Grad-CAM overlay for the nurse (``cam``: the pipeline's map); a failure costs the overlay, never the verdict."""
     try:
-        from inference.saliency import gradcam
+        from inference.saliency import gradcam, overlay
 
-        return _png_bytes(gradcam(pipeline.model, crop))
+        return _png_bytes(overlay(pipeline.model, crop, cam) if cam is not None else gradcam(pipeline.model, crop))
     except Exception as exc:
         logger.warning("saliency map failed: %s: %s", type(exc).__name__, exc)
         return None
@@ -999,7 +1002,7 @@ def prediction_record(
         and outcome.crop is not None
         and pipeline is not None
     ):
-        saliency = _saliency_png(pipeline=pipeline, crop=outcome.crop)
+        saliency = _saliency_png(pipeline=pipeline, crop=outcome.crop, cam=getattr(outcome, "saliency_map", None))
     prediction = Prediction(
         frame=frame,
         model_version=classifier,

@@ -27,16 +27,23 @@ def test_a_batch_over_the_soft_time_limit_fails_its_frames_with_a_reason(fault_a
     app = fault_app
     app.env.update({"CELERY_TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT_SECONDS), "CELERY_TASK_TIME_LIMIT": "20",
                     "NEOPAIN_FAULT_SLOW_SECONDS": "120"})
+    app.agent("ingest", "--count", "3", "--offset", "6000")  # waiting before the worker starts: one batch
     worker = app.worker("slow-worker", module="tests.faults.slow_worker")
 
-    app.agent("ingest", "--count", "3", "--offset", "6000")
+    def ended(expected: int):
+        def check():
+            rows = app.pg.query("SELECT status, reason FROM triage_frame ORDER BY id", app.dbname)
+            done = len(rows) == expected and all(status not in ("queued", "processing") for status, _ in rows)
+            return rows if done else None
 
-    def ended():
-        rows = app.pg.query("SELECT status, reason FROM triage_frame", app.dbname)
-        return rows if all(status not in ("queued", "processing") for status, _ in rows) else None
+        return check
 
-    rows = harness.wait_for(ended, timeout=90, what="the frames to end")
-    assert rows == [("failed", "time limit exceeded")] * 3, rows
+    rows = harness.wait_for(ended(3), timeout=90, what="the first batch to end")
+    assert rows == [("failed", "time limit exceeded")] * 3, (rows, worker.log(20_000))
+
+    app.agent("ingest", "--count", "2", "--offset", "6010")  # the same worker process, the next batch
+    rows = harness.wait_for(ended(5), timeout=90, what="the second batch to end")
+    assert rows == [("failed", "time limit exceeded")] * 5, (rows, worker.log(20_000))
     assert app.report()["predictions"] == 0
     log = worker.log(200_000)
     assert "SoftTimeLimitExceeded" in log or "soft time limit" in log.lower(), log[-3000:]
