@@ -321,14 +321,14 @@ def explain(sql: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="30 timed requests per page instead of 100")
+    parser.add_argument("--quick", action="store_true", help="20 timed requests per page instead of 60")
     parser.add_argument("--predictions", type=int, default=1_000_000)
     parser.add_argument("--open-cases", type=int, default=5000, help="typical open backlog per unit")
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--reuse", action="store_true", help="keep an existing neopain_bench seed of the same size")
     parser.add_argument("--keep", action="store_true", help="leave the neopain_bench database in place afterwards")
     args = parser.parse_args(argv)
-    requests = args.requests or (30 if args.quick else 100)
+    requests = args.requests or (20 if args.quick else 60)
     print(f"# machine: {benchkit.machine_line()}")
     if not benchkit.postgres_available():
         print("bench_queue: skipped (PostgreSQL does not answer)")

@@ -366,6 +366,8 @@ class FrameOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(PredictionOutputSerializer(allow_null=True))
     def get_prediction(self, frame: Frame) -> dict | None:
+        if self.context.get("just_queued"):
+            return None  # answered 202: not scored yet, and the upload path saves the query
         prediction = selectors.frame_latest_prediction(frame=frame)
         return PredictionOutputSerializer(prediction).data if prediction else None
 
@@ -424,7 +426,7 @@ class FrameListCreateApi(CappedUploadMixin, APIView):
             device=_caller_device(request),
             uploaded_by=request.user,
         )
-        body = {**FrameOutputSerializer(frame).data, "duplicate": not created}
+        body = {**FrameOutputSerializer(frame, context={"just_queued": created}).data, "duplicate": not created}
         code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return Response(body, status=code, headers={"Location": body["url"]})
 

@@ -23,12 +23,18 @@ def frame_upload_to(instance: "Frame", filename: str) -> str:
     return private_upload_name("frames", instance.storage_suffix())
 
 
+def _derived_image_suffix(filename: str) -> str:
+    """Suffix of a server-named derived image (``crop.jpg``); older rows and tests used ``.png``."""
+    suffix = filename.rpartition(".")[2].lower() if "." in filename else ""
+    return f".{suffix}" if suffix in {"jpg", "png"} else ".png"
+
+
 def crop_upload_to(instance: "Prediction", filename: str) -> str:
-    return private_upload_name("crops", ".png")
+    return private_upload_name("crops", _derived_image_suffix(filename))
 
 
 def saliency_upload_to(instance: "Prediction", filename: str) -> str:
-    return private_upload_name("saliency", ".png")
+    return private_upload_name("saliency", _derived_image_suffix(filename))
 
 
 def clip_upload_to(instance: "Clip", filename: str) -> str:

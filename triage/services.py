@@ -432,6 +432,11 @@ def frame_captured_at_check(*, captured_at, now=None):
     return captured_at
 
 
+#: ``Device.last_seen_at`` is refreshed at most this often: a camera uploading several frames a
+#: second otherwise wrote (and row-locked) its device row in every upload's transaction.
+DEVICE_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
 def frame_ingest(
     *,
     neonate: Neonate,
@@ -496,7 +501,9 @@ def frame_ingest(
     try:
         with transaction.atomic():
             frame.save()
-            if device is not None:
+            if device is not None and (
+                device.last_seen_at is None or now - device.last_seen_at >= DEVICE_SEEN_RESOLUTION
+            ):
                 type(device).objects.filter(pk=device.pk).update(last_seen_at=now)
             transaction.on_commit(lambda: frames_enqueue(frame_ids=[frame.pk]))
     except IntegrityError:
@@ -930,22 +937,23 @@ def _frames_score_batch(*, frames: list, classifier: ModelVersion, detector: Mod
         counts[result] = counts.get(result, 0) + 1
 
 
-def _png_bytes(image) -> bytes:
+def _jpeg_bytes(image) -> bytes:
+    """The crop and its Grad-CAM overlay are display copies for the nurse: JPEG (quality 90) encodes a
+    224x224 image in ~0.5 ms and ~15 KB, PNG in 9-35 ms and ~75 KB (2 cores; scripts/bench_worker.py).
+    Training never reads them: the training set is cut again from the original frame."""
     import io
 
     buffer = io.BytesIO()
-    # Level 1: still lossless, ~8% larger than the default 6 but ~3.5x faster (9 vs 35 ms for a
-    # 224x224 crop on 2 cores); at the default level two PNGs per frame cost more than detection.
-    image.save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
-def _saliency_png(*, pipeline, crop, cam=None) -> bytes | None:
+def _saliency_image(*, pipeline, crop, cam=None) -> bytes | None:
     """Grad-CAM overlay for the nurse (``cam``: the pipeline's map); a failure costs the overlay, never the verdict."""
     try:
         from inference.saliency import gradcam, overlay
 
-        return _png_bytes(overlay(pipeline.model, crop, cam) if cam is not None else gradcam(pipeline.model, crop))
+        return _jpeg_bytes(overlay(pipeline.model, crop, cam) if cam is not None else gradcam(pipeline.model, crop))
     except Exception as exc:
         logger.warning("saliency map failed: %s: %s", type(exc).__name__, exc)
         return None
@@ -1002,7 +1010,7 @@ def prediction_record(
         and outcome.crop is not None
         and pipeline is not None
     ):
-        saliency = _saliency_png(pipeline=pipeline, crop=outcome.crop, cam=getattr(outcome, "saliency_map", None))
+        saliency = _saliency_image(pipeline=pipeline, crop=outcome.crop, cam=getattr(outcome, "saliency_map", None))
     prediction = Prediction(
         frame=frame,
         model_version=classifier,
@@ -1023,9 +1031,9 @@ def prediction_record(
         created_at=now,
     )
     if outcome.crop is not None:
-        prediction.crop.save("crop.png", ContentFile(_png_bytes(outcome.crop)), save=False)
+        prediction.crop.save("crop.jpg", ContentFile(_jpeg_bytes(outcome.crop)), save=False)
     if saliency:
-        prediction.saliency.save("saliency.png", ContentFile(saliency), save=False)
+        prediction.saliency.save("saliency.jpg", ContentFile(saliency), save=False)
     try:
         with transaction.atomic():
             prediction.save()

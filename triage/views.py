@@ -648,6 +648,11 @@ def frame_image(request, pk: int):
     return response
 
 
+def _stored_suffix(file_field) -> str:
+    """``.jpg`` for crops stored since JPEG display copies, ``.png`` for older ones (sets the content type)."""
+    return ".jpg" if str(file_field.name or "").lower().endswith(".jpg") else ".png"
+
+
 def _prediction_for_image(request, pk: int) -> Prediction:
     prediction = Prediction.objects.filter(pk=pk).select_related("frame__unit").first()
     if prediction is None:
@@ -659,7 +664,7 @@ def _prediction_for_image(request, pk: int) -> Prediction:
 @login_required
 def prediction_crop(request, pk: int):
     prediction = _prediction_for_image(request, pk)
-    response = _serve_private_file(prediction.crop, f"crop-{prediction.pk}.png")
+    response = _serve_private_file(prediction.crop, f"crop-{prediction.pk}{_stored_suffix(prediction.crop)}")
     services.image_view_record(
         user=request.user, kind="crop", obj=prediction, unit=prediction.frame.unit, request=request
     )
@@ -669,7 +674,7 @@ def prediction_crop(request, pk: int):
 @login_required
 def prediction_saliency(request, pk: int):
     prediction = _prediction_for_image(request, pk)
-    response = _serve_private_file(prediction.saliency, f"saliency-{prediction.pk}.png")
+    response = _serve_private_file(prediction.saliency, f"saliency-{prediction.pk}{_stored_suffix(prediction.saliency)}")
     services.image_view_record(
         user=request.user, kind="saliency", obj=prediction, unit=prediction.frame.unit, request=request
     )

@@ -50,9 +50,16 @@ def cmd_bundle(args) -> dict:
     path = Path(args.path)
     if not path.exists():
         torch.manual_seed(15)
-        save_bundle(path, model=PainNet("mobilenet_v2", pretrained=False).eval(),
-                    metadata={"name": "painnet-faults", "version": "1.0", "architecture": "painnet",
-                              "created_at": "2025-01-01T00:00:00+00:00"})
+        save_bundle(
+            path,
+            model=PainNet("mobilenet_v2", pretrained=False).eval(),
+            metadata={
+                "name": "painnet-faults",
+                "version": "1.0",
+                "architecture": "painnet",
+                "created_at": "2025-01-01T00:00:00+00:00",
+            },
+        )
     return {"path": str(path), "sha256": sha256_file(path)}
 
 
@@ -93,15 +100,19 @@ def cmd_ingest(args) -> dict:
     started = time.monotonic()
     ids = []
     for data in face_images(args.count, offset=args.offset):
-        frame, created = services.frame_ingest(neonate=neonate, image_file=data, device=device,
-                                               uploaded_by=device.user)
+        frame, created = services.frame_ingest(neonate=neonate, image_file=data, device=device, uploaded_by=device.user)
         if not created:
             raise SystemExit(f"frame {frame.pk} was a duplicate image: the generator must make distinct images")
         ids.append(frame.pk)
     seconds = time.monotonic() - started
     republished = services.frames_enqueue(frame_ids=ids[: args.republish]) if args.republish else 0
-    return {"count": len(ids), "first": ids[0], "last": ids[-1], "seconds": round(seconds, 2),
-            "republished": republished}
+    return {
+        "count": len(ids),
+        "first": ids[0],
+        "last": ids[-1],
+        "seconds": round(seconds, 2),
+        "republished": republished,
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -102,8 +102,9 @@ class FaultApp:
         return harness.agent(command, self.env, *args, timeout=timeout)
 
     def sweep(self, stuck_seconds: int) -> str:
-        return harness.run_python(["manage.py", "sweep_frames", "--stuck-seconds", str(stuck_seconds)], self.env,
-                                  timeout=120)
+        return harness.run_python(
+            ["manage.py", "sweep_frames", "--stuck-seconds", str(stuck_seconds)], self.env, timeout=120
+        )
 
     def report(self) -> dict:
         return harness.frame_report(self.pg, self.dbname)

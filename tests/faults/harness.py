@@ -109,20 +109,47 @@ class PrivatePostgres:
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         result = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=timeout, cwd="/")
         if result.returncode != 0:
-            raise HarnessError(f"{args[0]} failed ({result.returncode}): {result.stdout}{result.stderr}"
-                               f"{self.log.read_text()[-2000:] if self.log.exists() else ''}")
+            raise HarnessError(
+                f"{args[0]} failed ({result.returncode}): {result.stdout}{result.stderr}"
+                f"{self.log.read_text()[-2000:] if self.log.exists() else ''}"
+            )
         return result
 
     def init(self) -> PrivatePostgres:
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
-                  "-E", "UTF8", "--locale=C.UTF-8", timeout=120)
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            timeout=120,
+        )
         return self
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", "60",
-                  "start", timeout=90)
+        options = (
+            f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            timeout=90,
+        )
         wait_for(lambda: port_open(self.port), timeout=30, what="PostgreSQL to listen")
 
     def stop(self, mode: str = "fast") -> None:
@@ -144,8 +171,9 @@ class PrivatePostgres:
     def connect(self, dbname: str = "postgres"):
         import psycopg2
 
-        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=dbname,
-                                      connect_timeout=5)
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, connect_timeout=5
+        )
         connection.autocommit = True
         return connection
 
@@ -180,9 +208,26 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for(lambda: port_open(self.port), timeout=20, what="Redis to listen")
 
@@ -207,8 +252,11 @@ class PrivateRedis:
 
 def app_env(*, database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a subprocess of the app: only what it needs, nothing from the outer test run."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("DJANGO_", "NEOPAIN_", "CELERY_", "DATABASE_URL", "REDIS_URL"))}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "NEOPAIN_", "CELERY_", "DATABASE_URL", "REDIS_URL"))
+    }
     return {
         **clean,
         "DJANGO_SETTINGS_MODULE": "neopain_site.settings",
@@ -224,11 +272,11 @@ def app_env(*, database_url: str, redis_url: str, data_dir: Path, **extra: str) 
 
 
 def run_python(args: list[str], env: dict[str, str], *, timeout: float = 180) -> str:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise HarnessError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}"
-                           f"\n{result.stderr[-6000:]}")
+        raise HarnessError(
+            f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+        )
     return result.stdout
 
 
@@ -245,8 +293,9 @@ class AppProcess:
         self.name = name
         self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     @property
     def pid(self) -> int:
@@ -282,20 +331,40 @@ class AppProcess:
             pass
 
 
-def start_worker(env: dict[str, str], log_dir: Path, *, name: str = "worker", module: str | None = None,
-                 ready_timeout: float = 90) -> AppProcess:
+def start_worker(
+    env: dict[str, str], log_dir: Path, *, name: str = "worker", module: str | None = None, ready_timeout: float = 90
+) -> AppProcess:
     """A real ``celery worker`` (prefork, one child) on the inference and default queues."""
     entry = ["-m", module] if module else ["-m", "celery"]
     worker = AppProcess(
         name,
-        [sys.executable, *entry, "-A", "neopain_site", "worker", "-Q", "inference,default", "-c", "1",
-         "--pool=prefork", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
-         "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h"],
-        env, log_dir,
+        [
+            sys.executable,
+            *entry,
+            "-A",
+            "neopain_site",
+            "worker",
+            "-Q",
+            "inference,default",
+            "-c",
+            "1",
+            "--pool=prefork",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        ],
+        env,
+        log_dir,
     )
     try:
-        wait_for(lambda: " ready." in worker.log(100_000) or not worker.alive(), timeout=ready_timeout,
-                 what=f"{name} to be ready")
+        wait_for(
+            lambda: " ready." in worker.log(100_000) or not worker.alive(),
+            timeout=ready_timeout,
+            what=f"{name} to be ready",
+        )
     except HarnessError:
         worker.stop()
         raise
@@ -309,9 +378,24 @@ def start_web(env: dict[str, str], log_dir: Path) -> tuple[AppProcess, str]:
     port = free_port()
     web = AppProcess(
         "gunicorn",
-        [sys.executable, "-m", "gunicorn", "neopain_site.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "2",
-         "--timeout", "60", "--graceful-timeout", "5", "--access-logfile", "-"],
-        env, log_dir,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "neopain_site.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+            "--access-logfile",
+            "-",
+        ],
+        env,
+        log_dir,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -327,8 +411,15 @@ def start_web(env: dict[str, str], log_dir: Path) -> tuple[AppProcess, str]:
 # --- HTTP ----------------------------------------------------------------------------------------
 
 
-def http(method: str, url: str, *, token: str | None = None, body: bytes | None = None,
-         content_type: str | None = None, timeout: float = 30) -> tuple[int, bytes, dict]:
+def http(
+    method: str,
+    url: str,
+    *,
+    token: str | None = None,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    timeout: float = 30,
+) -> tuple[int, bytes, dict]:
     request = urllib.request.Request(url, data=body, method=method)
     if token:
         request.add_header("Authorization", f"Token {token}")
@@ -343,19 +434,23 @@ def http(method: str, url: str, *, token: str | None = None, body: bytes | None 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
     for name, (filename, content, content_type) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                     f"Content-Type: {content_type}\r\n\r\n".encode() + content + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+            + content
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
 def upload(base: str, token: str, mrn: str, image: bytes, *, timeout: float = 30) -> tuple[int, bytes, dict]:
     body, content_type = multipart({"neonate": mrn}, {"image": ("frame.png", image, "image/png")})
-    return http("POST", f"{base}/api/v1/frames/", token=token, body=body, content_type=content_type,
-                timeout=timeout)
+    return http("POST", f"{base}/api/v1/frames/", token=token, body=body, content_type=content_type, timeout=timeout)
 
 
 # --- reading the outcome straight from the database -----------------------------------------------
@@ -365,8 +460,9 @@ def frame_report(pg: PrivatePostgres, dbname: str) -> dict:
     """Frames by status, and frames with no or several predictions (lost / duplicated)."""
     statuses = dict(pg.query("SELECT status, count(*) FROM triage_frame GROUP BY status", dbname))
     per_frame = pg.query(
-        "SELECT f.id, count(p.id) FROM triage_frame f LEFT JOIN triage_prediction p ON p.frame_id = f.id "
-        "GROUP BY f.id", dbname)
+        "SELECT f.id, count(p.id) FROM triage_frame f LEFT JOIN triage_prediction p ON p.frame_id = f.id GROUP BY f.id",
+        dbname,
+    )
     return {
         "frames": len(per_frame),
         "statuses": statuses,

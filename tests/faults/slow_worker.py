@@ -24,6 +24,9 @@ def main() -> None:
     import django
 
     django.setup()
+    # What a real worker's model preload imports, imported here before the pool forks: a time limit
+    # must interrupt the batch, not the first import of torch (a half-imported module stays broken).
+    import inference.bundle  # noqa: F401
     from triage import services
 
     services._pipeline_for = lambda **kwargs: (HangingPipeline(), "retinaface")

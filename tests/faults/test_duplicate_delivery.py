@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.django_db]
 
 @pytest.fixture
 def frame(neonate, real_model, enqueued):
-    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=5000)),
-                                     uploaded_by=None)
+    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=5000)), uploaded_by=None)
     return frame
 
 

@@ -25,8 +25,17 @@ from tests.hardening.conftest import media_files
 from triage import services
 from triage.models import Frame, Prediction, TriageCase
 
-LEAKS = ("Traceback", "psycopg", "OperationalError", "postgres", "5432", "connection to server", "SELECT",
-         "triage_", "File \"/")
+LEAKS = (
+    "Traceback",
+    "psycopg",
+    "OperationalError",
+    "postgres",
+    "5432",
+    "connection to server",
+    "SELECT",
+    "triage_",
+    'File "/',
+)
 
 
 class Uploader(threading.Thread):
@@ -81,8 +90,11 @@ def test_a_database_outage_answers_503_writes_nothing_half_and_recovers_by_itsel
 
     app.pg.start()
     restarted = time.monotonic()
-    harness.wait_for(lambda: harness.http("GET", f"{base}/api/v1/frames/", token=token)[0] == 200, timeout=60,
-                     what="the API to answer again")
+    harness.wait_for(
+        lambda: harness.http("GET", f"{base}/api/v1/frames/", token=token)[0] == 200,
+        timeout=60,
+        what="the API to answer again",
+    )
     recovered = time.monotonic()
     time.sleep(1.5)
     uploader.halt.set()
@@ -91,8 +103,10 @@ def test_a_database_outage_answers_503_writes_nothing_half_and_recovers_by_itsel
     for code, body, headers in outage.values():
         assert_generic_503(code, body, headers)
     codes = [code for code, _ in uploader.results]
-    print(f"\nuploads around the outage: {codes}; recovered {recovered - restarted:.1f}s after the restart "
-          f"(outage {restarted - stopped:.1f}s)")
+    print(
+        f"\nuploads around the outage: {codes}; recovered {recovered - restarted:.1f}s after the restart "
+        f"(outage {restarted - stopped:.1f}s)"
+    )
     assert set(codes) <= {202, 503}, [(c, b[:200]) for c, b in uploader.results if c not in (202, 503)]
     assert 503 in codes and codes[-1] == 202
     accepted = {json.loads(body)["id"] for code, body in uploader.results if code == 202}
@@ -104,7 +118,9 @@ def test_a_database_outage_answers_503_writes_nothing_half_and_recovers_by_itsel
     crops = {row[0] for row in app.pg.query("SELECT crop FROM triage_prediction WHERE crop <> ''", app.dbname)}
     nurse_routed = app.pg.query(
         "SELECT count(*) FROM triage_prediction p LEFT JOIN triage_triagecase c ON c.prediction_id = p.id "
-        "WHERE p.routed_to = 'nurse' AND c.id IS NULL", app.dbname)[0][0]
+        "WHERE p.routed_to = 'nurse' AND c.id IS NULL",
+        app.dbname,
+    )[0][0]
     print(f"after the outage: {report}")
     assert accepted <= {pk for pk, _ in frame_rows}, "an upload answered 202 has no row"
     assert report["frames"] == len(accepted)
@@ -136,11 +152,11 @@ def test_the_middleware_answers_503_without_details_when_the_database_is_gone(cl
 
 @pytest.mark.faults
 @pytest.mark.django_db
-def test_a_prediction_that_cannot_be_written_leaves_no_crop_behind(neonate, real_model, media_root, enqueued,
-                                                                  monkeypatch):
+def test_a_prediction_that_cannot_be_written_leaves_no_crop_behind(
+    neonate, real_model, media_root, enqueued, monkeypatch
+):
     """The crop PNG is written before the prediction row; if the row fails, the file must go too."""
-    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=4000)),
-                                     uploaded_by=None)
+    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=4000)), uploaded_by=None)
 
     def fail(*args, **kwargs):
         raise OperationalError("terminating connection due to administrator command")

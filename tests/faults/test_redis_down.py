@@ -29,12 +29,10 @@ UPLOADS_DURING_OUTAGE = 8
 def sign_in(base: str, username: str, password: str) -> int:
     """The browser's sign-in (CSRF cookie and token included); returns the status of the POST."""
     jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar),
-                                         _NoRedirect())
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
     page = opener.open(f"{base}/login/", timeout=30).read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    body = urllib.parse.urlencode({"username": username, "password": password,
-                                   "csrfmiddlewaretoken": token}).encode()
+    body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
     try:
         with opener.open(urllib.request.Request(f"{base}/login/", data=body, method="POST"), timeout=30) as answer:
             return answer.status
@@ -103,3 +101,23 @@ def test_uploads_during_a_redis_outage_are_stored_or_503_and_all_scored_once_it_
     assert report["frames"] == 3 + stored + 2
     assert (report["lost"], report["duplicated"]) == (0, 0), report
     assert report["statuses"] == {"done": report["frames"]}
+
+
+@pytest.mark.faults
+@pytest.mark.django_db
+def test_sign_in_keeps_working_and_is_audited_while_the_cache_is_down(settings, nurse, password):
+    """In-process: the throttle's counter lives in the cache (Redis); without it sign-in must still work."""
+    from django.test import Client
+
+    from triage.models import AuditEvent
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }  # nothing listens on port 1
+
+    failed = Client().post("/login/", {"username": nurse.username, "password": "wrong"})
+    signed_in = Client().post("/login/", {"username": nurse.username, "password": password})
+
+    assert failed.status_code == 200
+    assert AuditEvent.objects.filter(action="login.failed", actor_username=nurse.username).exists()
+    assert signed_in.status_code == 302

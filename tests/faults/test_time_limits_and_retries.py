@@ -25,8 +25,13 @@ SOFT_LIMIT_SECONDS = 3
 @pytest.mark.slow
 def test_a_batch_over_the_soft_time_limit_fails_its_frames_with_a_reason(fault_app):
     app = fault_app
-    app.env.update({"CELERY_TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT_SECONDS), "CELERY_TASK_TIME_LIMIT": "20",
-                    "NEOPAIN_FAULT_SLOW_SECONDS": "120"})
+    app.env.update(
+        {
+            "CELERY_TASK_SOFT_TIME_LIMIT": str(SOFT_LIMIT_SECONDS),
+            "CELERY_TASK_TIME_LIMIT": "20",
+            "NEOPAIN_FAULT_SLOW_SECONDS": "120",
+        }
+    )
     app.agent("ingest", "--count", "3", "--offset", "6000")  # waiting before the worker starts: one batch
     worker = app.worker("slow-worker", module="tests.faults.slow_worker")
 
@@ -89,8 +94,7 @@ def countdowns(monkeypatch):
 @pytest.mark.faults
 @pytest.mark.django_db
 def test_retries_back_off_and_stop_at_the_maximum(neonate, real_model, enqueued, failing_database, countdowns):
-    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=6100)),
-                                     uploaded_by=None)
+    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=6100)), uploaded_by=None)
 
     result = frame_process.apply(args=[frame.pk])
 
@@ -106,13 +110,13 @@ def test_retries_back_off_and_stop_at_the_maximum(neonate, real_model, enqueued,
 
 @pytest.mark.faults
 @pytest.mark.django_db
-def test_jittered_countdowns_stay_under_the_growing_ceiling(neonate, real_model, enqueued, failing_database,
-                                                           monkeypatch):
+def test_jittered_countdowns_stay_under_the_growing_ceiling(
+    neonate, real_model, enqueued, failing_database, monkeypatch
+):
     recorded: list[int] = []
     original = frame_process.retry
     monkeypatch.setattr(frame_process, "retry", lambda *a, **k: recorded.append(k["countdown"]) or original(*a, **k))
-    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=6200)),
-                                     uploaded_by=None)
+    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=6200)), uploaded_by=None)
 
     assert frame_process.apply(args=[frame.pk]).state == "FAILURE"
     assert len(recorded) == RETRY_OPTIONS["max_retries"] + 1
@@ -123,8 +127,7 @@ def test_jittered_countdowns_stay_under_the_growing_ceiling(neonate, real_model,
 @pytest.mark.django_db
 def test_a_frame_claimed_too_often_is_failed_with_a_reason(neonate, real_model, enqueued, settings):
     settings.NEOPAIN_FRAME_MAX_ATTEMPTS = 5
-    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=6300)),
-                                     uploaded_by=None)
+    frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=6300)), uploaded_by=None)
     Frame.objects.filter(pk=frame.pk).update(attempts=5)
 
     counts = services.frames_process(frame_ids=[frame.pk])

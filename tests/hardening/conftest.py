@@ -101,8 +101,9 @@ def other_unit_admin(other_unit):
 
 @pytest.fixture
 def other_device(other_unit):
-    return DeviceFactory(name="south-cam", unit=other_unit,
-                         user=UserFactory(username="cam-south", role=Role.DEVICE, unit=other_unit))
+    return DeviceFactory(
+        name="south-cam", unit=other_unit, user=UserFactory(username="cam-south", role=Role.DEVICE, unit=other_unit)
+    )
 
 
 @pytest.fixture
@@ -118,15 +119,28 @@ def small_clip_bytes() -> bytes:
 
 def _objects_of(*, neonate, device, model, nurse) -> dict:
     frame = FrameFactory(neonate=neonate, device=device, uploaded_by=device.user)
-    clip = Clip(neonate=neonate, unit=neonate.unit, sha256=hashlib.sha256(f"{frame.pk}".encode()).hexdigest(),
-                uploaded_by=device.user)
+    clip = Clip(
+        neonate=neonate,
+        unit=neonate.unit,
+        sha256=hashlib.sha256(f"{frame.pk}".encode()).hexdigest(),
+        uploaded_by=device.user,
+    )
     clip.video.save("x", ContentFile(b"\x00\x00\x00\x18ftypmp42"), save=True)
     case = make_case(neonate=neonate, model=model, crop=False)
     decided = make_case(neonate=neonate, model=model, status="decided", crop=False)
     assessment = NipsAssessmentFactory(case=decided, nurse=nurse)
     alert = AlertFactory(neonate=neonate)
-    return {"neonate": neonate, "frame": frame, "clip": clip, "case": case, "decided_case": decided,
-            "assessment": assessment, "alert": alert, "prediction": case.prediction, "unit": neonate.unit}
+    return {
+        "neonate": neonate,
+        "frame": frame,
+        "clip": clip,
+        "case": case,
+        "decided_case": decided,
+        "assessment": assessment,
+        "alert": alert,
+        "prediction": case.prediction,
+        "unit": neonate.unit,
+    }
 
 
 @pytest.fixture
@@ -139,8 +153,9 @@ def make_north(unit, neonate, device, model, second_nurse, tmp_path):
         objects = _objects_of(neonate=neonate, device=device, model=model, nurse=second_nurse)
         bundle = tmp_path / f"bundle-{objects['frame'].pk}.pt"
         bundle.write_bytes(f"not loaded by activation, only hashed {bundle.name}".encode())
-        objects["model"] = ModelVersionFactory(status="candidate", unit=None, bundle_path=str(bundle),
-                                               sha256=sha256_file(bundle))
+        objects["model"] = ModelVersionFactory(
+            status="candidate", unit=None, bundle_path=str(bundle), sha256=sha256_file(bundle)
+        )
         return objects
 
     return make
@@ -169,9 +184,16 @@ def painnet_bundle(tmp_path_factory) -> Path:
 
     torch.manual_seed(6)
     path = tmp_path_factory.mktemp("hardening-models") / "painnet-hardening.pt"
-    save_bundle(path, model=PainNet("mobilenet_v2", pretrained=False).eval(),
-                metadata={"name": "painnet-hardening", "version": "1.0", "architecture": "painnet",
-                          "created_at": "2025-01-01T00:00:00+00:00"})
+    save_bundle(
+        path,
+        model=PainNet("mobilenet_v2", pretrained=False).eval(),
+        metadata={
+            "name": "painnet-hardening",
+            "version": "1.0",
+            "architecture": "painnet",
+            "created_at": "2025-01-01T00:00:00+00:00",
+        },
+    )
     return path
 
 

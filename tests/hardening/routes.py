@@ -46,9 +46,15 @@ class Route:
 
         Regex routes (the admin's) get their first alternative, e.g. ``(?P<app_label>auth|triage)`` -> ``auth``.
         """
-        route = re.sub(r"\(\?P<(\w+)>([^)]*)\)",
-                       lambda m: str(values.get(m.group(1), m.group(2).split("|")[0].strip(".*") or "x")),
-                       self.route).replace("^", "").replace("$", "")
+        route = (
+            re.sub(
+                r"\(\?P<(\w+)>([^)]*)\)",
+                lambda m: str(values.get(m.group(1), m.group(2).split("|")[0].strip(".*") or "x")),
+                self.route,
+            )
+            .replace("^", "")
+            .replace("$", "")
+        )
         missing = [k for k in re.findall(r"<(?:\w+:)?(\w+)>", route) if k not in values]
         if missing:
             raise KeyError(f"route {self.route!r} needs {missing}")

@@ -130,16 +130,31 @@ def test_every_api_route_has_a_matrix_row():
 
 
 def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("DJANGO_", "NEOPAIN_", "DATABASE_URL", "REDIS_URL", "CELERY_"))}
-    return {**clean, "DJANGO_SETTINGS_MODULE": "neopain_site.settings", "NEOPAIN_ENV": "production",
-            "DJANGO_SECRET_KEY": secrets.token_urlsafe(60), "DJANGO_ALLOWED_HOSTS": "neopain.example.org",
-            "NEOPAIN_DATA_DIR": str(tmp_path), **extra}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "NEOPAIN_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
+    }
+    return {
+        **clean,
+        "DJANGO_SETTINGS_MODULE": "neopain_site.settings",
+        "NEOPAIN_ENV": "production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(60),
+        "DJANGO_ALLOWED_HOSTS": "neopain.example.org",
+        "NEOPAIN_DATA_DIR": str(tmp_path),
+        **extra,
+    }
 
 
 def test_check_deploy_passes_in_production(tmp_path):
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=_production_env(tmp_path), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -147,9 +162,14 @@ def test_check_deploy_passes_in_production(tmp_path):
 
 def test_check_deploy_would_catch_a_weakened_production_setting(tmp_path):
     """The check above can fail: switching HSTS off in production is reported."""
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=_production_env(tmp_path, DJANGO_SECURE_HSTS_SECONDS="0"),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=_production_env(tmp_path, DJANGO_SECURE_HSTS_SECONDS="0"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode != 0
     assert "security.W004" in result.stdout + result.stderr
@@ -159,7 +179,7 @@ def test_check_deploy_would_catch_a_weakened_production_setting(tmp_path):
 
 
 def test_drf_defaults_require_authentication():
-    assert api_settings.DEFAULT_PERMISSION_CLASSES == [IsAuthenticated]
+    assert [IsAuthenticated] == api_settings.DEFAULT_PERMISSION_CLASSES
     assert django_settings.SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"] == ["rest_framework.permissions.IsAuthenticated"]
 
 
@@ -211,8 +231,7 @@ def test_every_page_sends_anonymous_visitors_to_sign_in(north):
 
     client = Client()
     leaks = {}
-    values = {"pk": north["case"].pk, "case_id": north["case"].pk, "id": 1, "object_id": 1,
-              "content_type_id": 1}
+    values = {"pk": north["case"].pk, "case_id": north["case"].pk, "id": 1, "object_id": 1, "content_type_id": 1}
     checked = 0
     for route in all_routes():
         if route.is_api or route.view_class is NeoPainLoginView:
@@ -221,8 +240,10 @@ def test_every_page_sends_anonymous_visitors_to_sign_in(north):
         response = client.get(path, follow=True)
         final = response.redirect_chain[-1][0] if response.redirect_chain else path
         refused = response.status_code in (401, 403, 404, 405) or (
-            response.status_code == 200 and final.startswith(("/login/", "/django-admin/login/"))
-            and b'name="password"' in response.content)
+            response.status_code == 200
+            and final.startswith(("/login/", "/django-admin/login/"))
+            and b'name="password"' in response.content
+        )
         if not refused:
             leaks[route.route] = (response.status_code, final)
         checked += 1
@@ -236,8 +257,12 @@ def test_every_page_sends_anonymous_visitors_to_sign_in(north):
 
 # Calls whose success changes what the next person would get (a claimed case, an acknowledged alert):
 # each person gets fresh objects.
-STATEFUL = {("api-case-claim", "POST"), ("api-case-release", "POST"), ("api-case-assessment", "POST"),
-            ("api-alert-acknowledge", "POST")}
+STATEFUL = {
+    ("api-case-claim", "POST"),
+    ("api-case-release", "POST"),
+    ("api-case-assessment", "POST"),
+    ("api-alert-acknowledge", "POST"),
+}
 
 
 @pytest.mark.parametrize(("name", "method"), list(MATRIX), ids=[f"{m} {n}" for n, m in MATRIX])
@@ -312,8 +337,9 @@ CROSS_UNIT = [
 ]
 
 
-@pytest.mark.parametrize(("who", "method", "name", "obj"), CROSS_UNIT,
-                         ids=[f"{w}-{m}-{n}-{o}" for w, m, n, o in CROSS_UNIT])
+@pytest.mark.parametrize(
+    ("who", "method", "name", "obj"), CROSS_UNIT, ids=[f"{w}-{m}-{n}-{o}" for w, m, n, o in CROSS_UNIT]
+)
 def test_another_units_object_is_a_404(person, client_for, north, south, who, method, name, obj):
     route = _route(name)
     body = {"threshold": 0.6} if method == "PATCH" else SCORES if name == "api-case-assessment" else None
@@ -331,11 +357,16 @@ def test_another_units_neonate_is_invisible_everywhere(client_for, browser_for, 
 
     assert mrn not in json.dumps(api.get("/api/v1/neonates/").json())
     assert api.get(f"/api/v1/frames/?neonate={mrn}").json()["count"] == 0
-    upload = api.post("/api/v1/frames/", {"neonate": mrn, "image": SimpleUploadedFile("f.png", png_bytes(seed=77))},
-                      format="multipart")
-    unknown = api.post("/api/v1/frames/", {"neonate": "NO-SUCH-MRN",
-                                           "image": SimpleUploadedFile("f.png", png_bytes(seed=78))},
-                       format="multipart")
+    upload = api.post(
+        "/api/v1/frames/",
+        {"neonate": mrn, "image": SimpleUploadedFile("f.png", png_bytes(seed=77))},
+        format="multipart",
+    )
+    unknown = api.post(
+        "/api/v1/frames/",
+        {"neonate": "NO-SUCH-MRN", "image": SimpleUploadedFile("f.png", png_bytes(seed=78))},
+        format="multipart",
+    )
     assert upload.status_code == unknown.status_code == 400
     assert upload.json()["neonate"] == [f"No active neonate with MRN {mrn!r} in your unit."]
     export = api.get(f"/api/v1/assessments/export.csv?neonate={mrn}")
@@ -363,8 +394,9 @@ def test_a_nurse_cannot_change_the_threshold(client_for, nurse, unit, north):
 def test_a_unit_admins_threshold_change_is_audited_with_actor_utc_time_old_and_new(client_for, unit_admin, unit):
     started = datetime.now(UTC)
 
-    response = client_for(unit_admin).patch(f"/api/v1/units/{unit.pk}/", {"threshold": 0.72}, format="json",
-                                            REMOTE_ADDR="10.1.2.3")
+    response = client_for(unit_admin).patch(
+        f"/api/v1/units/{unit.pk}/", {"threshold": 0.72}, format="json", REMOTE_ADDR="10.1.2.3"
+    )
 
     assert response.status_code == 200 and response.json()["settings"]["threshold"] == 0.72
     event = AuditEvent.objects.get(action="unit_settings.updated")
@@ -425,8 +457,9 @@ def test_a_disabled_device_cannot_upload(client_for, device, north):
     device.save(update_fields=["active"])
     image = SimpleUploadedFile("f.png", png_bytes(seed=91))
 
-    response = client_for(device.user).post("/api/v1/frames/", {"neonate": north["neonate"].mrn, "image": image},
-                                            format="multipart")
+    response = client_for(device.user).post(
+        "/api/v1/frames/", {"neonate": north["neonate"].mrn, "image": image}, format="multipart"
+    )
 
     assert response.status_code == 403
 
@@ -505,8 +538,14 @@ def with_saliency(north):
 @pytest.mark.parametrize("kind", IMAGE_URLS)
 @pytest.mark.parametrize(
     ("who", "expected"),
-    [("nurse", 200), ("unit_admin", 200), ("other_nurse", 404), ("ml_engineer", 404), ("device", 403),
-     ("anonymous", 302)],
+    [
+        ("nurse", 200),
+        ("unit_admin", 200),
+        ("other_nurse", 404),
+        ("ml_engineer", 404),
+        ("device", 403),
+        ("anonymous", 302),
+    ],
 )
 def test_images_are_served_only_to_their_units_clinicians(person, with_saliency, kind, who, expected):
     client = Client()

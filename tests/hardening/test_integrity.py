@@ -15,14 +15,15 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from annotations.export import FORMULA_PREFIXES, export_lines, neutralise
 from tests.factories import NipsAssessmentFactory, UserFactory, png_bytes
 from tests.hardening.conftest import astronaut, encode
 from tests.ui.conftest import make_case
 from triage import services
-from triage.models import AuditEvent, Frame, ModelVersion, Prediction
+from triage.models import AuditEvent, ModelVersion, Prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -34,14 +35,19 @@ ROOT = Path(django_settings.BASE_DIR)
 
 @pytest.fixture
 def event(nurse):
-    return services.audit_record(action="case.claimed", actor=nurse, before={"status": "open"},
-                                 after={"status": "claimed"})
+    return services.audit_record(
+        action="case.claimed", actor=nurse, before={"status": "open"}, after={"status": "claimed"}
+    )
 
 
 def _unchanged(event) -> bool:
     row = AuditEvent.objects.get(pk=event.pk)
     return (row.action, row.before, row.after, row.actor_username) == (
-        "case.claimed", {"status": "open"}, {"status": "claimed"}, "alice")
+        "case.claimed",
+        {"status": "open"},
+        {"status": "claimed"},
+        "alice",
+    )
 
 
 def test_an_audit_row_cannot_be_changed_or_deleted_through_the_orm(event):
@@ -86,9 +92,8 @@ RAW_SQL = {
 @pytest.mark.parametrize("statement", RAW_SQL)
 def test_the_database_refuses_raw_sql_updates_and_deletes(event, statement):
     sql = RAW_SQL[statement]
-    with pytest.raises(DatabaseError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, [event.pk] if "%s" in sql else None)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [event.pk] if "%s" in sql else None)
 
     assert _unchanged(event)
 
@@ -96,9 +101,8 @@ def test_the_database_refuses_raw_sql_updates_and_deletes(event, statement):
 def test_the_database_refuses_truncate_on_postgresql(event):
     if connection.vendor != "postgresql":
         pytest.skip("TRUNCATE is PostgreSQL's; SQLite has only DELETE (refused above)")
-    with pytest.raises(DatabaseError, match="append-only"):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("TRUNCATE triage_auditevent")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("TRUNCATE triage_auditevent")
 
     assert _unchanged(event)
 
@@ -106,14 +110,18 @@ def test_the_database_refuses_truncate_on_postgresql(event):
 def test_the_append_only_triggers_are_installed():
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'triage_auditevent'::regclass "
-                           "AND NOT tgisinternal AND tgenabled = 'O'")
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'triage_auditevent'::regclass "
+                "AND NOT tgisinternal AND tgenabled = 'O'"
+            )
             names = {row[0] for row in cursor.fetchall()}
             assert names == {"triage_auditevent_append_only", "triage_auditevent_no_truncate"}
         else:
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'triage_auditevent'")
-            assert {row[0] for row in cursor.fetchall()} == {"triage_auditevent_no_update",
-                                                            "triage_auditevent_no_delete"}
+            assert {row[0] for row in cursor.fetchall()} == {
+                "triage_auditevent_no_update",
+                "triage_auditevent_no_delete",
+            }
 
 
 def test_inserting_still_works(nurse):
@@ -143,8 +151,9 @@ def test_the_admin_offers_no_way_to_change_or_delete_audit_rows(event, browser_f
     ]:
         assert client.post(url, data).status_code == 403, url
     # The bulk "delete selected" action does not exist here: the list just renders again.
-    client.post("/django-admin/triage/auditevent/", {"action": "delete_selected", "_selected_action": [event.pk],
-                                                     "post": "yes"})
+    client.post(
+        "/django-admin/triage/auditevent/", {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"}
+    )
     assert _unchanged(event)
     assert AuditEvent.objects.filter(action="forged").count() == 0
 
@@ -168,8 +177,30 @@ def test_neutralised_text_never_starts_with_a_formula_character(value):
 def _corpus(n: int, seed: int = 12) -> list[str]:
     """Seeded, generated notes: formula starts, separators, quotes, line breaks and non-ASCII."""
     rng = random.Random(seed)
-    pieces = ["=", "+", "-", "@", "\t", "\r", "\n", ",", ";", '"', "'", " ", "|", "=1+1", "@SUM(A1)", "cmd|' /C calc'!A0",
-              "HYPERLINK(\"http://x\")", "Zoë", "漢字", "\u202e", "0.5", "grimace"]
+    pieces = [
+        "=",
+        "+",
+        "-",
+        "@",
+        "\t",
+        "\r",
+        "\n",
+        ",",
+        ";",
+        '"',
+        "'",
+        " ",
+        "|",
+        "=1+1",
+        "@SUM(A1)",
+        "cmd|' /C calc'!A0",
+        'HYPERLINK("http://x")',
+        "Zoë",
+        "漢字",
+        "\u202e",
+        "0.5",
+        "grimace",
+    ]
     notes = []
     for i in range(n):
         note = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
@@ -191,8 +222,9 @@ def test_every_exported_cell_is_safe_and_notes_round_trip(client_for, nurse, neo
     rows = list(csv.reader(io.StringIO(body, newline="")))
 
     assert response.status_code == 200 and len(rows) == len(notes) + 1
-    unsafe = [(r, c, cell) for r, row in enumerate(rows) for c, cell in enumerate(row)
-              if cell.startswith(FORMULA_PREFIXES)]
+    unsafe = [
+        (r, c, cell) for r, row in enumerate(rows) for c, cell in enumerate(row) if cell.startswith(FORMULA_PREFIXES)
+    ]
     assert unsafe == []
     by_id = {int(row[0]): row for row in rows[1:]}
     for assessment in NipsAssessment.objects.all():
@@ -226,11 +258,14 @@ def _face_frame(neonate, seed: int) -> bytes:
     return encode(image, "PNG")
 
 
-def test_every_prediction_carries_model_weights_frame_hash_and_threshold(neonate, real_model, unit, enqueued,
-                                                                         painnet_bundle, client_for, nurse):
+def test_every_prediction_carries_model_weights_frame_hash_and_threshold(
+    neonate, real_model, unit, enqueued, painnet_bundle, client_for, nurse
+):
     services.unit_settings_update(unit=unit, actor=None, changes={"threshold": 0.8})
-    frames = [services.frame_ingest(neonate=neonate, image_file=_face_frame(neonate, i), uploaded_by=None)[0]
-              for i in range(3)]
+    frames = [
+        services.frame_ingest(neonate=neonate, image_file=_face_frame(neonate, i), uploaded_by=None)[0]
+        for i in range(3)
+    ]
 
     services.frames_process(frame_ids=[f.pk for f in frames])
 
@@ -247,11 +282,16 @@ def test_every_prediction_carries_model_weights_frame_hash_and_threshold(neonate
         assert prediction.threshold == 0.8
         api = client_for(nurse).get(f"/api/v1/frames/{frame.pk}/").json()["prediction"]
         assert (api["model_version"], api["weights_sha256"], api["frame_sha256"], api["threshold"]) == (
-            real_model.label, weights, stored, 0.8)
+            real_model.label,
+            weights,
+            stored,
+            0.8,
+        )
 
 
-def test_re_scoring_the_same_frame_with_the_same_model_gives_the_same_result(neonate, real_model, enqueued,
-                                                                             painnet_bundle):
+def test_re_scoring_the_same_frame_with_the_same_model_gives_the_same_result(
+    neonate, real_model, enqueued, painnet_bundle
+):
     from inference import bundle as bundle_lib
     from inference import pipeline as pipeline_lib
 
@@ -345,8 +385,7 @@ def test_a_bundle_that_runs_code_when_unpickled_is_refused_at_registration(tmp_p
             return (Path.touch, (marker,))
 
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "neopain-model-bundle", "format_version": 1, "metadata": Payload(), "state_dict": {}},
-               evil)
+    torch.save({"format": "neopain-model-bundle", "format_version": 1, "metadata": Payload(), "state_dict": {}}, evil)
 
     with pytest.raises(ValidationError, match="Not a valid model bundle"):
         services.model_version_register(bundle_path=evil, status="active")
@@ -371,8 +410,11 @@ def _swap_weights(path: Path) -> None:
     from inference.painnet import PainNet
 
     torch.manual_seed(7)
-    save_bundle(path, model=PainNet("mobilenet_v2", pretrained=False).eval(),
-                metadata={"name": "painnet-hardening", "version": "1.0", "architecture": "painnet"})
+    save_bundle(
+        path,
+        model=PainNet("mobilenet_v2", pretrained=False).eval(),
+        metadata={"name": "painnet-hardening", "version": "1.0", "architecture": "painnet"},
+    )
 
 
 def test_a_bundle_whose_hash_differs_from_its_registration_is_refused(neonate, swappable_model, enqueued):

@@ -29,8 +29,13 @@ from schemathesis.checks import (
 )
 
 ROOT = Path(django_settings.BASE_DIR)
-CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance)
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+)
 EXAMPLES_PER_OPERATION = 12
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
@@ -61,9 +66,15 @@ def api_schema(callers):
     # After the test client's request: it reconnects these handlers when it is done.
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
-    yield schemathesis.from_dict(raw, app=get_wsgi_application(), base_url="/",
-                                 data_generation_methods=[schemathesis.DataGenerationMethod.positive,
-                                                          schemathesis.DataGenerationMethod.negative])
+    yield schemathesis.from_dict(
+        raw,
+        app=get_wsgi_application(),
+        base_url="/",
+        data_generation_methods=[
+            schemathesis.DataGenerationMethod.positive,
+            schemathesis.DataGenerationMethod.negative,
+        ],
+    )
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
 
@@ -73,9 +84,14 @@ schema = schemathesis.from_pytest_fixture("api_schema")
 
 @pytest.mark.slow
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True, database=None,
-          phases=[Phase.explicit, Phase.generate],
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 def test_the_api_conforms_to_its_schema_and_never_errors(case, callers):
     # A form body that is not a mapping (a negative example) cannot be encoded by the WSGI transport at all.
     assume(not (case.media_type in FORM_TYPES and case.body is not None and not isinstance(case.body, dict)))
@@ -97,9 +113,24 @@ def _tool(name: str) -> str:
 @pytest.mark.slow
 def test_bandit_finds_no_high_severity_issue_in_the_project_code():
     result = subprocess.run(
-        [_tool("bandit"), "-q", "-r", *PROJECT_CODE, "--severity-level", "high", "--confidence-level", "medium",
-         "-f", "json", "-x", "*/tests/*,*/migrations/*"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        [
+            _tool("bandit"),
+            "-q",
+            "-r",
+            *PROJECT_CODE,
+            "--severity-level",
+            "high",
+            "--confidence-level",
+            "medium",
+            "-f",
+            "json",
+            "-x",
+            "*/tests/*,*/migrations/*",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     report = json.loads(result.stdout)
     scanned = report["metrics"]["_totals"]["loc"]
@@ -116,17 +147,23 @@ ACCEPTED_ADVISORIES: set[tuple[str, str]] = set()
 @pytest.mark.slow
 def test_pip_audit_finds_no_known_vulnerability_in_the_installed_dependencies():
     """Needs the PyPI/OSV vulnerability service; without it nothing can be audited, and the test says so."""
-    result = subprocess.run([_tool("pip-audit"), "--progress-spinner", "off", "--skip-editable", "-f", "json"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [_tool("pip-audit"), "--progress-spinner", "off", "--skip-editable", "-f", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode not in (0, 1) or not result.stdout.strip():
         pytest.skip(f"pip-audit could not run (no network to its vulnerability service?): {result.stderr[-500:]}")
     dependencies = json.loads(result.stdout)["dependencies"]
     audited = [d for d in dependencies if not d.get("skip_reason")]
     if not audited:
-        pytest.skip(f"the vulnerability service was unreachable: none of {len(dependencies)} packages was audited "
-                    "(run `make audit` where PyPI's JSON API is reachable)")
+        pytest.skip(
+            f"the vulnerability service was unreachable: none of {len(dependencies)} packages was audited "
+            "(run `make audit` where PyPI's JSON API is reachable)"
+        )
     findings = {(d["name"], v["id"]) for d in audited for v in d.get("vulns", [])}
 
     assert len(audited) > 20
     assert sorted(findings - ACCEPTED_ADVISORIES) == []
-

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from PIL import Image
@@ -29,8 +30,7 @@ pytestmark = pytest.mark.django_db
 STORED_NAME = re.compile(r"^frames/\d{4}/\d{2}/\d{2}/[0-9a-f]{32}\.(png|jpg|webp|tif|bmp|gif)$")
 
 
-def post_image(client, *, mrn: str, data: bytes, name: str = "frame.jpg", content_type: str = "image/jpeg",
-               **fields):
+def post_image(client, *, mrn: str, data: bytes, name: str = "frame.jpg", content_type: str = "image/jpeg", **fields):
     upload = SimpleUploadedFile(name, data, content_type=content_type)
     return client.post("/api/v1/frames/", {"neonate": mrn, "image": upload, **fields}, format="multipart")
 
@@ -50,22 +50,46 @@ def astronaut_jpeg(quality: int = 90) -> bytes:
 HOSTILE = {
     # name: (bytes, file name, settings overrides, expected status, words the error must contain)
     "png-claiming-20000x20000": (lambda: png_header_only(20000, 20000), "big.png", {}, 400, "pixel"),
-    "over-the-pixel-cap": (lambda: png_bytes(size=(64, 48)), "x.png", {"NEOPAIN_MAX_IMAGE_PIXELS": 1000}, 400,
-                           "pixel"),
-    "over-the-byte-cap-streamed": (lambda: astronaut_jpeg(), "x.jpg", {"NEOPAIN_MAX_UPLOAD_BYTES": 10_000}, 413,
-                                   "limit"),
-    "over-the-byte-cap-declared": (lambda: astronaut_jpeg() * 8, "x.jpg", {"NEOPAIN_MAX_UPLOAD_BYTES": 10_000}, 413,
-                                   "limit"),
+    "over-the-pixel-cap": (lambda: png_bytes(size=(64, 48)), "x.png", {"NEOPAIN_MAX_IMAGE_PIXELS": 1000}, 400, "pixel"),
+    "over-the-byte-cap-streamed": (
+        lambda: astronaut_jpeg(),
+        "x.jpg",
+        {"NEOPAIN_MAX_UPLOAD_BYTES": 10_000},
+        413,
+        "limit",
+    ),
+    "over-the-byte-cap-declared": (
+        lambda: astronaut_jpeg() * 8,
+        "x.jpg",
+        {"NEOPAIN_MAX_UPLOAD_BYTES": 10_000},
+        413,
+        "limit",
+    ),
     "truncated-jpeg": (lambda: astronaut_jpeg()[: len(astronaut_jpeg()) // 2], "x.jpg", {}, 400, "truncated"),
     "text-named-jpg": (lambda: b"Patient notes: nothing to see here.\n", "x.jpg", {}, 400, "text"),
     "html-named-jpg": (lambda: b"<!doctype html><html><script>alert(1)</script></html>", "x.jpg", {}, 400, "HTML"),
     "empty": (lambda: b"", "x.jpg", {}, 400, "empty"),
-    "svg": (lambda: b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect/></svg>', "x.svg", {}, 400,
-            "SVG"),
-    "svg-named-png": (lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "x.png", {}, 400,
-                      "SVG"),
-    "random-bytes": (lambda: np.random.default_rng(6).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "x.jpg", {},
-                     400, "not a recognised image"),
+    "svg": (
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><rect/></svg>',
+        "x.svg",
+        {},
+        400,
+        "SVG",
+    ),
+    "svg-named-png": (
+        lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
+        "x.png",
+        {},
+        400,
+        "SVG",
+    ),
+    "random-bytes": (
+        lambda: np.random.default_rng(6).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "x.jpg",
+        {},
+        400,
+        "not a recognised image",
+    ),
     "jpeg-magic-then-garbage": (lambda: b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, "x.jpg", {}, 400, "image"),
 }
 
@@ -98,18 +122,20 @@ def test_the_checks_run_before_anything_is_written(settings, neonate, media_root
     monkeypatch.setattr(FileSystemStorage, "_save", lambda self, name, content: saved.append(name) or name)
     for kind in ("png-claiming-20000x20000", "truncated-jpeg", "svg", "random-bytes"):
         make = HOSTILE[kind][0]
-        with pytest.raises(Exception):
+        with pytest.raises(ValidationError):
             services.frame_ingest(neonate=neonate, image_file=make(), uploaded_by=None)
 
     assert saved == []
 
 
-def test_a_hostile_clip_leaves_nothing_behind(client_for, device, neonate, media_root, enqueued,
-                                               django_capture_on_commit_callbacks):
+def test_a_hostile_clip_leaves_nothing_behind(
+    client_for, device, neonate, media_root, enqueued, django_capture_on_commit_callbacks
+):
     video = SimpleUploadedFile("clip.mp4", b"<html>not a video</html>", content_type="video/mp4")
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for(device.user).post("/api/v1/clips/", {"neonate": neonate.mrn, "video": video},
-                                                format="multipart")
+        response = client_for(device.user).post(
+            "/api/v1/clips/", {"neonate": neonate.mrn, "video": video}, format="multipart"
+        )
 
     assert response.status_code == 400 and "video" in response.json()["detail"]
     assert Clip.objects.count() == 0 and media_files(media_root) == [] and enqueued == []
@@ -210,17 +236,29 @@ def test_an_awkward_but_valid_image_is_accepted_and_processed(
 
 # --- 9. client file names are never used ----------------------------------------------------------
 
-HOSTILE_NAMES = ["../../x.jpg", "..\\..\\x.jpg", "/etc/cron.d/x.jpg", "..%2F..%2Fx.jpg", "x.jpg\u202egnp.exe",
-                 "a" * 300 + ".jpg", ".htaccess"]
+HOSTILE_NAMES = [
+    "../../x.jpg",
+    "..\\..\\x.jpg",
+    "/etc/cron.d/x.jpg",
+    "..%2F..%2Fx.jpg",
+    "x.jpg\u202egnp.exe",
+    "a" * 300 + ".jpg",
+    ".htaccess",
+]
 
 
 def raw_multipart(fields: dict[str, str], filename: str, data: bytes) -> tuple[bytes, str]:
     """A multipart body built by hand: Django's test client would strip the path from the file name itself."""
     boundary = uuid.uuid4().hex
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-             for k, v in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-                 "Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        "Content-Type: image/png\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -292,7 +330,8 @@ def test_a_capture_time_within_the_allowed_skew_is_accepted(client_for, device, 
     settings.NEOPAIN_MAX_FUTURE_SKEW_SECONDS = 300
     ahead = (timezone.now() + timedelta(seconds=120)).isoformat()
 
-    response = post_image(client_for(device.user), mrn=neonate.mrn, data=png_bytes(seed=41), name="f.png",
-                          captured_at=ahead)
+    response = post_image(
+        client_for(device.user), mrn=neonate.mrn, data=png_bytes(seed=41), name="f.png", captured_at=ahead
+    )
 
     assert response.status_code == 202
