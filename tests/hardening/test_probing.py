@@ -161,7 +161,7 @@ def test_pip_audit_finds_no_known_vulnerability_in_the_installed_dependencies():
     if not audited:
         pytest.skip(
             f"the vulnerability service was unreachable: none of {len(dependencies)} packages was audited "
-            "(run `make audit` where PyPI's JSON API is reachable)"
+            "(run `make audit` where pypi.org or OSV is reachable; see docs/security.md)"
         )
     findings = {(d["name"], v["id"]) for d in audited for v in d.get("vulns", [])}
 
