@@ -2,7 +2,6 @@
 
 import logging
 import os
-import threading
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
@@ -40,22 +39,24 @@ def _embedded_broker_polls_often(sender=None, **kwargs) -> None:
 
 @worker_process_init.connect
 def _warm_inference_pipelines(**kwargs) -> None:
-    """Load the active models in each new worker process, so the first frame does not pay for it.
+    """Load the active models in each new worker process, before it takes a task.
 
-    In a thread: Celery kills a child that takes more than a few seconds to report ready, and a
-    task that arrives meanwhile simply waits on the model cache's lock.
+    Synchronously (CELERY_WORKER_PROC_ALIVE_TIMEOUT allows for it): a soft time limit is an
+    exception raised by a signal, and one landing inside a first, lazy ``import torch`` (or a
+    model load in a background thread racing the task) leaves torch half-registered, after which
+    every batch in that process fails with "duplicate registrations".
     """
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+    from django.db import connection
 
-    def warm() -> None:
-        from django.db import connection
+    import inference.pipeline  # noqa: F401
 
-        try:
-            from triage.services import pipelines_warm
+    try:
+        from triage.services import pipelines_warm
 
-            pipelines_warm()
-        except Exception as exc:  # a missing model or database must not kill the worker
-            logger.warning("model preload skipped: %s: %s", type(exc).__name__, exc)
-        finally:
-            connection.close()
-
-    threading.Thread(target=warm, name="neopain-preload", daemon=True).start()
+        pipelines_warm()
+    except Exception as exc:  # a missing model or database must not kill the worker
+        logger.warning("model preload skipped: %s: %s", type(exc).__name__, exc)
+    finally:
+        connection.close()
