@@ -674,7 +674,9 @@ def prediction_crop(request, pk: int):
 @login_required
 def prediction_saliency(request, pk: int):
     prediction = _prediction_for_image(request, pk)
-    response = _serve_private_file(prediction.saliency, f"saliency-{prediction.pk}{_stored_suffix(prediction.saliency)}")
+    response = _serve_private_file(
+        prediction.saliency, f"saliency-{prediction.pk}{_stored_suffix(prediction.saliency)}"
+    )
     services.image_view_record(
         user=request.user, kind="saliency", obj=prediction, unit=prediction.frame.unit, request=request
     )
