@@ -185,6 +185,19 @@ class CaseDetailApi(APIView):
         return Response(CaseDetailOutputSerializer(case, context={"request": request}).data)
 
 
+def _case_action(request, pk: int, action) -> Response:
+    """Run a claim/release service on the caller's case; conflicts -> 409, refusals -> 403."""
+    case = selectors.case_get(user=request.user, pk=pk)
+    try:
+        action(case=case, nurse=request.user, request=request)
+    except services.CaseConflict as exc:
+        return _conflict(exc)
+    except DjangoPermissionDenied as exc:
+        return _forbidden(exc)
+    case = selectors.case_get(user=request.user, pk=pk)
+    return Response(CaseDetailOutputSerializer(case, context={"request": request}).data)
+
+
 class CaseClaimApi(APIView):
     """Claim the case for the calling nurse (re-claiming extends the claim). 409 if another nurse holds it."""
 
@@ -192,15 +205,7 @@ class CaseClaimApi(APIView):
 
     @extend_schema(request=None, responses={200: CaseDetailOutputSerializer, 409: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
-        case = selectors.case_get(user=request.user, pk=pk)
-        try:
-            services.case_claim(case=case, nurse=request.user, request=request)
-        except services.CaseConflict as exc:
-            return _conflict(exc)
-        except DjangoPermissionDenied as exc:
-            return _forbidden(exc)
-        case = selectors.case_get(user=request.user, pk=pk)
-        return Response(CaseDetailOutputSerializer(case, context={"request": request}).data)
+        return _case_action(request, pk, services.case_claim)
 
 
 class CaseReleaseApi(APIView):
@@ -210,15 +215,7 @@ class CaseReleaseApi(APIView):
 
     @extend_schema(request=None, responses={200: CaseDetailOutputSerializer, 409: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
-        case = selectors.case_get(user=request.user, pk=pk)
-        try:
-            services.case_release(case=case, nurse=request.user, request=request)
-        except services.CaseConflict as exc:
-            return _conflict(exc)
-        except DjangoPermissionDenied as exc:
-            return _forbidden(exc)
-        case = selectors.case_get(user=request.user, pk=pk)
-        return Response(CaseDetailOutputSerializer(case, context={"request": request}).data)
+        return _case_action(request, pk, services.case_release)
 
 
 class AssessmentCreateApi(APIView):
