@@ -176,6 +176,8 @@ class LoadedModel:
     device: torch.device
     path: Path
     max_batch: int = DEFAULT_MAX_BATCH_CPU
+    #: The conv trunk on ONNX Runtime (:class:`inference.trunk_runtime.OnnxTrunk`), or ``None``: all PyTorch.
+    trunk_runner: Any = None
     spec: PreprocessingSpec = field(init=False)
 
     def __post_init__(self) -> None:
@@ -211,12 +213,27 @@ class LoadedModel:
         """True for the FER-proxy bootstrap model (not trained on neonates)."""
         return bool(self.metadata.get("is_bootstrap", False))
 
+    @property
+    def runtime(self) -> str:
+        """What runs the conv trunk: ``onnxruntime`` or ``torch``."""
+        return "onnxruntime" if self.trunk_runner is not None else "torch"
+
     def to_tensor(self, crops: Sequence[Image.Image]) -> torch.Tensor:
-        """Crops -> normalised batch on the model's device, in the module's memory format."""
+        """Crops -> normalised batch on the model's device, in the format its trunk runs fastest on."""
         batch = batch_tensor(crops, self.spec)
-        if batch.shape[1] > 1:
+        if batch.shape[1] > 1 and self.trunk_runner is None:
             batch = batch.contiguous(memory_format=torch.channels_last)
         return batch.to(self.device, non_blocking=True)
+
+    def trunk_activation(self, batch: torch.Tensor) -> torch.Tensor | None:
+        """The Grad-CAM layer's activation for ``batch`` when the trunk runs on ONNX Runtime, else ``None``."""
+        return self.trunk_runner(batch) if self.trunk_runner is not None else None
+
+    def logits_of(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits of a prepared batch (:meth:`to_tensor`), through whichever runtime serves the trunk."""
+        if self.trunk_runner is not None:
+            return self.module.forward_from_trunk(self.trunk_runner(batch))
+        return self.module(batch)
 
     def predict_logits(self, crops: Sequence[Image.Image]) -> np.ndarray:
         """Raw logits ``(N, 2)`` in :attr:`classes` order, in chunks of :attr:`max_batch`."""
@@ -225,7 +242,7 @@ class LoadedModel:
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.max_batch):
-                logits = self.module(self.to_tensor(crops[start : start + self.max_batch]))
+                logits = self.logits_of(self.to_tensor(crops[start : start + self.max_batch]))
                 outputs.append(logits.float().cpu())
         return torch.cat(outputs).numpy()
 
@@ -319,16 +336,19 @@ def load_bundle(
     Raises :class:`BundleError` if the file is missing, is not a valid bundle, cannot be
     loaded with ``weights_only=True``, or its sha256 differs from ``expected_sha256``.
     """
+    from inference.trunk_runtime import classifier_runtime, onnx_trunk_for
+
     resolved = Path(path).expanduser().resolve()
     target = resolve_device(device)
+    runtime = classifier_runtime()
     with _cache_lock:
         if resolved.is_file():
             sha = _cached_sha(resolved)
             if sha is not None:
                 _check_hash(resolved, sha, expected_sha256)
-                cached = _cache.get((str(resolved), sha, str(target)))
+                cached = _cache.get((str(resolved), sha, str(target), runtime))
                 if cached is not None:
-                    _cache.move_to_end((str(resolved), sha, str(target)))
+                    _cache.move_to_end((str(resolved), sha, str(target), runtime))
                     if max_batch is not None:
                         cached.max_batch = max_batch
                     return cached
@@ -348,18 +368,35 @@ def load_bundle(
         module = module.to(target).to(memory_format=torch.channels_last)
         if max_batch is None:
             max_batch = DEFAULT_MAX_BATCH_CUDA if target.type == "cuda" else DEFAULT_MAX_BATCH_CPU
+        spec = validate_spec(metadata["preprocessing"])
+        trunk_runner = onnx_trunk_for(
+            module, device=target, size=int(spec["size"]), label=f"{metadata['name']} {metadata['version']}"
+        )
         loaded = LoadedModel(
-            metadata=metadata, sha256=sha, module=module, device=target, path=resolved, max_batch=max_batch
+            metadata=metadata,
+            sha256=sha,
+            module=module,
+            device=target,
+            path=resolved,
+            max_batch=max_batch,
+            trunk_runner=trunk_runner,
         )
         # One throw-away forward: the first call pays for allocator and kernel set-up,
         # which would otherwise show up in the first real frame's classify timing.
         fill = tuple(int(v) for v in loaded.spec["fill"])
         loaded.predict_logits([Image.new("RGB", (loaded.spec["size"],) * 2, fill)])
-        key = (str(resolved), sha, str(target))
+        key = (str(resolved), sha, str(target), runtime)
         _cache[key] = loaded
         while len(_cache) > MODEL_CACHE_SIZE:
             _cache.popitem(last=False)
-        logger.info("loaded model %s %s (sha256 %s) on %s", loaded.name, loaded.version, sha[:12], target)
+        logger.info(
+            "loaded model %s %s (sha256 %s) on %s, trunk on %s",
+            loaded.name,
+            loaded.version,
+            sha[:12],
+            target,
+            loaded.runtime,
+        )
         return loaded
 
 

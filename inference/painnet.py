@@ -58,7 +58,11 @@ class ImageNetTrunk(Trunk):
         self.out_features = out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(self.features(x)), 1)
+        return self.from_features(self.features(x))
+
+    def from_features(self, activation: torch.Tensor) -> torch.Tensor:
+        """The rest of :meth:`forward` after ``features`` (the trunk may run elsewhere: ONNX Runtime)."""
+        return torch.flatten(self.pool(activation), 1)
 
     def last_conv_layer(self) -> nn.Module:
         """Grad-CAM target: the last block of ``features``."""
@@ -247,6 +251,16 @@ class PainNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def forward_from_trunk(self, activation: torch.Tensor) -> torch.Tensor:
+        """Logits from the ImageNet trunk's ``features`` output (the Grad-CAM layer's activation).
+
+        ``forward(x) == forward_from_trunk(backbone.features(x))``; only ImageNet backbones have it.
+        """
+        from_features = getattr(self.backbone, "from_features", None)
+        if from_features is None:
+            raise TypeError(f"backbone {self.backbone_name} has no separable trunk")
+        return self.head(from_features(activation))
 
     @property
     def preprocessing_spec(self) -> PreprocessingSpec:

@@ -216,7 +216,7 @@ def _ms_since(start: float) -> float:
 
 #: Pipelines kept per process (one per model version x detector); oldest dropped first.
 PIPELINE_CACHE_SIZE = 4
-_pipelines: collections.OrderedDict[tuple[str, str, str, str, str], Pipeline] = collections.OrderedDict()
+_pipelines: collections.OrderedDict[tuple[str, str, str, str, str, str], Pipeline] = collections.OrderedDict()
 _pipelines_lock = threading.Lock()
 
 
@@ -236,7 +236,7 @@ def get_pipeline(
     target = resolve_device(device)
     model = load_bundle(bundle_path, expected_sha256=expected_sha256, device=target)
     weights_key = str(Path(detector_weights).expanduser().resolve()) if detector_weights else ""
-    key = (str(model.path), model.sha256, detector, weights_key, str(target))
+    key = (str(model.path), model.sha256, detector, weights_key, str(target), model.runtime)
     with _pipelines_lock:
         pipeline = _pipelines.get(key)
         if pipeline is None:

@@ -41,9 +41,17 @@ def gradcam_batch(
     the Grad-CAM forward pass (the worker's saliency maps cost a head-sized backward pass).
     """
     module = loaded_model.module
-    layer = _target_layer(module)
     size = int(loaded_model.spec["size"])
     class_index = loaded_model.classes.index(class_name)
+    trunk_activation = loaded_model.trunk_activation(batch)
+    if trunk_activation is not None:
+        # The trunk ran on ONNX Runtime and ends at the target layer: its output is the leaf.
+        leaf = trunk_activation.detach().requires_grad_(True)
+        with torch.inference_mode(False), torch.enable_grad():
+            logits = module.forward_from_trunk(leaf)
+            logits[:, class_index].sum().backward()
+        return logits.detach(), _maps(leaf, size)
+    layer = _target_layer(module)
     captured: dict[str, torch.Tensor] = {}
 
     def keep_activation(_layer: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
@@ -58,17 +66,24 @@ def gradcam_batch(
             logits[:, class_index].sum().backward()
     finally:
         handle.remove()
-    if "activation" not in captured or captured["activation"].grad is None:
+    if "activation" not in captured:
         raise RuntimeError("Grad-CAM target layer received no gradient")
-    activation = captured["activation"].detach()
-    weights = captured["activation"].grad.detach().mean(dim=(2, 3), keepdim=True)
+    return logits.detach(), _maps(captured["activation"], size)
+
+
+def _maps(leaf: torch.Tensor, size: int) -> list[np.ndarray]:
+    """Grad-CAM maps ``(size, size)`` in [0, 1] from the target activation (a leaf after backward)."""
+    if leaf.grad is None:
+        raise RuntimeError("Grad-CAM target layer received no gradient")
+    activation = leaf.detach()
+    weights = leaf.grad.detach().mean(dim=(2, 3), keepdim=True)
     cams = torch.relu((weights * activation).sum(dim=1)).float().cpu().numpy()
     maps = []
     for cam in cams:
         cam = cv2.resize(cam, (size, size), interpolation=cv2.INTER_LINEAR)
         peak = float(cam.max())
         maps.append(cam / peak if peak > 0 else np.zeros_like(cam))
-    return logits.detach(), maps
+    return maps
 
 
 def gradcam_map(loaded_model: LoadedModel, crop: Image.Image, *, class_name: str = "pain") -> np.ndarray:

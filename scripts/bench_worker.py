@@ -7,16 +7,18 @@ In one process, on a throw-away site (embedded SQLite by default, ``--postgres``
 * **model-only**: the detector's ONNX session and the classifier's forward pass on tensors
   prepared beforehand (frames decoded, resized, cropped and normalised outside the clock),
   exactly as the pipeline calls them (detector per frame on CPU, batched on CUDA; classifier
-  in chunks of the model's ``max_batch``).
+  in chunks of the model's ``max_batch``, its trunk on the runtime that serves it: ONNX Runtime
+  for PainNet on CPU, see ``inference/trunk_runtime.py``).
 * **worker**: what a Celery worker does per message, minus the broker: ``frame_process(id)``
   for every queued frame in arrival order (the first message of a batch claims up to
   ``NEOPAIN_BATCH_MAX`` waiting frames; the others find nothing left to claim), i.e. read the
   stored file, decode, detect, crop, classify, store the crop (and the Grad-CAM map for
   nurse-routed frames), write prediction + case/alert + frame state. Run with the saliency
-  map on (the default) and off.
+  map on (the default) and off, and, when the trunk is served by ONNX Runtime, on PyTorch
+  (``worker-torch``: what batching gives apart from the runtime).
 * **naive**: the same models and the same database writes, one frame per task and one image at
   a time: a fresh PIL->tensor transform per frame, an unbatched forward on a plainly loaded
-  module, ``batch_max=1``.
+  PyTorch module, a separate Grad-CAM pass per nurse case, ``batch_max=1``.
 
 Rounds interleave the modes so each sees the same machine load; ratios are taken within a round
 and their median is reported, by wall time and by this process's CPU time (steadier when the
@@ -47,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import benchkit
 
-MODES = ("model-only", "worker", "worker-nosaliency", "naive")
+MODES = ("model-only", "worker", "worker-nosaliency", "worker-torch", "naive")
 
 
 @dataclass
@@ -164,24 +166,34 @@ class Bench:
 
     # ---------------------------------------------------------------- modes
 
-    def worker(self, count: int, *, saliency: bool, profile: Path | None = None) -> Round:
+    def worker(self, count: int, *, saliency: bool, profile: Path | None = None, runtime: str | None = None) -> Round:
+        """``runtime="torch"``: the same worker with the classifier's trunk on PyTorch instead of ONNX Runtime."""
         from django.conf import settings
 
         from triage.models import Frame
         from triage.tasks import frame_process
 
         settings.NEOPAIN_SALIENCY = saliency
+        previous = os.environ.get("NEOPAIN_CLASSIFIER_RUNTIME")
+        if runtime:
+            os.environ["NEOPAIN_CLASSIFIER_RUNTIME"] = runtime
         ids = self.queue(count)
         profiler = cProfile.Profile() if profile else None
-        start, cpu = time.perf_counter(), time.process_time()
-        if profiler:
-            profiler.enable()
-        for frame_id in ids:  # one message per upload, in arrival order
-            frame_process(frame_id)
-        if profiler:
-            profiler.disable()
-        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        settings.NEOPAIN_SALIENCY = True
+        try:
+            start, cpu = time.perf_counter(), time.process_time()
+            if profiler:
+                profiler.enable()
+            for frame_id in ids:  # one message per upload, in arrival order
+                frame_process(frame_id)
+            if profiler:
+                profiler.disable()
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        finally:
+            settings.NEOPAIN_SALIENCY = True
+            if previous is None:
+                os.environ.pop("NEOPAIN_CLASSIFIER_RUNTIME", None)
+            else:
+                os.environ["NEOPAIN_CLASSIFIER_RUNTIME"] = previous
         left = Frame.objects.filter(pk__in=ids).exclude(status__in=["done", "no_face"]).count()
         if left:
             raise RuntimeError(
@@ -194,7 +206,8 @@ class Bench:
         timings = list(Prediction.objects.filter(frame_id__in=ids).values_list("timings_ms", flat=True))
         stages = {key: sum(t.get(key, 0.0) for t in timings) / count for key in ("decode", "detect", "classify")}
         stages["rest"] = seconds * 1000 / count - sum(stages.values())
-        return Round("worker" if saliency else "worker-nosaliency", count, seconds, stages, cpu)
+        mode = "worker-torch" if runtime == "torch" else "worker" if saliency else "worker-nosaliency"
+        return Round(mode, count, seconds, stages, cpu)
 
     def naive(self, count: int) -> Round:
         from triage import services
@@ -249,7 +262,7 @@ class Bench:
         detected = time.perf_counter()
         with torch.inference_mode():
             for batch in cls_inputs:
-                model.module(batch)
+                model.logits_of(batch)  # the served runtime: ONNX Runtime trunk + PyTorch head on CPU
         _sync(model.device)
         end, cpu = time.perf_counter(), time.process_time() - cpu
         stages = {"detector": (detected - start) * 1000 / count, "classifier": (end - detected) * 1000 / count}
@@ -257,14 +270,16 @@ class Bench:
 
 
 class NaivePipeline:
-    """The same models, one image at a time: fresh transform per frame, unbatched plain module."""
+    """The same models, one image at a time: fresh transform per frame, unbatched plain PyTorch module."""
 
     def __init__(self, pipeline, device: str | None) -> None:
         import copy
+        import dataclasses
 
         import torch
 
-        self.model = pipeline.model  # Grad-CAM uses the served model, as in the real worker
+        # Grad-CAM (a second pass per nurse case, as before it was fused) on the PyTorch module.
+        self.model = dataclasses.replace(pipeline.model, trunk_runner=None)
         self.detector = pipeline.detector
         self.margin = pipeline.margin
         plain = copy.deepcopy(pipeline.model.module).to(memory_format=torch.contiguous_format)
@@ -417,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"providers {getattr(bench.pipeline.detector, 'providers', '?')})"
                 )
                 bench.worker(8, saliency=True)  # warm-up: caches, allocator, first-write costs
+                # With the trunk on ONNX Runtime, also the same worker on PyTorch: what batching
+                # alone gives, apart from the runtime.
+                split_runtime = bench.pipeline.model.runtime != "torch"
+                if split_runtime:
+                    bench.worker(8, saliency=True, runtime="torch")
+                print(f"#   classifier trunk on {bench.pipeline.model.runtime}", flush=True)
                 bench.naive(4)
                 rounds: list[dict[str, Round]] = []
                 for repeat in range(repeats):
@@ -424,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                         bench.model_only(count),
                         bench.worker(count, saliency=True),
                         bench.worker(count, saliency=False),
+                        *([bench.worker(count, saliency=True, runtime="torch")] if split_runtime else []),
                         bench.naive(count),
                     ]
                     rounds.append({run.mode: run for run in runs})
@@ -432,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
                 # within a round (modes run back to back) and the median round is reported.
                 summary: dict[str, Round] = {}
                 for mode in MODES:
+                    if mode not in rounds[0]:
+                        continue
                     ordered = sorted((r[mode] for r in rounds), key=lambda run: run.fps)
                     summary[mode] = median = ordered[len(ordered) // 2]
                     split = ", ".join(f"{key} {value:.1f}" for key, value in median.stages.items())
@@ -441,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                         + f"), best {ordered[-1].fps:.1f}; CPU {statistics.median(r[mode].cpu_ms for r in rounds):.1f} ms/frame"
                     )
                 ratios = {}
-                for mode in ("worker", "worker-nosaliency"):
+                for mode in ("worker", "worker-nosaliency", "worker-torch"):
+                    if mode not in rounds[0]:
+                        continue
                     of_model = statistics.median(r[mode].fps / r["model-only"].fps for r in rounds)
                     of_naive = statistics.median(r[mode].fps / r["naive"].fps for r in rounds)
                     ratios[mode] = (of_model, of_naive)

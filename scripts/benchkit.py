@@ -377,11 +377,18 @@ def multipart_body(fields: dict[str, str], file_field: str, filename: str, conte
     return b"".join(parts)
 
 
+#: Where throw-away sites live: like a deployment's data folder, not /tmp. On this project's
+#: machines creating a file under /tmp costs ~0.8 ms (measured; 0.025 ms anywhere else on the same
+#: disk), which is not what a worker or web process pays for its media folder.
+BENCH_DIR = Path(os.environ.get("NEOPAIN_BENCH_DIR") or ROOT / "var" / "bench")
+
+
 @contextlib.contextmanager
 def temp_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=BENCH_DIR))
     try:
         yield folder
     finally:

@@ -75,7 +75,8 @@ def test_exif_rotated_upload_gets_a_box_in_the_displayed_frame(
 
 def test_the_classifier_runs_once_per_batch(model: LoadedModel, bedside_frame: Image.Image) -> None:
     calls: list[int] = []
-    handle = model.module.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
+    # The head: it runs in PyTorch whichever runtime serves the trunk (inference/trunk_runtime.py).
+    handle = model.module.head.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
     try:
         frames = [encode(bedside_frame.rotate(angle), "JPEG") for angle in (0, 3, 6, 9, 12)]
         outcomes = Pipeline(model, get_detector("retinaface")).run_batch(frames)
