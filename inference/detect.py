@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from inference.preprocess import expand_box
-from inference.runtime import data_dir, inference_threads, resolve_device
+from inference.runtime import data_dir, ort_session_options, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -183,15 +183,7 @@ class RetinaFaceDetector:
         self.nms_threshold = nms_threshold
         self.max_side = max_side
         self.max_batch = max_batch
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = inference_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # ORT's pool spins after each run by default; the classifier's torch threads run
-        # right after on the same cores and were measured 10-35x slower on 2 CPUs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        options = ort_session_options()
         providers: list[Any] = ["CPUExecutionProvider"]
         if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device.index or 0}))

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inference.runtime import inference_threads
+from inference.runtime import ort_session_options
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +79,7 @@ class OnnxTrunk:
 
         self.size = size
         model_bytes = _export(trunk, size=size)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = inference_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # Same reason as the detector's session: a spinning pool starves the next stage on few cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(model_bytes, ort_session_options(), providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self.providers = self._session.get_providers()
         self.max_abs_difference = _check(self, trunk, size=size)

@@ -1147,6 +1147,7 @@ def predictions_record(
     from django.db import IntegrityError
 
     now = timezone.now()
+    scoring = {"classifier": classifier, "detector": detector, "detector_name": detector_name, "pipeline": pipeline}
     results: list[str | None] = [None] * len(frames)
     policies: dict[int, object] = {}
     built: list[tuple[int, object, object]] = []
@@ -1158,14 +1159,7 @@ def predictions_record(
             if frame.unit_id not in policies:
                 policies[frame.unit_id] = unit_settings_get(unit=frame.unit)
             prediction, case = _prediction_build(
-                frame=frame,
-                outcome=outcome,
-                classifier=classifier,
-                detector=detector,
-                detector_name=detector_name,
-                pipeline=pipeline,
-                unit_policy=policies[frame.unit_id],
-                now=now,
+                frame=frame, outcome=outcome, unit_policy=policies[frame.unit_id], now=now, **scoring
             )
             built.append((index, prediction, case))
         if built:
@@ -1194,13 +1188,7 @@ def predictions_record(
         logger.info("batch of %d predictions not written as a whole; recording frame by frame", len(built))
         for index, _, _ in built:
             results[index] = prediction_record(
-                frame=frames[index],
-                outcome=outcomes[index],
-                classifier=classifier,
-                detector=detector,
-                detector_name=detector_name,
-                pipeline=pipeline,
-                unit_policy=policies.get(frames[index].unit_id),
+                frame=frames[index], outcome=outcomes[index], unit_policy=policies.get(frames[index].unit_id), **scoring
             )
         return [str(result) for result in results]
     except BaseException:
