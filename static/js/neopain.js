@@ -49,6 +49,11 @@
         return;
       }
       if (active.matches("a.case-link")) window.__neopainLastRow = active.getAttribute("href");
+      // A pager link (top or bottom) keeps the focus too, so a keyboard user is not thrown to the top.
+      var pager = active.closest(".queue-pager");
+      if (pager && active.hasAttribute("rel")) {
+        window.__neopainLastPager = ".queue-pager--" + (pager.classList.contains("queue-pager--bottom") ? "bottom" : "top") + ' [rel="' + active.getAttribute("rel") + '"]';
+      }
     }
   });
   document.addEventListener("htmx:afterSwap", function (event) {
@@ -57,7 +62,14 @@
   // The swapped-in queue is new DOM: put the keyboard focus back on the same case.
   document.addEventListener("htmx:afterSettle", function () {
     var queue = document.getElementById("queue");
-    if (!queue || !window.__neopainLastRow || document.activeElement !== document.body) return;
+    if (!queue || document.activeElement !== document.body) return;
+    var pager = window.__neopainLastPager && queue.querySelector(window.__neopainLastPager);
+    window.__neopainLastPager = null;
+    if (pager) {
+      pager.focus();
+      return;
+    }
+    if (!window.__neopainLastRow) return;
     var link = queue.querySelector('a.case-link[href="' + window.__neopainLastRow + '"]');
     if (link) link.focus();
   });

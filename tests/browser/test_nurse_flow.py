@@ -247,3 +247,53 @@ def test_nurse_is_refused_the_settings_page(live_server, new_page, ward, passwor
     response = page.goto(f"{live_server.url}/unit/settings/")
     assert response.status == 403
     expect(page.locator("h1")).to_have_text("Not allowed")
+
+
+def test_a_long_queue_shows_the_total_and_the_next_page_by_keyboard(
+    live_server, new_page, screenshot, unit, nurse, password
+):
+    """More cases than a page: the total waiting is on screen and the rest are one link away."""
+    from triage.views import QUEUE_LIMIT
+
+    model = ModelVersionFactory(name="painnet", version="2.1", unit=None)
+    babies = [NeonateFactory(mrn=f"MRN-30{i:02d}", bed=str(i + 1), unit=unit) for i in range(6)]
+    for i in range(QUEUE_LIMIT + 12):
+        make_case(neonate=babies[i % 6], model=model, p_pain=0.5 + (i % 9) / 100, age_minutes=i, crop=i < 8)
+    base = live_server.url
+    page = new_page()
+    sign_in(page, base, "alice", password)
+
+    queue = page.locator("#queue")
+    expect(page.locator("[data-case-row]")).to_have_count(QUEUE_LIMIT)
+    expect(queue.locator(".queue__count")).to_contain_text(f"{QUEUE_LIMIT + 12} cases waiting")
+    expect(queue.locator(".queue__count")).to_contain_text("12 more waiting")
+    page.wait_for_function(  # lazy images: those on screen
+        "[...document.querySelectorAll('.thumb img')].filter(i => i.getBoundingClientRect().top < innerHeight)"
+        ".every(i => i.complete)"
+    )
+    screenshot(page, "dashboard_long_queue")
+
+    # A case arriving beyond the first page changes the total without a reload.
+    make_case(neonate=babies[0], model=model, p_pain=0.4, crop=False)
+    expect(queue.locator(".queue__count")).to_contain_text("13 more waiting", timeout=5000)
+
+    # The next page is a link like any other: Tab to it, Enter opens the least urgent cases.
+    next_link = page.locator("#queue .queue-pager--top [rel=next]")
+    expect(next_link).to_have_text("Next 13 of 13 waiting ›")
+    next_link.focus()
+    make_case(neonate=babies[1], model=model, p_pain=0.4, crop=False)  # the live refresh keeps the focus
+    expect(next_link).to_have_text("Next 14 of 14 waiting ›", timeout=5000)
+    expect(next_link).to_be_focused()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/?page=2")
+    expect(page.locator("[data-case-row]")).to_have_count(14)
+    expect(page.locator("#queue .queue__count")).to_contain_text(f"Showing cases {QUEUE_LIMIT + 1}–{QUEUE_LIMIT + 14}")
+    page.keyboard.press("j")
+    expect(page.locator("#queue a.case-link").first).to_be_focused()
+    screenshot(page, "dashboard_page_2", full_page=True)
+    page.set_viewport_size(TABLET)
+    screenshot(page, "dashboard_page_2_tablet")
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.locator("#queue .queue-pager--top [rel=prev]").click()
+    page.wait_for_url(f"{base}/?page=1")
+    expect(page.locator("[data-case-row]")).to_have_count(QUEUE_LIMIT)

@@ -4,7 +4,7 @@ Timings live in ``scripts/bench_queue.py`` (never in tests); here only the query
 regression (a per-row lookup in the template, a serializer field or the fingerprint) would make
 grow with the queue. Each page is read with a short queue and again with a long one that
 exercises every per-row branch: a held case, a blind double-scored case with one assessment,
-a crop, two models.
+a crop, a saliency map, two models; and a second page.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tests.factories import (
     png_bytes,
 )
 from triage.models import Role, TriageCase
+from triage.views import QUEUE_LIMIT
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +45,8 @@ def add_cases(count: int, *, unit, models, colleague) -> None:
         )
         if i % 2 == 0:
             prediction.crop.save("crop.png", ContentFile(png_bytes(seed=i)), save=True)
+        if i % 3 == 0:
+            prediction.saliency.save("map.png", ContentFile(png_bytes(seed=i + 1)), save=True)
         case = TriageCaseFactory(prediction=prediction, created_at=created)
         if i % 4 == 1:  # held by a colleague
             TriageCase.objects.filter(pk=case.pk).update(
@@ -92,8 +95,11 @@ def test_the_dashboard_query_count_does_not_grow_with_the_queue(browser_for, nur
     client = browser_for(nurse)
     queue_setup(4)
     short = queries_for(client, "/")
-    queue_setup(40)
+    queue_setup(QUEUE_LIMIT + 20)  # more than a page: the first page is full, the second partly
     assert queries_for(client, "/") == short
+    assert queries_for(client, "/?page=2") == short
+    # Session, user, count, page ids, page rows, unit, its settings, active model, session save (3).
+    assert short <= 11
 
 
 def test_the_dashboard_poll_query_count_does_not_grow_with_the_queue(browser_for, nurse, queue_setup):
@@ -104,12 +110,14 @@ def test_the_dashboard_poll_query_count_does_not_grow_with_the_queue(browser_for
     fingerprint = re.search(r"v=([0-9a-f]+)", client.get("/").content.decode()).group(1)
     unchanged_short = queries_for(client, f"/?poll=1&v={fingerprint}")
     changed_short = queries_for(client, "/?poll=1&v=stale")
-    queue_setup(40)
+    queue_setup(QUEUE_LIMIT + 20)
     fingerprint = re.search(r"v=([0-9a-f]+)", client.get("/").content.decode()).group(1)
     assert client.get(f"/?poll=1&v={fingerprint}").status_code == 204
     assert queries_for(client, f"/?poll=1&v={fingerprint}") == unchanged_short
     assert queries_for(client, "/?poll=1&v=stale") == changed_short
-    assert unchanged_short < changed_short  # nothing changed: the page is not rebuilt
+    assert queries_for(client, "/?poll=1&page=2&v=stale") == changed_short
+    # Nothing changed: session, user, the count and one narrow query; the page is not rebuilt.
+    assert unchanged_short == 4 and unchanged_short < changed_short
 
 
 @pytest.mark.parametrize("status", ["open", "decided"])
@@ -124,3 +132,18 @@ def test_the_queue_api_query_count_does_not_grow_with_the_queue(client_for, nurs
         TriageCase.objects.update(status=TriageCase.Status.DECIDED, decided_at=timezone.now())
     assert queries_for(client, f"/api/v1/cases/?status={status}") == short
     assert queries_for(client, f"/api/v1/cases/?status={status}&page=2") == short
+    assert queries_for(client, f"/api/v1/cases/?status={status}&page_size=200") == short
+    assert short == 4  # token and user, count, page ids, page rows
+
+
+def test_the_queue_api_keyset_page_query_count_does_not_grow_with_the_queue(client_for, nurse, queue_setup):
+    client = client_for(nurse)
+    queue_setup(4)
+    first = TriageCase.objects.order_by("confidence", "created_at", "id").first()
+    short = queries_for(client, f"/api/v1/cases/?after={first.pk}")
+    queue_setup(60)
+    body = client.get(f"/api/v1/cases/?after={first.pk}").json()
+    assert len(body["results"]) == 50 and body["next"]
+    assert queries_for(client, f"/api/v1/cases/?after={first.pk}") == short
+    assert queries_for(client, body["next"]) == short
+    assert short == 5  # token and user, count, the cursor's case, page ids, page rows

@@ -135,6 +135,104 @@ def test_queue_status_filter_validates(client_for, nurse, case):
     assert client_for(nurse).get("/api/v1/cases/?status=decided").json()["count"] == 0
 
 
+def test_queue_pages_count_and_cover_every_waiting_case_once(client_for, nurse, second_nurse, neonate, model):
+    cases = [make_case(neonate=neonate, model=model, p_pain=0.5 + (i % 5) / 100, crop=i % 2 == 0) for i in range(12)]
+    scored = cases[4]  # double-scored, and she scored it: blind, so not in her queue nor in her count
+    TriageCase.objects.filter(pk=scored.pk).update(assessments_required=2)
+    NipsAssessment.objects.create(case=scored, nurse=nurse, face=0, cry=0, breathing=0, arms=0, legs=0, arousal=0)
+    expected = [c.pk for c in sorted(cases, key=lambda c: (c.confidence, c.created_at, c.pk)) if c.pk != scored.pk]
+    client = client_for(nurse)
+    seen = []
+    for page in (1, 2, 3):
+        body = client.get(f"{url('list')}&page_size=5&page={page}").json()
+        assert body["count"] == 11
+        seen += [row["id"] for row in body["results"]]
+    assert seen == expected
+    assert body["next"] is None and body["previous"] is not None
+    assert client.get(f"{url('list')}&page_size=5&page=4").status_code == 404
+    assert client_for(second_nurse).get(url("list")).json()["count"] == 12
+
+
+def test_queue_keyset_pages_follow_the_queue_order_from_any_case(client_for, nurse, neonate, other_neonate, model):
+    cases = [make_case(neonate=neonate, model=model, p_pain=0.5 + (i % 3) / 100, crop=False) for i in range(11)]
+    expected = [c.pk for c in sorted(cases, key=lambda c: (c.confidence, c.created_at, c.pk))]
+    client = client_for(nurse)
+    first = client.get(f"{url('list')}&page_size=4").json()
+    seen, body = [row["id"] for row in first["results"]], first
+    body = client.get(f"{url('list')}&page_size=4&after={seen[-1]}").json()
+    while True:
+        assert body["count"] == 11 and body["previous"] is None
+        seen += [row["id"] for row in body["results"]]
+        if body["next"] is None:
+            break
+        assert f"after={seen[-1]}" in body["next"] and "page=" not in body["next"]
+        body = client.get(body["next"]).json()
+    assert seen == expected
+    # The case a cursor names may have been decided since: the queue goes on after its place.
+    TriageCase.objects.filter(pk=expected[5]).update(status=TriageCase.Status.DECIDED, decided_at=timezone.now())
+    after_decided = client.get(f"{url('list')}&after={expected[5]}").json()["results"]
+    assert [row["id"] for row in after_decided] == expected[6:]
+    # Decided cases, newest decision first, page by page.
+    TriageCase.objects.filter(pk__in=expected[:3]).update(status=TriageCase.Status.DECIDED, decided_at=timezone.now())
+    decided = client.get("/api/v1/cases/?status=decided&page_size=2").json()
+    rest = client.get(decided["next"].replace("page=2", f"after={decided['results'][-1]['id']}")).json()
+    assert len(decided["results"]) + len(rest["results"]) == decided["count"] == 4
+    # Another unit's case, an open case in the decided order, nonsense: 400, nothing leaks.
+    foreign = make_case(neonate=other_neonate, model=model)
+    for cursor, status in (
+        (foreign.pk, "open"),
+        (expected[7], "decided"),
+        ("x", "open"),
+        ("", "open"),
+        ("9" * 30, "open"),
+        ("²", "open"),
+    ):
+        response = client.get(f"/api/v1/cases/?status={status}&after={cursor}")
+        assert response.status_code == 400 and "after" in response.json()
+
+
+def test_a_queue_row_says_what_the_case_detail_says(client_for, nurse, second_nurse, neonate, model):
+    """Queue pages are built from columns, not the serializer: every field must say what the case detail says."""
+    from django.core.files.base import ContentFile
+
+    from tests.factories import ModelVersionFactory
+    from tests.ui.conftest import face_png
+
+    held = make_case(neonate=neonate, model=model)  # held by a colleague, with a crop and a saliency map
+    client_for(second_nurse).post(url("claim", held.pk))
+    held.prediction.saliency.save("map.png", ContentFile(face_png()), save=True)
+    expired = make_case(
+        neonate=neonate, model=ModelVersionFactory(name="bootstrap", is_bootstrap=True, unit=None, status="retired")
+    )
+    TriageCase.objects.filter(pk=expired.pk).update(
+        status=TriageCase.Status.CLAIMED,
+        claimed_by=second_nurse,
+        claimed_at=timezone.now() - timedelta(hours=1),
+        claim_expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    blind = make_case(neonate=neonate, model=model, crop=False)  # double-scored, one score in
+    TriageCase.objects.filter(pk=blind.pk).update(assessments_required=2)
+    NipsAssessment.objects.create(case=blind, nurse=second_nurse, face=1, cry=1, breathing=1, arms=0, legs=0, arousal=0)
+    decided = make_case(neonate=neonate, model=model)
+    TriageCase.objects.filter(pk=decided.pk).update(
+        status=TriageCase.Status.DECIDED, decided_at=timezone.now(), final_pain=True
+    )
+    client = client_for(nurse)
+    rows = client.get(url("list")).json()["results"] + client.get("/api/v1/cases/?status=decided").json()["results"]
+    rows += client.get(f"{url('list')}&after={rows[0]['id']}").json()["results"]  # keyset pages too
+    assert {row["id"] for row in rows} == {held.pk, expired.pk, blind.pk, decided.pk}
+    for row in rows:
+        detail = client.get(url("detail", row["id"])).json()
+        detail.pop("assessments")
+        assert abs(row.pop("age_seconds") - detail.pop("age_seconds")) <= 1
+        assert row == detail
+    by_id = {row["id"]: row for row in rows}
+    assert by_id[held.pk]["claimed_by"]["name"] == "Bella" and by_id[held.pk]["prediction"]["saliency_url"]
+    assert by_id[expired.pk]["claimed_by"] is None and by_id[expired.pk]["prediction"]["model_version"]["is_bootstrap"]
+    assert by_id[blind.pk]["assessments_done"] == 1 and by_id[blind.pk]["prediction"]["crop_url"] is None
+    assert by_id[decided.pk]["final_pain"] is True and by_id[decided.pk]["decided_at"]
+
+
 def test_queue_query_count_does_not_grow_with_its_length(client_for, nurse, neonate, model, django_assert_num_queries):
     client = client_for(nurse)
     for _ in range(3):

@@ -125,6 +125,69 @@ def test_dashboard_poll_answers_204_when_nothing_changed(browser_for, nurse, cas
     assert changed.status_code == 200 and html(changed).count("data-case-row") == 2
 
 
+def queue_ids(page: str) -> list[int]:
+    import re
+
+    return [int(pk) for pk in re.findall(r'class="case-link" href="/cases/(\d+)/"', page)]
+
+
+def test_a_long_queue_shows_the_total_and_pages_through_every_case_most_uncertain_first(
+    browser_for, nurse, second_nurse, neonate, model, settings
+):
+    from triage.views import QUEUE_LIMIT
+
+    cases = [
+        make_case(neonate=neonate, model=model, p_pain=0.5 + (i % 7) / 100, crop=False) for i in range(QUEUE_LIMIT + 7)
+    ]
+    # Blind double scoring: a case she already scored is not hers to wait for, and not counted.
+    scored = cases[3]
+    TriageCase.objects.filter(pk=scored.pk).update(assessments_required=2)
+    NipsAssessmentFactory(case=scored, nurse=nurse)
+    waiting = [c for c in cases if c.pk != scored.pk]
+    expected = [c.pk for c in sorted(waiting, key=lambda c: (c.confidence, c.created_at, c.pk))]
+    client = browser_for(nurse)
+
+    first = html(client.get("/"))
+    assert f"<strong>{len(waiting)}</strong> cases waiting" in first
+    assert f"Showing the {QUEUE_LIMIT} most uncertain" in first and "6 more waiting" in first
+    assert queue_ids(first) == expected[:QUEUE_LIMIT]
+    assert 'href="/?page=2" rel="next"' in first and "Next 6 of 6 waiting" in first
+
+    second = html(client.get("/?page=2"))
+    assert queue_ids(second) == expected[QUEUE_LIMIT:]
+    assert f"Showing cases {QUEUE_LIMIT + 1}–{len(waiting)}" in second and 'rel="prev"' in second
+    assert 'rel="next"' not in second and "more waiting" not in second
+    assert "page=2&amp;v=" in second  # its poll keeps the page
+    # A page past the end (the queue shrank) shows the last page; nonsense shows the first.
+    assert queue_ids(html(client.get("/?page=99"))) == expected[QUEUE_LIMIT:]
+    assert queue_ids(html(client.get("/?page=x"))) == expected[:QUEUE_LIMIT]
+
+    # The second scorer still waits for the case the first one scored.
+    other_view = html(browser_for(second_nurse).get("/"))
+    assert f"<strong>{len(cases)}</strong> cases waiting" in other_view
+
+
+def test_the_poll_sees_a_case_arriving_beyond_the_first_page(browser_for, nurse, neonate, model):
+    import re
+
+    from triage.views import QUEUE_LIMIT
+
+    for _ in range(QUEUE_LIMIT):
+        make_case(neonate=neonate, model=model, p_pain=0.5, crop=False)
+    client = browser_for(nurse)
+    fingerprint = re.search(r"v=([0-9a-f]+)", html(client.get("/"))).group(1)
+    assert client.get(f"/?poll=1&v={fingerprint}").status_code == 204
+    make_case(neonate=neonate, model=model, p_pain=0.45, crop=False)  # least uncertain: page 2
+    changed = client.get(f"/?poll=1&v={fingerprint}")
+    assert changed.status_code == 200 and "1 more waiting" in html(changed)
+    assert html(changed).count("data-case-row") == QUEUE_LIMIT
+
+
+def test_a_short_queue_has_no_pager(browser_for, nurse, case):
+    page = html(browser_for(nurse).get("/"))
+    assert "<strong>1</strong> case waiting." in page and "queue-pager" not in page and "more waiting" not in page
+
+
 def test_polling_does_not_count_as_activity(browser_for, nurse, settings):
     client = browser_for(nurse)
     client.get("/")
