@@ -155,13 +155,15 @@ def test_the_middleware_answers_503_without_details_when_the_database_is_gone(cl
 def test_a_prediction_that_cannot_be_written_leaves_no_crop_behind(
     neonate, real_model, media_root, enqueued, monkeypatch
 ):
-    """The crop PNG is written before the prediction row; if the row fails, the file must go too."""
+    """The crop is written before the prediction row; if the rows fail, the file must go too."""
     frame, _ = services.frame_ingest(neonate=neonate, image_file=next(face_images(1, offset=4000)), uploaded_by=None)
 
     def fail(*args, **kwargs):
         raise OperationalError("terminating connection due to administrator command")
 
-    monkeypatch.setattr(TriageCase.objects, "create", fail)
+    # The batch writes its cases in one statement; a lone frame (the fallback) creates its own.
+    monkeypatch.setattr(TriageCase.objects, "bulk_create", fail)
+    monkeypatch.setattr(TriageCase, "save", fail)
     monkeypatch.setattr(services, "alert_raise", fail)
 
     with pytest.raises(services.FramesRetry):
