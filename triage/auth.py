@@ -1,4 +1,5 @@
-"""Login with audit and throttling: failed logins are logged (never the password) and rate limited."""
+"""Authentication: login with audit and throttling (failed logins are logged, never the password, and
+rate limited), and the API's token authentication."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.dispatch import receiver
 from django.http import HttpResponse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
 
 from triage.services import audit_record, client_ip
 
@@ -43,7 +46,9 @@ class NeoPainLoginView(auth_views.LoginView):
         if login_is_throttled(ip=client_ip(request), username=username):
             audit_record(action="login.throttled", request=request, actor_username=username[:150])
             return HttpResponse(
-                "Too many failed sign-in attempts. Wait a few minutes and try again.", status=429, content_type="text/plain"
+                "Too many failed sign-in attempts. Wait a few minutes and try again.",
+                status=429,
+                content_type="text/plain",
             )
         return super().post(request, *args, **kwargs)
 
@@ -72,3 +77,22 @@ def on_logged_in(sender, request, user, **kwargs):
     except Exception as exc:
         _cache_unavailable(exc)
     audit_record(action="login", actor=user, request=request)
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication reading the token, its user and the user's camera in one query.
+
+    Every device request checks the camera row (``permissions.user_is_device``): joined here it
+    costs no second round trip (issue 7, ingest). A user without a camera gets ``device`` cached as
+    missing, so the check asks nothing either. Same answers as DRF's class, which it extends.
+    """
+
+    def authenticate_credentials(self, key):
+        model = self.get_model()
+        try:
+            token = model.objects.select_related("user", "user__device").get(key=key)
+        except model.DoesNotExist:
+            raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        return (token.user, token)

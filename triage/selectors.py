@@ -56,12 +56,14 @@ def neonate_for_upload(*, user, mrn: str):
     """The active neonate with this MRN in the uploader's unit, or None (another unit's MRN is None too)."""
     from triage.models import Neonate
 
-    qs = Neonate.objects.select_related("unit").filter(mrn=mrn, active=True)
+    # MRNs are unique, so no ORDER BY; the upload needs only the neonate's own columns (unit_id).
+    qs = Neonate.objects.filter(mrn=mrn, active=True).order_by()
     if not user.is_superuser:
         if user.unit_id is None:
             return None
         qs = qs.filter(unit_id=user.unit_id)
-    return qs.first()
+    rows = list(qs[:1])
+    return rows[0] if rows else None
 
 
 def frames_visible(*, user, neonate_mrn: str | None = None):

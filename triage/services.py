@@ -475,11 +475,8 @@ def frame_ingest(
     sha256 = hashlib.sha256(data).hexdigest()
     now = timezone.now()
 
-    existing = Frame.objects.filter(neonate=neonate, sha256=sha256).first()
-    if existing is not None:
-        logger.info("frame %s: duplicate upload for neonate %s", existing.pk, neonate.pk)
-        return existing, False
-
+    # No look-up for a duplicate first: the unique (neonate, sha256) constraint refuses it at the
+    # insert (a rare re-upload then costs a file written and removed; every upload saves a query).
     frame = Frame(
         neonate=neonate,
         unit_id=neonate.unit_id,
@@ -507,11 +504,13 @@ def frame_ingest(
                 type(device).objects.filter(pk=device.pk).update(last_seen_at=now)
             transaction.on_commit(lambda: frames_enqueue(frame_ids=[frame.pk]))
     except IntegrityError:
-        # A concurrent upload of the same image won the race: answer with its frame.
+        # The same image for this neonate is stored already (a re-upload, or a concurrent upload
+        # that won the race): answer with that frame.
         frame.image.storage.delete(frame.image.name)
         existing = Frame.objects.filter(neonate=neonate, sha256=sha256).first()
         if existing is None:
             raise
+        logger.info("frame %s: duplicate upload for neonate %s", existing.pk, neonate.pk)
         return existing, False
     except BaseException:
         # The row was not written (database gone, request aborted): leave no orphan image on disk.
