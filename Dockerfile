@@ -28,4 +28,6 @@ RUN useradd --system --uid 10001 --home /app neopain \
 USER neopain
 VOLUME ["/data"]
 EXPOSE 8000
-CMD ["gunicorn", "neopain_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]
+# gunicorn reads WEB_CONCURRENCY: about one sync worker per core (uploads are CPU-bound; docs/performance.md).
+ENV WEB_CONCURRENCY=2
+CMD ["gunicorn", "neopain_site.wsgi:application", "--bind", "0.0.0.0:8000", "--timeout", "120", "--access-logfile", "-"]

@@ -16,6 +16,8 @@ APP_SERVICES = ("web", "worker", "beat", "migrate")
 COMPOSE_ONLY = {"POSTGRES_PASSWORD", "NEOPAIN_HTTP_PORT"}
 # Read by `manage.py neopain_setup`, not by the settings module.
 COMMAND_ENV = {"NEOPAIN_ADMIN_PASSWORD", "NEOPAIN_NURSE_PASSWORD"}
+# Read by gunicorn itself (its worker count).
+SERVER_ENV = {"WEB_CONCURRENCY"}
 
 
 def compose() -> dict:
@@ -52,12 +54,18 @@ def test_the_worker_can_reserve_an_nvidia_gpu():
     assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"]
 
 
+def inference_env_names() -> set[str]:
+    """Environment variables the inference package reads itself (threads, device, runtime)."""
+    pattern = re.compile(r"""environ(?:\.get)?[\(\[]\s*["']([A-Z][A-Z0-9_]+)["']""")
+    return {name for path in (ROOT / "inference").glob("*.py") for name in pattern.findall(path.read_text())}
+
+
 def test_every_env_var_the_app_services_set_is_read_by_the_settings():
     services = compose()["services"]
-    read = settings_env_names()
+    read = settings_env_names() | inference_env_names()
     for name in APP_SERVICES:
         assert set(services[name]["environment"]) <= read, name
-    assert set(env_example()) - COMPOSE_ONLY - COMMAND_ENV <= read
+    assert set(env_example()) - COMPOSE_ONLY - COMMAND_ENV - SERVER_ENV <= read
 
 
 def test_the_required_production_variables_are_provided():
