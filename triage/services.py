@@ -952,11 +952,19 @@ def _jpeg_bytes(image) -> bytes:
 
 
 def _saliency_image(*, pipeline, crop, cam=None) -> bytes | None:
-    """Grad-CAM overlay for the nurse (``cam``: the pipeline's map); a failure costs the overlay, never the verdict."""
-    try:
-        from inference.saliency import gradcam, overlay
+    """Grad-CAM overlay for the nurse (``cam``: the pipeline's map); a failure costs the overlay, never the verdict.
 
-        return _jpeg_bytes(overlay(pipeline.model, crop, cam) if cam is not None else gradcam(pipeline.model, crop))
+    ``None`` as well when nothing on the face raised the pain score (the map is zero everywhere): a
+    uniformly tinted copy of the crop captioned "where the model looked" would tell the nurse nothing.
+    """
+    try:
+        from inference.saliency import gradcam_map, overlay
+
+        if cam is None:
+            cam = gradcam_map(pipeline.model, crop)
+        if not float(cam.max()) > 0:
+            return None
+        return _jpeg_bytes(overlay(pipeline.model, crop, cam))
     except Exception as exc:
         logger.warning("saliency map failed: %s: %s", type(exc).__name__, exc)
         return None

@@ -132,7 +132,8 @@ def test_the_bootstrap_model_scores_a_real_face_in_process(bundle_copy, neonate,
     assert prediction.box_w > 50 and prediction.box_h > 50  # the astronaut's face, not the whole image
     assert prediction.crop.name
     if prediction.routed_to == "nurse":
-        assert prediction.saliency.name and prediction.case.status == "open"
+        # The overlay is stored when the Grad-CAM map shows something (tests/platform/test_batch_record.py).
+        assert prediction.case.status == "open"
 
 
 def test_a_blank_image_ends_as_no_face(bundle_copy, neonate):
