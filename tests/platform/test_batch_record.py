@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.files.storage import default_storage
 from django.db import connection
@@ -117,3 +119,20 @@ def test_a_database_failure_writes_nothing_and_removes_the_batchs_files(neonate,
     assert not Prediction.objects.exists()
     assert stored_crops() == before
     assert set(Frame.objects.values_list("status", flat=True)) == {"processing"}
+
+
+def test_the_nurse_gets_a_gradcam_overlay_only_when_the_map_shows_something():
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    pipeline = SimpleNamespace(model=SimpleNamespace(spec={"size": 224, "fill": (0, 0, 0)}))
+    crop = Image.new("RGB", (224, 224), (150, 120, 100))
+    hot_spot = np.zeros((224, 224), dtype=np.float32)
+    hot_spot[60:120, 80:150] = 1.0
+
+    overlay = services._saliency_image(pipeline=pipeline, crop=crop, cam=hot_spot)
+    assert overlay is not None and Image.open(io.BytesIO(overlay)).format == "JPEG"
+    # Nothing on the face raised the pain score: no uniformly tinted "where the model looked" image.
+    assert services._saliency_image(pipeline=pipeline, crop=crop, cam=np.zeros((224, 224), np.float32)) is None
