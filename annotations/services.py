@@ -46,8 +46,12 @@ def _ensure_clinician_of_unit(*, user: User, unit_id: int, roles: tuple[str, ...
         raise PermissionDenied("Your role or unit may not do this.")
 
 
-def _lock_case(case: TriageCase) -> TriageCase:
-    return TriageCase.objects.select_for_update().select_related("unit", "neonate").get(pk=case.pk)
+def _lock_undecided_case(case: TriageCase, *, message: str = "This case is already decided.") -> TriageCase:
+    """Lock ``case``'s row and return it fresh; CaseConflict (``message``) if it is already decided."""
+    case = TriageCase.objects.select_for_update().select_related("unit", "neonate").get(pk=case.pk)
+    if case.status == TriageCase.Status.DECIDED:
+        raise CaseConflict(message, code="decided")
+    return case
 
 
 def _claim_snapshot(case: TriageCase) -> dict:
@@ -56,6 +60,20 @@ def _claim_snapshot(case: TriageCase) -> dict:
         "claimed_by": case.claimed_by.get_username() if case.claimed_by_id else None,
         "claim_expires_at": case.claim_expires_at.isoformat() if case.claim_expires_at else None,
     }
+
+
+def _claim_save(case: TriageCase, *, nurse: User, action: str, before: dict, request=None) -> None:
+    """Save ``case``'s claim fields and audit the change (``before``: the claim snapshot before it)."""
+    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
+    audit_record(
+        action=action,
+        actor=nurse,
+        unit=case.unit,
+        obj=case,
+        before=before,
+        after=_claim_snapshot(case),
+        request=request,
+    )
 
 
 def _ensure_not_held_by_other(case: TriageCase, nurse: User, now) -> None:
@@ -73,9 +91,7 @@ def case_claim(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
     """
     _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE,))
     now = timezone.now()
-    case = _lock_case(case)
-    if case.status == TriageCase.Status.DECIDED:
-        raise CaseConflict("This case is already decided.", code="decided")
+    case = _lock_undecided_case(case)
     _ensure_not_held_by_other(case, nurse, now)
     if case.assessments.filter(nurse=nurse).exists():
         raise CaseConflict(
@@ -88,16 +104,7 @@ def case_claim(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
         case.claimed_at = now
     case.claimed_by = nurse
     case.claim_expires_at = now + timeout
-    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
-    audit_record(
-        action="case.claimed",
-        actor=nurse,
-        unit=case.unit,
-        obj=case,
-        before=before,
-        after=_claim_snapshot(case),
-        request=request,
-    )
+    _claim_save(case, nurse=nurse, action="case.claimed", before=before, request=request)
     return case
 
 
@@ -106,9 +113,7 @@ def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
     """Give a claimed case back to the queue. Only the holder releases a live claim."""
     _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE, Role.UNIT_ADMIN))
     now = timezone.now()
-    case = _lock_case(case)
-    if case.status == TriageCase.Status.DECIDED:
-        raise CaseConflict("This case is already decided.", code="decided")
+    case = _lock_undecided_case(case)
     if not case.claimed_by_id:
         return case
     if case.claimed_by_id != nurse.pk and case.claim_is_live(now) and not nurse.is_unit_admin:
@@ -118,16 +123,7 @@ def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
     case.claimed_by = None
     case.claimed_at = None
     case.claim_expires_at = None
-    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at"])
-    audit_record(
-        action="case.released",
-        actor=nurse,
-        unit=case.unit,
-        obj=case,
-        before=before,
-        after=_claim_snapshot(case),
-        request=request,
-    )
+    _claim_save(case, nurse=nurse, action="case.released", before=before, request=request)
     return case
 
 
@@ -214,9 +210,7 @@ def assessment_create(
         raise ValidationError(errors)
 
     now = timezone.now()
-    case = _lock_case(case)
-    if case.status == TriageCase.Status.DECIDED:
-        raise CaseConflict("This case is already decided; it cannot be assessed again.", code="decided")
+    case = _lock_undecided_case(case, message="This case is already decided; it cannot be assessed again.")
     _ensure_not_held_by_other(case, nurse, now)
     previous = list(case.assessments.all())
     if any(a.nurse_id == nurse.pk for a in previous):

@@ -147,7 +147,9 @@ def onnx_trunk_for(module: nn.Module, *, device: torch.device, size: int, label:
         reason = "its trunk cannot be split at the Grad-CAM layer"
     if reason:
         if runtime == "onnxruntime":
-            raise TrunkRuntimeError(f"NEOPAIN_CLASSIFIER_RUNTIME=onnxruntime cannot serve {label or 'this model'}: {reason}")
+            raise TrunkRuntimeError(
+                f"NEOPAIN_CLASSIFIER_RUNTIME=onnxruntime cannot serve {label or 'this model'}: {reason}"
+            )
         return None
     try:
         runner = OnnxTrunk(trunk, size=size)
@@ -156,5 +158,7 @@ def onnx_trunk_for(module: nn.Module, *, device: torch.device, size: int, label:
             raise TrunkRuntimeError(str(exc)) from exc
         logger.warning("serving %s with PyTorch: ONNX Runtime trunk unavailable (%s)", label or "model", exc)
         return None
-    logger.info("%s: trunk on ONNX Runtime (max difference to PyTorch %.1e)", label or "model", runner.max_abs_difference)
+    logger.info(
+        "%s: trunk on ONNX Runtime (max difference to PyTorch %.1e)", label or "model", runner.max_abs_difference
+    )
     return runner

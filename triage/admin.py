@@ -20,7 +20,7 @@ from triage.models import (
     UnitSettings,
     User,
 )
-from triage.services import audit_record
+from triage.services import UNIT_SETTINGS_EDITABLE, audit_record
 
 
 class UnitSettingsInline(admin.StackedInline):
@@ -28,16 +28,8 @@ class UnitSettingsInline(admin.StackedInline):
     can_delete = False
     extra = 0
     max_num = 1
-    readonly_fields = [
-        "threshold",
-        "nips_pain_threshold",
-        "alert_cooldown_minutes",
-        "claim_timeout_minutes",
-        "double_scoring_share",
-        "missed_pain_target",
-        "updated_at",
-        "edit_link",
-    ]
+    # Every editable policy field, shown read-only: edits go through the unit settings page (validated, audited).
+    readonly_fields = [*UNIT_SETTINGS_EDITABLE, "updated_at", "edit_link"]
     fields = readonly_fields
 
     @admin.display(description="Edit")

@@ -42,3 +42,27 @@ def crop_cache(tmp_path_factory):
 def last_json_line(text: str) -> dict:
     """The contract: with --json the last line of stdout is one JSON object."""
     return json.loads(text.strip().splitlines()[-1])
+
+
+#: The threshold figures a model's metrics carry for the admin page. Written out here rather than
+#: taken from annotations.learning.THRESHOLD_METRIC_KEYS, so a figure the analysis stops producing
+#: fails the tests instead of dropping out of the expectation with it.
+THRESHOLD_FIGURES = (
+    "auc",
+    "sensitivity",
+    "specificity",
+    "aurc",
+    "ece",
+    "ece_temperature_scaled",
+    "temperature",
+    "thresholds",
+    "risk_coverage",
+    "guarantee",
+)
+
+
+def assert_threshold_figures(metrics: dict) -> None:
+    """``metrics`` has every threshold figure and a guarantee that states its terms."""
+    for key in THRESHOLD_FIGURES:
+        assert key in metrics, key
+    assert {"alpha", "threshold", "n_calibration", "expected_manual_share", "method"} <= set(metrics["guarantee"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.management.commands._options import fmt, json_line
+from triage.management.commands._options import unit_from_option
 
 
 class Command(BaseCommand):
@@ -24,7 +25,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from annotations.learning import model_comparison_store, models_compare
-        from triage.models import ModelVersion, Unit
+        from triage.models import ModelVersion
 
         candidate = ModelVersion.objects.filter(pk=options["candidate"]).first()
         if candidate is None:
@@ -34,11 +35,7 @@ class Command(BaseCommand):
             active = ModelVersion.objects.filter(pk=options["active"]).first()
             if active is None:
                 raise CommandError(f"No model version {options['active']}.")
-        unit = None
-        if options["unit"]:
-            unit = Unit.objects.filter(code=options["unit"]).first()
-            if unit is None:
-                raise CommandError(f"No unit with code {options['unit']!r}.")
+        unit = unit_from_option(code=options["unit"])
         try:
             result = models_compare(
                 candidate=candidate, active=active, dataset=options["dataset"], unit=unit, cache_dir=options["cache"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
+
+from triage.management.commands._options import unit_from_option
 
 
 class Command(BaseCommand):
@@ -18,13 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from annotations.learning import training_set_export
-        from triage.models import Unit
 
-        unit = None
-        if options["unit"]:
-            unit = Unit.objects.filter(code=options["unit"]).first()
-            if unit is None:
-                raise CommandError(f"No unit with code {options['unit']!r}.")
+        unit = unit_from_option(code=options["unit"])
         summary = training_set_export(unit=unit, out_dir=options["out"])
         excluded = ", ".join(f"{k} {v}" for k, v in sorted(summary["excluded"].items())) or "none"
         self.stdout.write(

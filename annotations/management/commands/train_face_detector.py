@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotations.management.commands._options import fmt, json_line
+from triage.management.commands._options import unit_from_option
 
 
 class Command(BaseCommand):
@@ -39,14 +40,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from annotations.learning import detector_samples
         from inference import detector_training as dtr
-        from triage.models import ModelVersion, Unit
+        from triage.models import ModelVersion
         from triage.services import model_version_register
 
-        unit = None
-        if options["unit"]:
-            unit = Unit.objects.filter(code=options["unit"]).first()
-            if unit is None:
-                raise CommandError(f"No unit with code {options['unit']!r}.")
+        unit = unit_from_option(code=options["unit"])
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         scope = unit.code if unit else "all"
         out = (

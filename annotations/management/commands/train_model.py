@@ -21,6 +21,7 @@ from annotations.management.commands._options import (
     show_progress,
     train_config,
 )
+from triage.management.commands._options import unit_from_option
 
 
 class Command(BaseCommand):
@@ -44,14 +45,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from annotations.learning import DEFAULT_ALPHA, training_set_export, unit_alpha
         from inference import training as tr
-        from triage.models import Unit
         from triage.services import model_version_register
 
-        unit = None
-        if options["unit"]:
-            unit = Unit.objects.filter(code=options["unit"]).first()
-            if unit is None:
-                raise CommandError(f"No unit with code {options['unit']!r}.")
+        unit = unit_from_option(code=options["unit"])
         config = train_config(options, options["backbone"])
         alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
         progress = show_progress(options)

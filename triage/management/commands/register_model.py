@@ -9,7 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from triage import services
-from triage.models import ModelVersion, Unit
+from triage.management.commands._options import unit_from_option
+from triage.models import ModelVersion
 
 
 class Command(BaseCommand):
@@ -25,11 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--metrics", default=None, help="JSON file of evaluation metrics to store with it.")
 
     def handle(self, *args, **options):
-        unit = None
-        if options["unit"]:
-            unit = Unit.objects.filter(code=options["unit"]).first()
-            if unit is None:
-                raise CommandError(f"No unit with code {options['unit']!r}.")
+        unit = unit_from_option(code=options["unit"])
         metrics = None
         if options["metrics"]:
             try:
