@@ -47,13 +47,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from inference.bootstrap import build_bootstrap_bundle
-from inference.bundle import build_module, load_bundle, read_bundle, save_bundle
+import benchkit
+
+from inference.bundle import build_module, load_bundle, read_bundle
 from inference.decode import decode_image
 from inference.detect import DEFAULT_MARGIN, get_detector, select_face
-from inference.painnet import PainNet
 from inference.pipeline import Pipeline
 from inference.preprocess import crop_face, eval_transform, letterbox
 from inference.runtime import configure_threads
@@ -198,22 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tallies: list[Tally] = []
     with tempfile.TemporaryDirectory(prefix="neopain-bench-") as folder:
-        bundles = {
-            "bootstrap-fer-proxy": Path(folder) / "bootstrap.pt",
-            "painnet-mobilenet_v2": Path(folder) / "painnet.pt",
-        }
-        build_bootstrap_bundle(bundles["bootstrap-fer-proxy"])
-        torch.manual_seed(0)
-        save_bundle(
-            bundles["painnet-mobilenet_v2"],
-            model=PainNet("mobilenet_v2", pretrained=True).eval(),
-            metadata={
-                "name": "bench-painnet",
-                "version": "0",
-                "architecture": "painnet",
-                "description": "ImageNet backbone, untrained head: for timing only",
-            },
-        )
+        bundles = benchkit.timing_bundles(Path(folder))
         print(HEADER, flush=True)
         for device in devices:
             detector = get_detector(args.detector, device=device)

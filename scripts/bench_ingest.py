@@ -83,12 +83,8 @@ def closed_loop(port: int, creds: dict, load: Load, connections: int, seconds: f
         finally:
             client.close()
 
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(connections)]
     started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    benchkit.run_threads(sender, connections)
     return time.monotonic() - started
 
 
@@ -114,11 +110,7 @@ def open_loop(port: int, creds: dict, load: Load, rate: float, seconds: float, s
         finally:
             client.close()
 
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    benchkit.run_threads(sender, senders)
     return time.monotonic() - start
 
 
@@ -249,66 +241,57 @@ def _profile_report(spy, lines: int) -> None:
 
 
 def bench_backend(name: str, args, variants: list[bytes]) -> tuple[float, int]:
-    database_url = redis_url = None
-    if name == "postgres+redis":
-        database_url = benchkit.postgres_recreate("neopain_bench_ingest")
-        redis_url = benchkit.redis_flush(11)
-    try:
-        with (
-            benchkit.temp_dir("neopain-bench-ingest-", keep=args.keep) as folder,
-            benchkit.Processes(folder / "logs") as procs,
-        ):
-            data_dir = folder / "data"
-            env = benchkit.site_env(data_dir, database_url=database_url, redis_url=redis_url)
-            creds = benchkit.site_setup(env)
-            port = benchkit.free_port()
-            web = procs.start("web", benchkit.gunicorn_argv(port, workers=args.web_workers, threads=args.threads), env)
-            benchkit.wait_http(f"http://127.0.0.1:{port}/api/v1/health/", process=web)
-            warm = Load(variants, f"warm-{name}")
-            closed_loop(port, creds, warm, args.connections, 2.0)  # every gunicorn worker warm
-            accepted = sum(1 for r in warm.results if r[2] == 202)
-            best_rps, errors = 0.0, 0
-            runs = [("closed", None)] + [("open", rate) for rate in args.rates]
-            pids = {"web": benchkit.session_pids(web.pid)}
-            if database_url:
-                pids["postgres"] = benchkit.postgres_backend_pids("neopain_bench_ingest")
-                pids["redis"] = benchkit.redis_server_pids()
-            kept_up = False  # an open-loop run at >= the goal's rate kept up, without errors
-            for index, (kind, rate) in enumerate(runs):
-                load = Load(variants, f"{kind}-{rate}-{name}-{index}")
-                spy = _profile_start(args, name, web.pid, folder) if kind == "closed" else None
-                before = {key: benchkit.cpu_seconds(value) for key, value in pids.items()}
-                client_cpu = time.process_time()
-                if kind == "closed":
-                    wall = closed_loop(port, creds, load, args.connections, args.seconds)
-                    label = f"{name} closed loop, {args.connections} connections"
-                else:
-                    wall = open_loop(port, creds, load, rate, args.seconds, args.connections * 4)
-                    label = f"{name} open loop at {rate:g}/s"
-                cpu = {key: benchkit.cpu_seconds(value) - before[key] for key, value in pids.items()}
-                cpu["load generator"] = time.process_time() - client_cpu
-                rps, run_errors = summarise(label, load, wall, cpu)
-                if spy is not None:
-                    _profile_report(spy, args.profile_lines)
-                accepted += sum(1 for r in load.results if r[2] == 202)
-                errors += run_errors
-                if kind == "closed":
-                    best_rps = rps
-                elif rps >= rate * 0.98 and not run_errors:
-                    best_rps = max(best_rps, rps)
-                    kept_up = kept_up or rate >= GOAL_RPS
-            frames, queued = stored_and_queued(data_dir, database_url, redis_url)
-            print(
-                f"{name:<36} accepted {accepted}, frames queued in the database {frames}, "
-                f"messages waiting in the broker {queued}" + ("" if frames == queued == accepted else "  <- MISMATCH")
-            )
-            if web.poll() is not None:
-                print(procs.log("web"))
-    finally:
+    with (
+        benchkit.backend_stores(name, database="neopain_bench_ingest", redis_db=11) as (database_url, redis_url),
+        benchkit.temp_dir("neopain-bench-ingest-", keep=args.keep) as folder,
+        benchkit.Processes(folder / "logs") as procs,
+    ):
+        data_dir = folder / "data"
+        env = benchkit.site_env(data_dir, database_url=database_url, redis_url=redis_url)
+        creds = benchkit.site_setup(env)
+        port = benchkit.free_port()
+        web = procs.start("web", benchkit.gunicorn_argv(port, workers=args.web_workers, threads=args.threads), env)
+        benchkit.wait_http(f"http://127.0.0.1:{port}/api/v1/health/", process=web)
+        warm = Load(variants, f"warm-{name}")
+        closed_loop(port, creds, warm, args.connections, 2.0)  # every gunicorn worker warm
+        accepted = sum(1 for r in warm.results if r[2] == 202)
+        best_rps, errors = 0.0, 0
+        runs = [("closed", None)] + [("open", rate) for rate in args.rates]
+        pids = {"web": benchkit.session_pids(web.pid)}
         if database_url:
-            benchkit.postgres_drop("neopain_bench_ingest")
-        if redis_url:
-            benchkit.redis_flush(11)
+            pids["postgres"] = benchkit.postgres_backend_pids("neopain_bench_ingest")
+            pids["redis"] = benchkit.redis_server_pids()
+        kept_up = False  # an open-loop run at >= the goal's rate kept up, without errors
+        for index, (kind, rate) in enumerate(runs):
+            load = Load(variants, f"{kind}-{rate}-{name}-{index}")
+            spy = _profile_start(args, name, web.pid, folder) if kind == "closed" else None
+            before = {key: benchkit.cpu_seconds(value) for key, value in pids.items()}
+            client_cpu = time.process_time()
+            if kind == "closed":
+                wall = closed_loop(port, creds, load, args.connections, args.seconds)
+                label = f"{name} closed loop, {args.connections} connections"
+            else:
+                wall = open_loop(port, creds, load, rate, args.seconds, args.connections * 4)
+                label = f"{name} open loop at {rate:g}/s"
+            cpu = {key: benchkit.cpu_seconds(value) - before[key] for key, value in pids.items()}
+            cpu["load generator"] = time.process_time() - client_cpu
+            rps, run_errors = summarise(label, load, wall, cpu)
+            if spy is not None:
+                _profile_report(spy, args.profile_lines)
+            accepted += sum(1 for r in load.results if r[2] == 202)
+            errors += run_errors
+            if kind == "closed":
+                best_rps = rps
+            elif rps >= rate * 0.98 and not run_errors:
+                best_rps = max(best_rps, rps)
+                kept_up = kept_up or rate >= GOAL_RPS
+        frames, queued = stored_and_queued(data_dir, database_url, redis_url)
+        print(
+            f"{name:<36} accepted {accepted}, frames queued in the database {frames}, "
+            f"messages waiting in the broker {queued}" + ("" if frames == queued == accepted else "  <- MISMATCH")
+        )
+        if web.poll() is not None:
+            print(procs.log("web"))
     # Sustained: uploads offered at the goal's rate are all answered on time (open loop, >= 98% of
     # the offered rate achieved), and no run had an error.
     verdict = "met" if kept_up and not errors else "NOT met"

@@ -25,7 +25,6 @@ import json
 import queue
 import sqlite3
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -72,11 +71,7 @@ def run_load(port: int, creds: dict[str, str], frames: list[bytes], rate: float,
         finally:
             client.close()
 
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(senders)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    benchkit.run_threads(sender, senders)
     return records
 
 
@@ -148,49 +143,40 @@ def wait_scored(rows: Rows, ids: list[int], timeout: float) -> int:
 
 
 def bench_backend(name: str, args, variants: list[bytes]) -> float | None:
-    database_url = redis_url = None
-    if name == "postgres+redis":
-        database_url = benchkit.postgres_recreate("neopain_bench_latency")
-        redis_url = benchkit.redis_flush(12)
-    try:
-        with (
-            benchkit.temp_dir("neopain-bench-latency-", keep=args.keep) as folder,
-            benchkit.Processes(folder / "logs") as procs,
-        ):
-            data_dir = folder / "data"
-            env = benchkit.site_env(
-                data_dir,
-                database_url=database_url,
-                redis_url=redis_url,
-                NEOPAIN_BENCH_LOG_LEVEL="INFO",
-                NEOPAIN_LOG_LEVEL="INFO",
-                WEB_CONCURRENCY=str(args.web_workers),
-            )
-            creds = benchkit.site_setup(env)
-            port = benchkit.free_port()
-            worker = procs.start("worker", benchkit.celery_argv(concurrency=1), env)
-            web = procs.start("web", benchkit.gunicorn_argv(port, workers=args.web_workers), env)
-            benchkit.wait_http(f"http://127.0.0.1:{port}/api/v1/health/", process=web)
-            rows = Rows(data_dir, database_url)
-            # Warm-up: the worker loads the model, both processes open their connections.
-            warm = run_load(port, creds, benchkit.unique_frames(4, prefix=f"warm-{name}", variants=variants), rate=2)
-            warm_ids = [r["frame_id"] for r in warm if "frame_id" in r]
-            if len(warm_ids) != 4 or wait_scored(rows, warm_ids, 180):
-                print(procs.log("worker"), procs.log("web"), sep="\n")
-                raise RuntimeError(f"{name}: warm-up frames were not scored (worker alive: {worker.poll() is None})")
-            count = int(args.rate * args.seconds)
-            frames = benchkit.unique_frames(count, prefix=f"load-{name}", variants=variants)
-            load_start = time.monotonic()
-            records = run_load(port, creds, frames, args.rate)
-            offered_seconds = time.monotonic() - load_start
-            ids = [r["frame_id"] for r in records if "frame_id" in r]
-            unscored = wait_scored(rows, ids, 120)
-            outcomes = rows.outcomes(ids) if ids else {}
-    finally:
-        if database_url:
-            benchkit.postgres_drop("neopain_bench_latency")
-        if redis_url:
-            benchkit.redis_flush(12)
+    with (
+        benchkit.backend_stores(name, database="neopain_bench_latency", redis_db=12) as (database_url, redis_url),
+        benchkit.temp_dir("neopain-bench-latency-", keep=args.keep) as folder,
+        benchkit.Processes(folder / "logs") as procs,
+    ):
+        data_dir = folder / "data"
+        env = benchkit.site_env(
+            data_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            NEOPAIN_BENCH_LOG_LEVEL="INFO",
+            NEOPAIN_LOG_LEVEL="INFO",
+            WEB_CONCURRENCY=str(args.web_workers),
+        )
+        creds = benchkit.site_setup(env)
+        port = benchkit.free_port()
+        worker = procs.start("worker", benchkit.celery_argv(concurrency=1), env)
+        web = procs.start("web", benchkit.gunicorn_argv(port, workers=args.web_workers), env)
+        benchkit.wait_http(f"http://127.0.0.1:{port}/api/v1/health/", process=web)
+        rows = Rows(data_dir, database_url)
+        # Warm-up: the worker loads the model, both processes open their connections.
+        warm = run_load(port, creds, benchkit.unique_frames(4, prefix=f"warm-{name}", variants=variants), rate=2)
+        warm_ids = [r["frame_id"] for r in warm if "frame_id" in r]
+        if len(warm_ids) != 4 or wait_scored(rows, warm_ids, 180):
+            print(procs.log("worker"), procs.log("web"), sep="\n")
+            raise RuntimeError(f"{name}: warm-up frames were not scored (worker alive: {worker.poll() is None})")
+        count = int(args.rate * args.seconds)
+        frames = benchkit.unique_frames(count, prefix=f"load-{name}", variants=variants)
+        load_start = time.monotonic()
+        records = run_load(port, creds, frames, args.rate)
+        offered_seconds = time.monotonic() - load_start
+        ids = [r["frame_id"] for r in records if "frame_id" in r]
+        unscored = wait_scored(rows, ids, 120)
+        outcomes = rows.outcomes(ids) if ids else {}
 
     errors = [r.get("status") for r in records if r.get("status") not in (200, 202)]
     latencies, waits, pipeline_ms = [], [], []

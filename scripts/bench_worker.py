@@ -79,29 +79,6 @@ def build_site(data_dir: Path, database_url: str | None) -> None:
     call_command("migrate", verbosity=0, interactive=False)
 
 
-def make_models(folder: Path) -> dict[str, Path]:
-    import torch
-
-    from inference.bootstrap import build_bootstrap_bundle
-    from inference.bundle import save_bundle
-    from inference.painnet import PainNet
-
-    paths = {"bootstrap-fer-proxy": folder / "bootstrap.pt", "painnet-mobilenet_v2": folder / "painnet.pt"}
-    build_bootstrap_bundle(paths["bootstrap-fer-proxy"])
-    torch.manual_seed(0)
-    save_bundle(
-        paths["painnet-mobilenet_v2"],
-        model=PainNet("mobilenet_v2", pretrained=True).eval(),
-        metadata={
-            "name": "bench-painnet",
-            "version": "0",
-            "architecture": "painnet",
-            "description": "ImageNet backbone, untrained head: for timing only",
-        },
-    )
-    return paths
-
-
 class Bench:
     """One unit and neonate per model; frames are queued per round (unique bytes each)."""
 
@@ -424,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from inference.runtime import configure_threads
 
-            bundles = make_models(folder)
+            bundles = benchkit.timing_bundles(folder)
             threads = configure_threads()
             print(
                 f"# database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "

@@ -19,9 +19,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -200,35 +201,31 @@ def redis_available() -> bool:
         return False
 
 
-def postgres_recreate(name: str) -> str:
-    """Drop and create the database ``name`` (bench databases only); return its URL."""
+def _bench_database(name: str, *, create: bool) -> None:
+    """Drop the database ``name`` (bench databases only), then create it again if ``create``."""
     import psycopg2
 
     if not name.startswith("neopain_bench"):
         raise ValueError(f"refusing to drop {name!r}: bench databases are named neopain_bench*")
     connection = psycopg2.connect(f"{POSTGRES_ADMIN_URL}/postgres")
-    connection.autocommit = True
+    connection.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
     try:
         with connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cursor.execute(f'CREATE DATABASE "{name}"')
+            if create:
+                cursor.execute(f'CREATE DATABASE "{name}"')
     finally:
         connection.close()
+
+
+def postgres_recreate(name: str) -> str:
+    """Drop and create the database ``name`` (bench databases only); return its URL."""
+    _bench_database(name, create=True)
     return f"{POSTGRES_ADMIN_URL}/{name}"
 
 
 def postgres_drop(name: str) -> None:
-    import psycopg2
-
-    if not name.startswith("neopain_bench"):
-        raise ValueError(f"refusing to drop {name!r}")
-    connection = psycopg2.connect(f"{POSTGRES_ADMIN_URL}/postgres")
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        connection.close()
+    _bench_database(name, create=False)
 
 
 def redis_flush(db: int) -> str:
@@ -242,7 +239,62 @@ def redis_flush(db: int) -> str:
     return url
 
 
+@contextlib.contextmanager
+def backend_stores(backend: str, *, database: str, redis_db: int) -> Iterator[tuple[str | None, str | None]]:
+    """``(database_url, redis_url)`` for a benchmark's ``backend``: for ``"postgres+redis"`` a fresh
+    bench database ``database`` and an empty Redis db ``redis_db``, dropped and emptied on leaving;
+    otherwise ``(None, None)`` (the site's embedded SQLite and broker)."""
+    database_url = redis_url = None
+    if backend == "postgres+redis":
+        database_url = postgres_recreate(database)
+        redis_url = redis_flush(redis_db)
+    try:
+        yield database_url, redis_url
+    finally:
+        if database_url:
+            postgres_drop(database)
+        if redis_url:
+            redis_flush(redis_db)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def timing_bundles(folder: Path) -> dict[str, Path]:
+    """The two classifiers the benchmarks time, written under ``folder``: the bootstrap bundle and a
+    PainNet mobilenet_v2 (ImageNet backbone, untrained head, seed 0). Imports torch on call."""
+    import torch
+
+    from inference.bootstrap import build_bootstrap_bundle
+    from inference.bundle import save_bundle
+    from inference.painnet import PainNet
+
+    paths = {"bootstrap-fer-proxy": folder / "bootstrap.pt", "painnet-mobilenet_v2": folder / "painnet.pt"}
+    build_bootstrap_bundle(paths["bootstrap-fer-proxy"])
+    torch.manual_seed(0)
+    save_bundle(
+        paths["painnet-mobilenet_v2"],
+        model=PainNet("mobilenet_v2", pretrained=True).eval(),
+        metadata={
+            "name": "bench-painnet",
+            "version": "0",
+            "architecture": "painnet",
+            "description": "ImageNet backbone, untrained head: for timing only",
+        },
+    )
+    return paths
+
+
 # --------------------------------------------------------------------------- processes
+
+
+def run_threads(target: Callable[[], None], count: int) -> None:
+    """Run ``target`` in ``count`` daemon threads at once and wait for all of them (a load generator's senders)."""
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def free_port() -> int:

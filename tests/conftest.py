@@ -1,12 +1,14 @@
-"""Shared fixtures: named people for permission tests (healthchecks-style) and API clients."""
+"""Shared fixtures: named people for permission tests (healthchecks-style), their neonates, a model row,
+API clients and session (browser) clients. A folder's conftest may override any of them (tests/ui does)."""
 
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import DeviceFactory, TEST_PASSWORD, UnitFactory, UserFactory
+from tests.factories import TEST_PASSWORD, DeviceFactory, ModelVersionFactory, NeonateFactory, UnitFactory, UserFactory
 from triage.models import Role
 
 
@@ -61,8 +63,29 @@ def ml_engineer(db):
 
 
 @pytest.fixture
+def other_unit_admin(other_unit):
+    return UserFactory(username="oscar", role=Role.UNIT_ADMIN, unit=other_unit)
+
+
+@pytest.fixture
 def device(unit):
     return DeviceFactory(name="bed-1-cam", unit=unit, user=UserFactory(username="cam1", role=Role.DEVICE, unit=unit))
+
+
+@pytest.fixture
+def neonate(unit):
+    return NeonateFactory(mrn="MRN-NORTH-1", bed="3", unit=unit)
+
+
+@pytest.fixture
+def other_neonate(other_unit):
+    return NeonateFactory(mrn="MRN-SOUTH-1", bed="7", unit=other_unit)
+
+
+@pytest.fixture
+def model(db):
+    """A registered global classifier row (no bundle behind it: tests that run inference register a real one)."""
+    return ModelVersionFactory(name="painnet", version="2.1", unit=None)
 
 
 def _token_client(user) -> APIClient:
@@ -81,3 +104,16 @@ def api_client():
 def client_for():
     """``client_for(user)`` -> an APIClient authenticated with the user's DRF token (None -> anonymous)."""
     return lambda user: APIClient() if user is None else _token_client(user)
+
+
+@pytest.fixture
+def browser_for():
+    """``browser_for(user)`` -> a Django test Client with a session (the HTML pages); None -> anonymous."""
+
+    def make(user):
+        client = Client()
+        if user is not None:
+            client.force_login(user)
+        return client
+
+    return make

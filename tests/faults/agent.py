@@ -42,24 +42,12 @@ def face_images(count: int, *, offset: int = 0, size: int = 160):
 
 
 def cmd_bundle(args) -> dict:
-    import torch
-
-    from inference.bundle import save_bundle, sha256_file
-    from inference.painnet import PainNet
+    from inference.bundle import sha256_file
+    from tests.support import save_painnet_bundle
 
     path = Path(args.path)
     if not path.exists():
-        torch.manual_seed(15)
-        save_bundle(
-            path,
-            model=PainNet("mobilenet_v2", pretrained=False).eval(),
-            metadata={
-                "name": "painnet-faults",
-                "version": "1.0",
-                "architecture": "painnet",
-                "created_at": "2025-01-01T00:00:00+00:00",
-            },
-        )
+        save_painnet_bundle(path, seed=15, name="painnet-faults", created_at="2025-01-01T00:00:00+00:00")
     return {"path": str(path), "sha256": sha256_file(path)}
 
 

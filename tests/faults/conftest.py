@@ -20,11 +20,10 @@ import pytest
 from tests.faults import harness
 
 # In-process fault tests reuse the hardening fixtures (people, a real model, the publish recorder).
+# (The people, ``neonate`` and ``browser_for`` come from tests/conftest.py.)
 from tests.hardening.conftest import (  # noqa: F401
-    browser_for,
     enqueued,
     media_root,
-    neonate,
     painnet_bundle,
     real_model,
 )

@@ -25,6 +25,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from tests.support import environ_without_app_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN_CANDIDATES = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"))]
 
@@ -252,13 +254,8 @@ class PrivateRedis:
 
 def app_env(*, database_url: str, redis_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for a subprocess of the app: only what it needs, nothing from the outer test run."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "NEOPAIN_", "CELERY_", "DATABASE_URL", "REDIS_URL"))
-    }
     return {
-        **clean,
+        **environ_without_app_settings(),
         "DJANGO_SETTINGS_MODULE": "neopain_site.settings",
         "NEOPAIN_ENV": "test",
         "NEOPAIN_DATA_DIR": str(data_dir),

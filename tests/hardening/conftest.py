@@ -1,7 +1,8 @@
 """Fixtures for the hardening suite (issue 6): people of two units, their objects, real images and a real model.
 
-The named people come from tests/conftest.py (nurse, second_nurse, other_nurse, unit_admin,
-ml_engineer, device). Here: their unit's neonate, frame, clip, case, assessment and alert, the
+The named people, their neonates, the ``model`` row and ``browser_for`` come from tests/conftest.py
+(nurse, second_nurse, other_nurse, unit_admin, ml_engineer, device). Here: their unit's frame, clip,
+case, assessment and alert, the
 same objects in the other unit, and a small real model bundle (random-weight PainNet) so that
 "accepted and processed" runs the real pipeline (RetinaFace + PainNet), not a stand-in.
 """
@@ -22,10 +23,10 @@ from tests.factories import (
     DeviceFactory,
     FrameFactory,
     ModelVersionFactory,
-    NeonateFactory,
     NipsAssessmentFactory,
     UserFactory,
 )
+from tests.support import save_painnet_bundle
 from tests.ui.conftest import make_case
 from triage.models import Clip, Role
 
@@ -70,45 +71,10 @@ def person(request):
 
 
 @pytest.fixture
-def browser_for():
-    """``browser_for(user)`` -> a Django test Client with a session (the HTML pages); None -> anonymous."""
-
-    def make(user):
-        from django.test import Client
-
-        client = Client()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def neonate(unit):
-    return NeonateFactory(mrn="MRN-NORTH-1", bed="3", unit=unit)
-
-
-@pytest.fixture
-def other_neonate(other_unit):
-    return NeonateFactory(mrn="MRN-SOUTH-1", bed="7", unit=other_unit)
-
-
-@pytest.fixture
-def other_unit_admin(other_unit):
-    return UserFactory(username="oscar", role=Role.UNIT_ADMIN, unit=other_unit)
-
-
-@pytest.fixture
 def other_device(other_unit):
     return DeviceFactory(
         name="south-cam", unit=other_unit, user=UserFactory(username="cam-south", role=Role.DEVICE, unit=other_unit)
     )
-
-
-@pytest.fixture
-def model(db):
-    return ModelVersionFactory(name="painnet", version="2.1", unit=None)
 
 
 @pytest.fixture
@@ -177,23 +143,8 @@ def south(other_unit, other_neonate, other_device, model, other_nurse) -> dict:
 @pytest.fixture(scope="session")
 def painnet_bundle(tmp_path_factory) -> Path:
     """A real, small PainNet bundle (MobileNetV2, random weights): cheap to build, real to run."""
-    import torch
-
-    from inference.bundle import save_bundle
-    from inference.painnet import PainNet
-
-    torch.manual_seed(6)
     path = tmp_path_factory.mktemp("hardening-models") / "painnet-hardening.pt"
-    save_bundle(
-        path,
-        model=PainNet("mobilenet_v2", pretrained=False).eval(),
-        metadata={
-            "name": "painnet-hardening",
-            "version": "1.0",
-            "architecture": "painnet",
-            "created_at": "2025-01-01T00:00:00+00:00",
-        },
-    )
+    save_painnet_bundle(path, seed=6, name="painnet-hardening", created_at="2025-01-01T00:00:00+00:00")
     return path
 
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from annotations.export import FORMULA_PREFIXES, export_lines, neutralise
 from tests.factories import NipsAssessmentFactory, UserFactory, png_bytes
 from tests.hardening.conftest import astronaut, encode
+from tests.support import save_painnet_bundle
 from tests.ui.conftest import make_case
 from triage import services
 from triage.models import AuditEvent, ModelVersion, Prediction
@@ -404,17 +405,7 @@ def swappable_model(db, painnet_bundle, tmp_path, settings):
 
 
 def _swap_weights(path: Path) -> None:
-    import torch
-
-    from inference.bundle import save_bundle
-    from inference.painnet import PainNet
-
-    torch.manual_seed(7)
-    save_bundle(
-        path,
-        model=PainNet("mobilenet_v2", pretrained=False).eval(),
-        metadata={"name": "painnet-hardening", "version": "1.0", "architecture": "painnet"},
-    )
+    save_painnet_bundle(path, seed=7, name="painnet-hardening")
 
 
 def test_a_bundle_whose_hash_differs_from_its_registration_is_refused(neonate, swappable_model, enqueued):

@@ -14,7 +14,6 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -66,18 +65,6 @@ def queries_for(client, url: str) -> int:
         response = client.get(url)
     assert response.status_code in (200, 204), (url, response.status_code)
     return len(captured.captured_queries)
-
-
-@pytest.fixture
-def browser_for():
-    """``browser_for(user)`` -> a Django test Client signed in with a session (the HTML pages)."""
-
-    def make(user):
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.factories import ModelVersionFactory, NeonateFactory, UserFactory, png_bytes
+from tests.factories import ModelVersionFactory, UserFactory, png_bytes
 from triage.models import Role
 
 
@@ -27,21 +27,6 @@ def astronaut_jpeg(*, angle: float = 0.0, quality: int = 90) -> bytes:
 
 def files_under(path: Path) -> list[Path]:
     return [p for p in Path(path).rglob("*") if p.is_file()] if Path(path).exists() else []
-
-
-@pytest.fixture
-def neonate(unit):
-    return NeonateFactory(mrn="MRN-NORTH-1", bed="3", unit=unit)
-
-
-@pytest.fixture
-def other_neonate(other_unit):
-    return NeonateFactory(mrn="MRN-SOUTH-1", bed="7", unit=other_unit)
-
-
-@pytest.fixture
-def other_unit_admin(other_unit):
-    return UserFactory(username="oscar", role=Role.UNIT_ADMIN, unit=other_unit)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -27,6 +26,7 @@ from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory
+from tests.faults import harness
 from tests.platform.conftest import astronaut_jpeg
 from triage import services
 from triage.models import Alert, Prediction, Role, TriageCase
@@ -72,31 +72,10 @@ def purge_queues() -> None:
                 pass
 
 
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, content, content_type) in files.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode()
-            + content
-            + b"\r\n"
-        )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 def http(method: str, url: str, *, token: str, body: bytes | None = None, content_type: str | None = None):
-    request = urllib.request.Request(url, data=body, method=method, headers={"Authorization": f"Token {token}"})
-    if content_type:
-        request.add_header("Content-Type", content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+    """(status, JSON body) of one request with the token (the fault suite's client, decoded)."""
+    status, data, _ = harness.http(method, url, token=token, body=body, content_type=content_type)
+    return status, json.loads(data or b"{}")
 
 
 @pytest.fixture
@@ -172,7 +151,7 @@ def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(
     model = services.model_version_register(bundle_path=bundle, status="active")
     image = astronaut_jpeg()
 
-    body, content_type = multipart({"neonate": neonate.mrn}, {"image": ("bed1.jpg", image, "image/jpeg")})
+    body, content_type = harness.multipart({"neonate": neonate.mrn}, {"image": ("bed1.jpg", image, "image/jpeg")})
     status, upload = http(
         "POST", f"{live_server.url}/api/v1/frames/", token=token, body=body, content_type=content_type
     )

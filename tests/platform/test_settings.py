@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from tests.support import environ_without_app_settings
 
 ROOT = Path(settings.BASE_DIR)
 ENV_READ = re.compile(
@@ -23,15 +24,10 @@ def settings_env_names() -> set[str]:
 
 
 def run_settings(env: dict[str, str], code: str = "import django; django.setup(); print('started')"):
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "NEOPAIN_", "DATABASE_URL", "REDIS_URL", "CELERY_"))
-    }
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={**clean, "DJANGO_SETTINGS_MODULE": "neopain_site.settings", **env},
+        env={**environ_without_app_settings(), "DJANGO_SETTINGS_MODULE": "neopain_site.settings", **env},
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,13 +8,11 @@ from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
-from django.test import Client
 from django.utils import timezone
 from PIL import Image
 
 from tests.factories import (
     FrameFactory,
-    ModelVersionFactory,
     NeonateFactory,
     PredictionFactory,
     TriageCaseFactory,
@@ -57,11 +55,6 @@ def make_case(
 
 
 @pytest.fixture
-def model(db):
-    return ModelVersionFactory(name="painnet", version="2.1", unit=None)
-
-
-@pytest.fixture
 def neonate(unit):
     return NeonateFactory(mrn="MRN-N-001", bed="4", unit=unit)
 
@@ -84,16 +77,3 @@ def other_case(other_neonate, model):
 @pytest.fixture
 def superuser(db):
     return UserFactory(username="root", role=Role.UNIT_ADMIN, unit=None, is_superuser=True, is_staff=True)
-
-
-@pytest.fixture
-def browser_for():
-    """``browser_for(user)`` -> a Django test Client with a session (the HTML pages); None -> anonymous."""
-
-    def make(user):
-        client = Client()
-        if user is not None:
-            client.force_login(user)
-        return client
-
-    return make

@@ -34,43 +34,20 @@ def url(name: str, pk=None) -> str:
 
 PEOPLE = ["nurse", "other_nurse", "unit_admin", "ml_engineer", "device", "anonymous"]
 
-# (endpoint, method, {person: expected status}); objects belong to the nurse's unit.
-MATRIX = [
-    (
-        "list",
-        "get",
-        {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
-    (
-        "detail",
-        "get",
-        {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
-    (
-        "claim",
-        "post",
-        {"nurse": 200, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
-    (
-        "release",
-        "post",
-        {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
-    (
-        "assessment",
-        "post",
-        {"nurse": 201, "other_nurse": 404, "unit_admin": 403, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
-    (
-        "ack",
-        "post",
-        {"nurse": 200, "other_nurse": 404, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
-    (
-        "export",
-        "get",
-        {"nurse": 200, "other_nurse": 200, "unit_admin": 200, "ml_engineer": 403, "device": 403, "anonymous": 401},
-    ),
+# (endpoint, method, expected status for each of PEOPLE in order: nurse, other_nurse, unit_admin,
+# ml_engineer, device, anonymous); objects belong to the nurse's unit.
+EVERYONE = [
+    ("list", "get", (200, 200, 200, 403, 403, 401)),
+    ("detail", "get", (200, 404, 200, 403, 403, 401)),
+    ("claim", "post", (200, 404, 403, 403, 403, 401)),
+    ("release", "post", (200, 404, 200, 403, 403, 401)),
+    ("assessment", "post", (201, 404, 403, 403, 403, 401)),
+    ("ack", "post", (200, 404, 200, 403, 403, 401)),
+    ("export", "get", (200, 200, 200, 403, 403, 401)),
+]
+
+# (endpoint, method, {person: expected status})
+MATRIX = [(e, m, dict(zip(PEOPLE, codes, strict=True))) for e, m, codes in EVERYONE] + [
     # Methods an endpoint does not take.
     ("list", "post", {"nurse": 405, "unit_admin": 405, "anonymous": 401}),
     ("claim", "get", {"nurse": 405, "anonymous": 401}),

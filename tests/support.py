@@ -1,0 +1,34 @@
+"""Test helpers that import neither Django nor torch at import time, so that subprocess helpers
+(``tests/faults/agent.py``) and the pytest process can share them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variables that configure the app: a subprocess of the app must not inherit the outer run's.
+APP_ENV_PREFIXES = ("DJANGO_", "NEOPAIN_", "DATABASE_URL", "REDIS_URL", "CELERY_")
+
+
+def environ_without_app_settings() -> dict[str, str]:
+    """``os.environ`` less the app's own settings (:data:`APP_ENV_PREFIXES`)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(APP_ENV_PREFIXES)}
+
+
+def save_painnet_bundle(
+    path: str | Path, *, seed: int, name: str, version: str = "1.0", pretrained: bool = False, **metadata
+) -> str:
+    """Write a small real PainNet bundle (MobileNetV2; random weights unless ``pretrained``, then an
+    ImageNet backbone with an untrained head), seeded with ``seed``; return its sha256. ``metadata``
+    adds keys after name, version and architecture."""
+    import torch
+
+    from inference.bundle import save_bundle
+    from inference.painnet import PainNet
+
+    torch.manual_seed(seed)
+    return save_bundle(
+        path,
+        model=PainNet("mobilenet_v2", pretrained=pretrained).eval(),
+        metadata={"name": name, "version": version, "architecture": "painnet", **metadata},
+    )
