@@ -50,7 +50,14 @@ from inference.training.config import (
     subject_indices,
     validation_split,
 )
-from inference.training.crops import CROP_RECIPE_VERSION, CropSet, CropSettings, default_cache_dir, face_crops
+from inference.training.crops import (
+    CROP_RECIPE_VERSION,
+    CropSet,
+    CropSettings,
+    dataset_crop_settings,
+    default_cache_dir,
+    face_crops,
+)
 from inference.training.cross_validation import losocv, per_subject_accuracy, subject_figures
 from inference.training.datasets import (
     DATASET_MARKER,
@@ -96,6 +103,7 @@ __all__ = [
     "backbone_split",
     "bundle_write",
     "class_weights",
+    "dataset_crop_settings",
     "dataset_info",
     "dataset_read",
     "dataset_scan",

@@ -183,3 +183,11 @@ def face_crops(
     if skipped:
         logger.warning("%d of %d images skipped (no face or unreadable)", len(skipped), len(images))
     return CropSet(images=kept, crops=crops, file_sha256=hashes, skipped=skipped, cache_hits=hits, settings=settings)
+
+
+def dataset_crop_settings(
+    info: dict[str, Any], *, detector: str | None = None, detector_weights: str | None = None
+) -> CropSettings:
+    """Crop settings for a dataset: ``detector`` if named, else none on an exported (already cropped) set."""
+    detector = detector or ("none" if info.get("cropped") else "retinaface")
+    return CropSettings(detector=detector, detector_weights=detector_weights)
