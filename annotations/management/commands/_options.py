@@ -1,105 +1,151 @@
-"""Options shared by the training commands (a leading underscore: Django lists no command for it)."""
+"""The option set of the training and evaluation commands (a leading underscore: Django lists no command for it).
+
+``train_model`` and ``evaluate_model`` are :class:`TrainingCommand` subclasses: they add their
+own options, then the training options, and read them through its methods. ``compare_models``
+and ``train_face_detector`` take the flags they share with them (``--unit``, ``--cache``,
+``--seed``, ``--json``) from the ``add_*_option`` functions, so a flag means one thing everywhere.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
 from inference.painnet import BACKBONES
 
 
-def add_training_options(parser, *, several_backbones: bool = False) -> None:
-    if several_backbones:
-        parser.add_argument(
-            "--backbone",
-            nargs="+",
-            default=["mobilenet_v2"],
-            choices=sorted(BACKBONES),
-            help="One or more backbones, evaluated side by side (default mobilenet_v2).",
-        )
-    else:
-        parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
-    parser.add_argument(
-        "--backbone-weights", default=None, help="Weights file for resnet50 (NEOPAIN_RESNET50_WEIGHTS)."
-    )
-    parser.add_argument(
-        "--epochs", type=int, default=60, help="Most epochs; early stopping usually ends sooner (default 60)."
-    )
-    parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (paper: 1e-5).")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--patience", type=int, default=10, help="Early-stopping patience in epochs (validation loss).")
-    parser.add_argument(
-        "--val-subjects",
-        type=int,
-        default=None,
-        help="Training subjects held out for early stopping (default ~20%%, at least 1).",
-    )
+def add_unit_option(parser, *, help: str) -> None:
+    """``--unit CODE`` (resolved with ``triage.management.commands._options.unit_from_option``)."""
+    parser.add_argument("--unit", default=None, help=help)
+
+
+def add_cache_option(parser, *, help: str | None = None) -> None:
+    """``--cache DIR``: the face-crop cache folder."""
+    parser.add_argument("--cache", default=None, help=help)
+
+
+def add_seed_option(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--finetune",
-        choices=["last", "head", "all"],
-        default="last",
-        help="last: last backbone block + head (default); head: backbone frozen; all: paper's full fine-tune.",
-    )
-    parser.add_argument("--freeze-backbone", action="store_true", help="Same as --finetune head (fastest).")
-    parser.add_argument(
-        "--augment-views",
-        type=int,
-        default=4,
-        help="Augmented views (rotation 0-15, flip) precomputed per image for last/head (default 4).",
-    )
-    parser.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help="Missed-pain target for the guaranteed threshold (default: the unit's, else 0.05).",
-    )
-    parser.add_argument("--cache", default=None, help="Face-crop cache folder (default $NEOPAIN_DATA_DIR/cache).")
-    parser.add_argument(
-        "--detector",
-        default=None,
-        choices=["retinaface", "yolo", "none"],
-        help="Face detector for raw images (default retinaface; 'none' if images are face crops).",
-    )
-    parser.add_argument("--detector-weights", default=None, help="YOLO face weights for --detector yolo.")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: NEOPAIN_DEVICE, else CUDA when present).")
-    parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
-    parser.add_argument("--json", action="store_true", help="End with one line of JSON.")
 
 
-def train_config(options: dict[str, Any], backbone: str):
-    from inference.training import TrainConfig
+def add_json_option(parser, *, help: str | None = None) -> None:
+    """``--json``: the command's result as one line of JSON at the end (:func:`json_line`)."""
+    parser.add_argument("--json", action="store_true", help=help)
 
-    try:
-        return TrainConfig(
-            backbone=backbone,
-            backbone_weights=options["backbone_weights"],
-            finetune="head" if options["freeze_backbone"] else options["finetune"],
-            epochs=options["epochs"],
-            lr=options["lr"],
-            batch_size=options["batch_size"],
-            patience=options["patience"],
-            val_subjects=options["val_subjects"],
-            augment_views=options["augment_views"],
-            seed=options["seed"],
-            device=options["device"],
+
+class TrainingCommand(BaseCommand):
+    """A command that trains PainNet on a dataset: the training options and how they are read."""
+
+    #: ``--backbone`` takes several names, evaluated side by side.
+    several_backbones = False
+
+    def add_arguments(self, parser):
+        """The training options; a subclass adds its own first, then calls this."""
+        if self.several_backbones:
+            parser.add_argument(
+                "--backbone",
+                nargs="+",
+                default=["mobilenet_v2"],
+                choices=sorted(BACKBONES),
+                help="One or more backbones, evaluated side by side (default mobilenet_v2).",
+            )
+        else:
+            parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
+        parser.add_argument(
+            "--backbone-weights", default=None, help="Weights file for resnet50 (NEOPAIN_RESNET50_WEIGHTS)."
         )
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+        parser.add_argument(
+            "--epochs", type=int, default=60, help="Most epochs; early stopping usually ends sooner (default 60)."
+        )
+        parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (paper: 1e-5).")
+        parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument(
+            "--patience", type=int, default=10, help="Early-stopping patience in epochs (validation loss)."
+        )
+        parser.add_argument(
+            "--val-subjects",
+            type=int,
+            default=None,
+            help="Training subjects held out for early stopping (default ~20%%, at least 1).",
+        )
+        add_seed_option(parser)
+        parser.add_argument(
+            "--finetune",
+            choices=["last", "head", "all"],
+            default="last",
+            help="last: last backbone block + head (default); head: backbone frozen; all: paper's full fine-tune.",
+        )
+        parser.add_argument("--freeze-backbone", action="store_true", help="Same as --finetune head (fastest).")
+        parser.add_argument(
+            "--augment-views",
+            type=int,
+            default=4,
+            help="Augmented views (rotation 0-15, flip) precomputed per image for last/head (default 4).",
+        )
+        parser.add_argument(
+            "--alpha",
+            type=float,
+            default=None,
+            help="Missed-pain target for the guaranteed threshold (default: the unit's, else 0.05).",
+        )
+        add_cache_option(parser, help="Face-crop cache folder (default $NEOPAIN_DATA_DIR/cache).")
+        parser.add_argument(
+            "--detector",
+            default=None,
+            choices=["retinaface", "yolo", "none"],
+            help="Face detector for raw images (default retinaface; 'none' if images are face crops).",
+        )
+        parser.add_argument("--detector-weights", default=None, help="YOLO face weights for --detector yolo.")
+        parser.add_argument(
+            "--device", default=None, help="cpu or cuda (default: NEOPAIN_DEVICE, else CUDA when present)."
+        )
+        parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
+        add_json_option(parser, help="End with one line of JSON.")
 
+    def train_config(self, options: dict[str, Any], backbone: str):
+        """The :class:`inference.training.TrainConfig` the options ask for; CommandError when invalid."""
+        from inference.training import TrainConfig
 
-def crop_settings(options: dict[str, Any], dataset_info: dict[str, Any]):
-    from inference.training import CropSettings
+        try:
+            return TrainConfig(
+                backbone=backbone,
+                backbone_weights=options["backbone_weights"],
+                finetune="head" if options["freeze_backbone"] else options["finetune"],
+                epochs=options["epochs"],
+                lr=options["lr"],
+                batch_size=options["batch_size"],
+                patience=options["patience"],
+                val_subjects=options["val_subjects"],
+                augment_views=options["augment_views"],
+                seed=options["seed"],
+                device=options["device"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
 
-    detector = options["detector"] or ("none" if dataset_info.get("cropped") else "retinaface")
-    return CropSettings(detector=detector, detector_weights=options["detector_weights"])
+    def show_progress(self, options: dict[str, Any]) -> bool:
+        return not options["no_progress"] and options.get("verbosity", 1) > 0
 
+    def dataset_crops(self, source: str | os.PathLike[str], options: dict[str, Any]):
+        """``(dataset.json info, face crops)`` of a dataset folder or manifest; CommandError if unusable."""
+        from inference import training as tr
 
-def show_progress(options: dict[str, Any]) -> bool:
-    return not options["no_progress"] and options.get("verbosity", 1) > 0
+        try:
+            images = tr.dataset_read(source)
+        except tr.DatasetError as exc:
+            raise CommandError(str(exc)) from exc
+        info = tr.dataset_info(source)
+        settings = tr.dataset_crop_settings(
+            info, detector=options["detector"], detector_weights=options["detector_weights"]
+        )
+        crops = tr.face_crops(
+            images, settings=settings, cache_dir=options["cache"], progress=self.show_progress(options)
+        )
+        return info, crops
 
 
 def json_line(value: Any) -> str:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations.management.commands._options import fmt, json_line
+from annotations.management.commands._options import (
+    add_cache_option,
+    add_json_option,
+    add_unit_option,
+    fmt,
+    json_line,
+)
 from triage.management.commands._options import unit_from_option
 
 
@@ -18,13 +24,13 @@ class Command(BaseCommand):
         parser.add_argument("--candidate", type=int, required=True)
         parser.add_argument("--active", type=int, default=None, help="Default: the unit's active model.")
         parser.add_argument("--dataset", default=None, help="Dataset folder or manifest (default: nurse labels).")
-        parser.add_argument("--unit", default=None, help="Unit code (default: the candidate's unit).")
-        parser.add_argument("--cache", default=None)
-        parser.add_argument("--json", action="store_true")
+        add_unit_option(parser, help="Unit code (default: the candidate's unit).")
+        add_cache_option(parser)
+        add_json_option(parser)
         parser.add_argument("--store", action="store_true", help="Keep the comparison in the candidate's metrics.")
 
     def handle(self, *args, **options):
-        from annotations.learning import model_comparison_store, models_compare
+        from annotations.model_comparison import model_comparison_store, models_compare
         from triage.models import ModelVersion
 
         candidate = ModelVersion.objects.filter(pk=options["candidate"]).first()

@@ -7,22 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from annotations.management.commands._options import (
-    add_training_options,
-    crop_settings,
-    fmt,
-    guarantee_line,
-    json_line,
-    show_progress,
-    train_config,
-)
+from annotations.management.commands._options import TrainingCommand, fmt, guarantee_line, json_line
 
 REPORTED_THRESHOLDS = (0.5, 0.55, 0.6, 0.7, 0.8, 0.9)
 
 
-class Command(BaseCommand):
+class Command(TrainingCommand):
+    several_backbones = True
     help = (
         "Evaluate on a labelled dataset (DIR/<subject>/<pain|nonpain>/*.png or a CSV manifest). "
         "--losocv: leave-one-subject-out cross-validation per --backbone, side by side. "
@@ -37,23 +30,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg)."
         )
-        add_training_options(parser, several_backbones=True)
+        super().add_arguments(parser)
 
     def handle(self, *args, **options):
         from inference import training as tr
 
         if not options["losocv"] and options["model"] is None:
             raise CommandError("Say what to evaluate: --losocv (train and test per subject) or --model ID.")
-        try:
-            images = tr.dataset_read(options["dataset"])
-        except tr.DatasetError as exc:
-            raise CommandError(str(exc)) from exc
-        info = tr.dataset_info(options["dataset"])
-        progress = show_progress(options)
         start = time.perf_counter()
-        crops = tr.face_crops(
-            images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress
-        )
+        _, crops = self.dataset_crops(options["dataset"], options)
         summary = tr.dataset_summary(crops.images)
         self.stdout.write(
             f"Dataset {options['dataset']}: {summary['n_images']} images, {summary['n_subjects']} subjects, "
@@ -76,9 +61,9 @@ class Command(BaseCommand):
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
         for backbone in options["backbone"]:
-            config = train_config(options, backbone)
+            config = self.train_config(options, backbone)
             try:
-                result = tr.losocv(crops, config=config, alpha=alpha, progress=show_progress(options))
+                result = tr.losocv(crops, config=config, alpha=alpha, progress=self.show_progress(options))
             except tr.DatasetError as exc:
                 raise CommandError(str(exc)) from exc
             except (FileNotFoundError, RuntimeError) as exc:  # e.g. resnet50 without operator weights
@@ -177,7 +162,7 @@ class Command(BaseCommand):
             raise CommandError("No usable images in the dataset.")
         p_pain = loaded.predict_proba(crops.crops)[:, loaded.pain_index]
         labels = crops.labels
-        from annotations.learning import unit_alpha
+        from annotations.model_metrics import unit_alpha
 
         alpha = options["alpha"] or unit_alpha(version.unit)
         analysis = th.threshold_analysis(p_pain=p_pain, labels=labels, alpha=alpha)
@@ -198,7 +183,7 @@ class Command(BaseCommand):
             th.plot_threshold_analysis(p_pain=p_pain, labels=labels, path=options["plot"], title=version.label)
             self.stdout.write(f"plot: {options['plot']}")
         if options["store"]:
-            from annotations.learning import model_metrics_store
+            from annotations.model_metrics import model_metrics_store
 
             model_metrics_store(model_version=version, analysis=analysis)
             self.stdout.write(f"stored in the metrics of model version {version.pk}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
+from annotations.management.commands._options import add_unit_option
 from triage.management.commands._options import unit_from_option
 
 
@@ -16,10 +17,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--out", required=True)
-        parser.add_argument("--unit", default=None, help="Unit code (default: every unit).")
+        add_unit_option(parser, help="Unit code (default: every unit).")
 
     def handle(self, *args, **options):
-        from annotations.learning import training_set_export
+        from annotations.training_sets import training_set_export
 
         unit = unit_from_option(code=options["unit"])
         summary = training_set_export(unit=unit, out_dir=options["out"])

@@ -11,7 +11,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations.management.commands._options import fmt, json_line
+from annotations.management.commands._options import (
+    add_json_option,
+    add_seed_option,
+    add_unit_option,
+    fmt,
+    json_line,
+)
 from triage.management.commands._options import unit_from_option
 
 
@@ -23,22 +29,22 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--unit", default=None, help="Unit code (default: every unit's frames).")
+        add_unit_option(parser, help="Unit code (default: every unit's frames).")
         parser.add_argument("--epochs", type=int, default=50)
         parser.add_argument("--imgsz", type=int, default=320)
         parser.add_argument("--batch", type=int, default=8)
         parser.add_argument("--val-share", type=float, default=0.2, help="Share of neonates held out (default 0.2).")
         parser.add_argument("--max-frames", type=int, default=5000, help="Most recent frames used at most.")
         parser.add_argument("--model-yaml", default="yolov8n.yaml")
-        parser.add_argument("--seed", type=int, default=0)
+        add_seed_option(parser)
         parser.add_argument(
             "--out", default=None, help="Working folder (default $NEOPAIN_DATA_DIR/detector-training/...)."
         )
         parser.add_argument("--no-register", action="store_true")
-        parser.add_argument("--json", action="store_true")
+        add_json_option(parser)
 
     def handle(self, *args, **options):
-        from annotations.learning import detector_samples
+        from annotations.training_sets import detector_samples
         from inference import detector_training as dtr
         from triage.models import ModelVersion
         from triage.services import model_version_register

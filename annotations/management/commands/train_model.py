@@ -10,21 +10,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from annotations.management.commands._options import (
-    add_training_options,
-    crop_settings,
-    fmt,
-    guarantee_line,
-    json_line,
-    show_progress,
-    train_config,
-)
+from annotations.management.commands._options import TrainingCommand, add_unit_option, fmt, guarantee_line, json_line
 from triage.management.commands._options import unit_from_option
 
 
-class Command(BaseCommand):
+class Command(TrainingCommand):
     help = (
         "Train a PainNet on --dataset DIR (<subject>/<pain|nonpain>/*.png or a CSV manifest) or "
         "--from-assessments (the unit's nurse NIPS decisions); write a bundle; register a candidate."
@@ -34,23 +26,24 @@ class Command(BaseCommand):
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--dataset", help="Dataset folder or CSV manifest (path, subject, label).")
         source.add_argument("--from-assessments", action="store_true", help="Train on nurse-labelled frames.")
-        parser.add_argument("--unit", default=None, help="Unit code: its nurse labels, and the model serves only it.")
+        add_unit_option(parser, help="Unit code: its nurse labels, and the model serves only it.")
         parser.add_argument(
             "--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt)."
         )
         parser.add_argument("--name", default=None, help="Model name in the bundle (default painnet-<unit|backbone>).")
         parser.add_argument("--no-register", action="store_true", help="Write the bundle only.")
-        add_training_options(parser)
+        super().add_arguments(parser)
 
     def handle(self, *args, **options):
-        from annotations.learning import DEFAULT_ALPHA, training_set_export, unit_alpha
+        from annotations.model_metrics import DEFAULT_ALPHA, unit_alpha
+        from annotations.training_sets import training_set_export
         from inference import training as tr
         from triage.services import model_version_register
 
         unit = unit_from_option(code=options["unit"])
-        config = train_config(options, options["backbone"])
+        config = self.train_config(options, options["backbone"])
         alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
-        progress = show_progress(options)
+        progress = self.show_progress(options)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="neopain-train-") as tmp:
             if options["from_assessments"]:
@@ -64,14 +57,7 @@ class Command(BaseCommand):
                 source, source_name = tmp, f"nurse assessments ({unit.code if unit else 'all units'})"
             else:
                 source, source_name = options["dataset"], str(options["dataset"])
-            try:
-                images = tr.dataset_read(source)
-            except tr.DatasetError as exc:
-                raise CommandError(str(exc)) from exc
-            info = tr.dataset_info(source)
-            crops = tr.face_crops(
-                images, settings=crop_settings(options, info), cache_dir=options["cache"], progress=progress
-            )
+            info, crops = self.dataset_crops(source, options)
             dataset = {k: v for k, v in tr.dataset_summary(crops.images).items() if k != "per_subject"}
             dataset.update({"source": source_name, "skipped_no_face": len(crops.skipped)})
             if info.get("excluded"):

@@ -1,0 +1,54 @@
+"""Agreement (Cohen's kappa) per model version: nurse vs nurse and model vs nurse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch
+
+from annotations.models import NipsAssessment
+from triage.models import ModelVersion, Prediction, TriageCase, Unit
+
+
+def agreement_by_model_version(*, unit: Unit) -> list[dict[str, Any]]:
+    """Cohen's kappa per model version: nurse vs nurse (double-scored cases) and model vs nurse.
+
+    Rows ``{"model_version_id", "label", "status", "n_double_scored", "kappa_nurse_nurse",
+    "agreement_nurse_nurse", "n_model_nurse", "kappa_model_nurse", "agreement_model_nurse"}``,
+    newest model first. Only cases a nurse decided exist, i.e. the model's *low-confidence*
+    cases: model-vs-nurse agreement here is on the hard cases, not overall accuracy.
+    """
+    from inference.thresholds import cohen_kappa
+
+    cases = (
+        TriageCase.objects.filter(unit=unit, status=TriageCase.Status.DECIDED)
+        .select_related("prediction__model_version")
+        .prefetch_related(Prefetch("assessments", queryset=NipsAssessment.objects.order_by("created_at", "id")))
+    )
+    per_model: dict[int, dict[str, Any]] = {}
+    for case in cases:
+        version = case.prediction.model_version
+        entry = per_model.setdefault(version.pk, {"version": version, "pairs": [], "model": []})
+        verdicts = [a.pain for a in case.assessments.all() if a.pain is not None]
+        if len(verdicts) >= 2:
+            entry["pairs"].append((verdicts[0], verdicts[1]))
+        if case.final_pain is not None:
+            entry["model"].append((case.prediction.label == Prediction.Label.PAIN, bool(case.final_pain)))
+    rows = []
+    for entry in sorted(per_model.values(), key=lambda e: e["version"].created_at, reverse=True):
+        version: ModelVersion = entry["version"]
+        pairs, model = entry["pairs"], entry["model"]
+        rows.append(
+            {
+                "model_version_id": version.pk,
+                "label": version.label,
+                "status": version.status,
+                "n_double_scored": len(pairs),
+                "kappa_nurse_nurse": cohen_kappa([a for a, _ in pairs], [b for _, b in pairs]),
+                "agreement_nurse_nurse": (sum(a == b for a, b in pairs) / len(pairs)) if pairs else None,
+                "n_model_nurse": len(model),
+                "kappa_model_nurse": cohen_kappa([a for a, _ in model], [b for _, b in model]),
+                "agreement_model_nurse": (sum(a == b for a, b in model) / len(model)) if model else None,
+            }
+        )
+    return rows

@@ -1,0 +1,131 @@
+"""Training labels from nurse decisions, and the pseudonymous subject id of a neonate.
+
+Subjects are pseudonymous: ``nb-`` + the first 12 hex digits of
+HMAC-SHA256(key, "neonate:<pk>"), the key being ``NEOPAIN_PSEUDONYM_KEY`` (setting or
+environment) or else ``SECRET_KEY``. Stable for a deployment, so LOSOCV and validation
+splits keep a neonate's frames together, while folder names in an exported set carry no
+MRN (PHI). Rotate the key and the ids change (the frames do not).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+from collections import Counter
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Prefetch
+
+from annotations.models import FaceBoxCorrection, NipsAssessment
+from triage.models import TriageCase, Unit
+
+
+def subject_pseudonym(*, neonate_id: int) -> str:
+    """A stable, non-reversible subject id for a neonate (no MRN in exported folder names)."""
+    key = (
+        getattr(settings, "NEOPAIN_PSEUDONYM_KEY", "")
+        or os.environ.get("NEOPAIN_PSEUDONYM_KEY", "")
+        or settings.SECRET_KEY
+    )
+    digest = hmac.new(str(key).encode(), f"neonate:{neonate_id}".encode(), hashlib.sha256).hexdigest()
+    return f"nb-{digest[:12]}"
+
+
+@dataclass(frozen=True)
+class NurseLabel:
+    """One usable training label: the case's frame, its crop box and the nurses' agreed verdict."""
+
+    case_id: int
+    frame_id: int
+    neonate_id: int
+    pain: bool
+    box: tuple[int, int, int, int]
+    box_source: str
+    n_assessments: int
+
+
+def case_label(case: TriageCase) -> tuple[bool | None, str]:
+    """(label, reason when unusable) from a decided case's assessments.
+
+    The pain verdict stored with each assessment is the unit's NIPS rule in force when she
+    scored. Unable-to-assess scores carry no verdict and are ignored; a case with no verdict
+    left is "unable"; two scorers who disagree make the case "disagreement" (excluded: the
+    model should not be taught a label the nurses themselves did not agree on).
+    """
+    if case.status != TriageCase.Status.DECIDED:
+        return None, "undecided"
+    verdicts = [a.pain for a in case.assessments.all() if a.pain is not None and not a.unable_to_assess]
+    if not verdicts:
+        return None, "unable_to_assess"
+    if len(set(verdicts)) > 1:
+        return None, "disagreement"
+    return bool(verdicts[0]), ""
+
+
+def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter]:
+    """Usable labels (one per frame, the latest decided case) and a count of exclusions by reason."""
+    from inference.detect import DEFAULT_MARGIN
+    from inference.preprocess import expand_box
+
+    cases = (
+        TriageCase.objects.select_related("prediction__frame")
+        .prefetch_related(Prefetch("assessments", queryset=NipsAssessment.objects.order_by("created_at", "id")))
+        .order_by("-decided_at", "-id")
+    )
+    if unit is not None:
+        cases = cases.filter(unit=unit)
+    corrections: dict[int, FaceBoxCorrection] = {}
+    frame_ids = cases.values_list("prediction__frame_id", flat=True)
+    for correction in FaceBoxCorrection.objects.filter(frame_id__in=frame_ids).order_by("created_at", "id"):
+        corrections[correction.frame_id] = correction  # latest wins
+    excluded: Counter = Counter()
+    labels: list[NurseLabel] = []
+    seen_frames: set[int] = set()
+    for case in cases:
+        pain, reason = case_label(case)
+        frame = case.prediction.frame
+        if reason:
+            excluded[reason] += 1
+            continue
+        if frame.pk in seen_frames:
+            excluded["duplicate_frame"] += 1
+            continue
+        seen_frames.add(frame.pk)
+        correction = corrections.get(frame.pk)
+        if correction is not None and correction.no_face:
+            excluded["nurse_marked_no_face"] += 1
+            continue
+        if correction is not None:
+            # Nurses draw the face itself; serving crops the detector box grown by the margin.
+            box = expand_box(
+                (correction.x, correction.y, correction.w, correction.h), DEFAULT_MARGIN, (frame.width, frame.height)
+            )
+            source = "nurse_correction"
+        else:
+            box = tuple(case.prediction.box)
+            source = "prediction"
+        labels.append(
+            NurseLabel(
+                case_id=case.pk,
+                frame_id=frame.pk,
+                neonate_id=frame.neonate_id,
+                pain=bool(pain),
+                box=tuple(int(v) for v in box),  # type: ignore[arg-type]
+                box_source=source,
+                n_assessments=len(case.assessments.all()),
+            )
+        )
+    return labels, excluded
+
+
+def labels_since(*, unit: Unit, since: dt.datetime | None) -> int:
+    """Decided cases of ``unit`` with at least one usable nurse verdict, decided after ``since``."""
+    qs = TriageCase.objects.filter(
+        unit=unit, status=TriageCase.Status.DECIDED, assessments__pain__isnull=False
+    ).distinct()
+    if since is not None:
+        qs = qs.filter(decided_at__gt=since)
+    return qs.count()

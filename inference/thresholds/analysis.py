@@ -1,0 +1,134 @@
+"""Every threshold figure together (as ModelVersion.metrics stores them) and their figure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.thresholds.calibration import (
+    confidence_bins,
+    expected_calibration_error,
+    temperature_apply,
+    temperature_fit,
+)
+from inference.thresholds.guarantee import guaranteed_threshold
+from inference.thresholds.metrics import as_arrays, binary_metrics, confidence_of, predicted_pain
+from inference.thresholds.tables import DEFAULT_THRESHOLDS, aurc, risk_coverage_curve, threshold_table
+
+
+def threshold_analysis(
+    *,
+    p_pain: Sequence[float],
+    labels: Sequence[int],
+    alpha: float = 0.05,
+    thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
+    calibration_p_pain: Sequence[float] | None = None,
+    calibration_labels: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """All threshold figures for a labelled held-out set, keyed as ModelVersion.metrics stores them.
+
+    The temperature is fitted on ``calibration_*`` when given, else on the same set (then
+    ``ece_temperature_scaled`` is an in-sample figure; the metrics say which). Pass ``p_pain``
+    as the workers will see it (softmax with the bundle's temperature): the table, AURC and
+    the guarantee are computed on it unchanged. A temperature changes no ranking, so the set of
+    automatic verdicts at the guaranteed threshold does not depend on it.
+    """
+    p, y = as_arrays(p_pain, labels)
+    if calibration_p_pain is not None and calibration_labels is not None:
+        cal_p, cal_y = as_arrays(calibration_p_pain, calibration_labels)
+        temperature_source = "separate calibration set"
+    else:
+        cal_p, cal_y = p, y
+        temperature_source = "same set (in-sample)"
+    temperature = temperature_fit(p_pain=cal_p, labels=cal_y)
+    scaled = temperature_apply(p, temperature)
+    basic = binary_metrics(p_pain=p, labels=y)
+    return {
+        "accuracy": basic["accuracy"],
+        "auc": basic["auc"],
+        "sensitivity": basic["sensitivity"],
+        "specificity": basic["specificity"],
+        "confusion": {k: basic[k] for k in ("tp", "tn", "fp", "fn")},
+        "n": basic["n"],
+        "n_pain": basic["n_pain"],
+        "aurc": aurc(p_pain=p, labels=y),
+        "ece": expected_calibration_error(p_pain=p, labels=y),
+        "ece_temperature_scaled": expected_calibration_error(p_pain=scaled, labels=y),
+        "temperature": temperature,
+        "temperature_fitted_on": temperature_source,
+        "thresholds": threshold_table(p_pain=p, labels=y, thresholds=thresholds),
+        "risk_coverage": risk_coverage_curve(p_pain=p, labels=y),
+        "guarantee": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="crc"),
+        "guarantee_conditional": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="ltt", delta=0.1),
+    }
+
+
+def plot_threshold_analysis(
+    *,
+    p_pain: Sequence[float],
+    labels: Sequence[int],
+    path: str | Path,
+    title: str = "",
+    temperature: float | None = None,
+) -> Path:
+    """Save a three-panel figure (framework accuracy/workload vs threshold, risk-coverage,
+    reliability before/after temperature scaling) as PNG or SVG, by the path's suffix."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p, y = as_arrays(p_pain, labels)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = np.round(np.arange(0.5, 1.0001, 0.01), 4)
+    table = threshold_table(p_pain=p, labels=y, thresholds=grid)
+    curve = risk_coverage_curve(p_pain=p, labels=y)
+    if temperature is None:
+        temperature = temperature_fit(p_pain=p, labels=y)
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    ax = axes[0]
+    ax.plot([r["threshold"] for r in table], [r["accuracy"] for r in table], label="framework accuracy")
+    ax.set_xlabel("confidence threshold")
+    ax.set_ylabel("accuracy (nurse cases counted correct)")
+    ax.set_ylim(min(0.5, *(r["accuracy"] for r in table)) - 0.02, 1.02)
+    ax2 = ax.twinx()
+    ax2.plot(
+        [r["threshold"] for r in table], [r["manual_share"] for r in table], color="tab:orange", label="share to nurse"
+    )
+    ax2.set_ylabel("share of cases to a nurse")
+    ax2.set_ylim(-0.02, 1.02)
+    for t in (0.55, 0.6):
+        ax.axvline(t, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_title("Accuracy and nurse workload")
+    ax = axes[1]
+    ax.step([c["coverage"] for c in curve], [c["risk"] for c in curve], where="post")
+    ax.set_xlabel("coverage (share decided automatically)")
+    ax.set_ylabel("selective risk (error among automatic)")
+    ax.set_title(f"Risk-coverage (AURC {aurc(p_pain=p, labels=y):.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, max(0.05, *(c["risk"] for c in curve)) * 1.1)
+    ax = axes[2]
+    for probs, name in ((p, "as served"), (temperature_apply(p, temperature), f"T = {temperature:.2f}")):
+        conf = confidence_of(probs)
+        correct = predicted_pain(probs) == (y == 1)
+        idx = confidence_bins(conf, 10)
+        xs = [conf[idx == b].mean() for b in range(10) if (idx == b).any()]
+        ys = [correct[idx == b].mean() for b in range(10) if (idx == b).any()]
+        ece = expected_calibration_error(p_pain=probs, labels=y)
+        ax.plot(xs, ys, marker="o", label=f"{name} (ECE {ece:.3f})")
+    ax.plot([0.5, 1], [0.5, 1], color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Reliability")
+    ax.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
