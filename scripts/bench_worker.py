@@ -187,7 +187,7 @@ class Bench:
         return Round(mode, count, seconds, stages, cpu)
 
     def naive(self, count: int) -> Round:
-        from triage import services
+        from triage.services import worker as services
         from triage.models import Frame
 
         naive = NaivePipeline(self.pipeline, self.device)
