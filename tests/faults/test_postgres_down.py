@@ -23,8 +23,8 @@ from tests.faults.agent import face_images
 from tests.faults.test_redis_down import wait_until_processed
 from tests.hardening.conftest import media_files
 from triage import services
-from triage.services import predictions
 from triage.models import Frame, Prediction, TriageCase
+from triage.services import predictions
 
 LEAKS = (
     "Traceback",

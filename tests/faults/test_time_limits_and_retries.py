@@ -15,8 +15,8 @@ from django.db import OperationalError
 from tests.faults import harness
 from tests.faults.agent import face_images
 from triage import services
-from triage.services import worker
 from triage.models import Frame
+from triage.services import worker
 from triage.tasks import RETRY_OPTIONS, frame_process
 
 SOFT_LIMIT_SECONDS = 3

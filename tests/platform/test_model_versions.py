@@ -10,8 +10,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from tests.factories import FrameFactory, ModelVersionFactory
 from tests.platform.conftest import astronaut_jpeg
 from triage import services
-from triage.services import enqueue
 from triage.models import AuditEvent, Frame, ModelVersion, Prediction
+from triage.services import enqueue
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from tests.factories import FrameFactory, ModelVersionFactory, NeonateFactory, PredictionFactory, png_bytes
 from triage import services
-from triage.services import enqueue
 from triage.models import Alert, Frame, Prediction, TriageCase, UnitSettings
+from triage.services import enqueue
 
 pytestmark = pytest.mark.django_db
 
