@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -12,10 +10,9 @@ from rest_framework.views import APIView
 
 from annotations import selectors, services
 from annotations.apis.common import (
+    SERVICE_REFUSALS,
     AssessmentOutputSerializer,
-    conflict_response,
-    forbidden_response,
-    validation_error_response,
+    refusal_response,
 )
 from annotations.models import NIPS_ITEMS
 from triage.models import TriageCase
@@ -95,12 +92,8 @@ class AssessmentCreateApi(APIView):
                 intubated=data.get("intubated", False),
                 request=request,
             )
-        except services.CaseConflict as exc:
-            return conflict_response(exc)
-        except DjangoValidationError as exc:
-            return validation_error_response(exc)
-        except DjangoPermissionDenied as exc:
-            return forbidden_response(exc)
+        except SERVICE_REFUSALS as exc:
+            return refusal_response(exc)
         return Response(self.OutputSerializer(assessment).data, status=status.HTTP_201_CREATED)
 
 
@@ -136,12 +129,8 @@ class AlertAcknowledgeApi(APIView):
             alert = services.alert_acknowledge(
                 alert=alert, actor=request.user, note=serializer.validated_data["note"], request=request
             )
-        except services.CaseConflict as exc:
-            return conflict_response(exc)
-        except DjangoValidationError as exc:
-            return validation_error_response(exc)
-        except DjangoPermissionDenied as exc:
-            return forbidden_response(exc)
+        except SERVICE_REFUSALS as exc:
+            return refusal_response(exc)
         return Response(
             {
                 "id": alert.pk,

@@ -24,6 +24,19 @@ def forbidden_response(exc: DjangoPermissionDenied) -> Response:
     return Response({"detail": str(exc) or "You may not do this."}, status=status.HTTP_403_FORBIDDEN)
 
 
+#: What a nurse-work service raises when it refuses: answered by :func:`refusal_response`.
+SERVICE_REFUSALS = (services.CaseConflict, DjangoValidationError, DjangoPermissionDenied)
+
+
+def refusal_response(exc: Exception) -> Response:
+    """409 for a conflict (with its ``code``), 400 for invalid input, 403 for a refused role."""
+    if isinstance(exc, services.CaseConflict):
+        return conflict_response(exc)
+    if isinstance(exc, DjangoValidationError):
+        return validation_error_response(exc)
+    return forbidden_response(exc)
+
+
 class PersonSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()

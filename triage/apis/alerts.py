@@ -6,9 +6,7 @@ from rest_framework import serializers
 
 from triage import selectors
 from triage.apis.common import UnitScopedListApi
-from triage.permissions import (
-    IsClinician,
-)
+from triage.permissions import IsClinician
 
 
 class AlertOutputSerializer(serializers.Serializer):

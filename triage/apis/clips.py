@@ -5,15 +5,13 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage import selectors, services
-from triage.apis.common import CappedUploadMixin, caller_device, upload_neonate
-from triage.permissions import (
-    IsClinicianOrDevice,
-)
+from triage.apis.common import CappedUploadMixin
+from triage.permissions import IsClinicianOrDevice
 
 
 class ClipOutputSerializer(serializers.Serializer):
@@ -51,20 +49,9 @@ class ClipCreateApi(CappedUploadMixin, APIView):
         responses={202: ClipOutputSerializer, 200: ClipOutputSerializer},
     )
     def post(self, request):
-        self.raise_if_upload_too_large(request)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        neonate = upload_neonate(request=request, mrn=serializer.validated_data["neonate"])
-        clip, created = services.clip_ingest(
-            neonate=neonate,
-            video_file=serializer.validated_data["video"],
-            captured_at=serializer.validated_data.get("captured_at"),
-            device=caller_device(request),
-            uploaded_by=request.user,
-        )
-        body = {**ClipOutputSerializer(clip).data, "duplicate": not created}
-        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
-        return Response(body, status=code, headers={"Location": body["url"]})
+        data, origin = self.upload_accept(request)
+        clip, created = services.clip_ingest(video_file=data["video"], **origin)
+        return self.upload_response({**ClipOutputSerializer(clip).data, "duplicate": not created}, created=created)
 
 
 class ClipDetailApi(APIView):

@@ -8,15 +8,14 @@ from django.db.models import QuerySet
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage import selectors, services
 from triage.models import Neonate
-from triage.permissions import (
-    user_is_device,
-)
+from triage.permissions import user_is_device
 
 
 class CappedUploadHandler(FileUploadHandler):
@@ -71,6 +70,29 @@ class CappedUploadMixin:
         request.data  # noqa: B018 - parse now, so the cap handler has seen the body
         if self.upload_cap.exceeded:
             raise services.UploadTooLarge(self.upload_cap.limit)
+
+    def upload_accept(self, request) -> tuple[dict, dict]:
+        """The upload's validated fields, and where it comes from: the keyword arguments every ingest service takes.
+
+        413 past the byte cap; the neonate must be an active one of the caller's unit.
+        """
+        self.raise_if_upload_too_large(request)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        origin = {
+            "neonate": upload_neonate(request=request, mrn=data["neonate"]),
+            "captured_at": data.get("captured_at"),
+            "device": caller_device(request),
+            "uploaded_by": request.user,
+        }
+        return data, origin
+
+    @staticmethod
+    def upload_response(body: dict, *, created: bool) -> Response:
+        """202 for a new upload, 200 for a duplicate of a stored one; ``Location`` is the resource."""
+        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+        return Response(body, status=code, headers={"Location": body["url"]})
 
 
 def paginate(view: APIView, request, queryset, serializer_class):

@@ -7,16 +7,14 @@ import functools
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage import selectors, services
-from triage.apis.common import CappedUploadMixin, UnitScopedListApi, caller_device, upload_neonate
+from triage.apis.common import CappedUploadMixin, UnitScopedListApi
 from triage.models import Frame, Prediction
-from triage.permissions import (
-    IsClinicianOrDevice,
-)
+from triage.permissions import IsClinicianOrDevice
 
 
 class PredictionOutputSerializer(serializers.Serializer):
@@ -133,23 +131,13 @@ class FrameListCreateApi(CappedUploadMixin, UnitScopedListApi):
         },
     )
     def post(self, request):
-        self.raise_if_upload_too_large(request)
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        neonate = upload_neonate(request=request, mrn=serializer.validated_data["neonate"])
-        frame, created = services.frame_ingest(
-            neonate=neonate,
-            image_file=serializer.validated_data["image"],
-            captured_at=serializer.validated_data.get("captured_at"),
-            device=caller_device(request),
-            uploaded_by=request.user,
-        )
+        data, origin = self.upload_accept(request)
+        frame, created = services.frame_ingest(image_file=data["image"], **origin)
         if created:
             body = {**_queued_frame_representation(frame), "duplicate": False}
         else:
             body = {**FrameOutputSerializer(frame).data, "duplicate": True}
-        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
-        return Response(body, status=code, headers={"Location": body["url"]})
+        return self.upload_response(body, created=created)
 
 
 class FrameDetailApi(APIView):

@@ -11,10 +11,7 @@ from rest_framework.views import APIView
 from triage import selectors, services
 from triage.apis.common import UnitScopedListApi
 from triage.models import ModelVersion
-from triage.permissions import (
-    IsClinicianOrMLEngineer,
-    IsMLEngineer,
-)
+from triage.permissions import IsClinicianOrMLEngineer, IsMLEngineer
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer):

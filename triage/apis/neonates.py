@@ -9,9 +9,7 @@ from rest_framework.response import Response
 from triage import selectors, services
 from triage.apis.common import UnitScopedListApi
 from triage.models import Neonate, Unit
-from triage.permissions import (
-    IsClinician,
-)
+from triage.permissions import IsClinician
 
 
 class NeonateOutputSerializer(serializers.ModelSerializer):

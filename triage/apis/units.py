@@ -11,10 +11,7 @@ from rest_framework.views import APIView
 from triage import selectors, services
 from triage.apis.common import UnitScopedListApi
 from triage.models import Unit
-from triage.permissions import (
-    IsClinicianOrMLEngineer,
-    IsUnitAdmin,
-)
+from triage.permissions import IsClinicianOrMLEngineer, IsUnitAdmin
 
 
 class UnitSettingsOutputSerializer(serializers.Serializer):

@@ -31,12 +31,7 @@ from triage.services.ingest import (
     upload_read_capped,
 )
 from triage.services.neonates import neonate_create
-from triage.services.predictions import (
-    _saliency_image,
-    prediction_record,
-    prediction_route,
-    predictions_record,
-)
+from triage.services.predictions import _saliency_image, prediction_record, prediction_route, predictions_record
 from triage.services.registry import model_version_activate, model_version_can_manage, model_version_register
 from triage.services.sweeper import WAITING_FOR_MODEL, frames_sweep
 from triage.services.units import (

@@ -8,11 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import (
-    Alert,
-    Neonate,
-    Prediction,
-)
+from triage.models import Alert, Neonate, Prediction
 from triage.services.audit import audit_record
 from triage.services.units import unit_settings_get
 

@@ -8,11 +8,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from triage.models import (
-    AuditEvent,
-    Unit,
-    User,
-)
+from triage.models import AuditEvent, Unit, User
 
 logger = logging.getLogger(__name__)
 

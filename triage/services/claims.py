@@ -8,11 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import (
-    Frame,
-    ModelVersion,
-    Unit,
-)
+from triage.models import Frame, ModelVersion, Unit
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import (
-    Clip,
-    Neonate,
-    User,
-)
+from triage.models import Clip, Neonate, User
 from triage.services import enqueue
 from triage.services.ingest import frame_captured_at_check, frame_ingest, upload_read_capped
 

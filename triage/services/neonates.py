@@ -6,11 +6,7 @@ import logging
 
 from django.db import transaction
 
-from triage.models import (
-    Neonate,
-    Unit,
-    User,
-)
+from triage.models import Neonate, Unit, User
 from triage.services.audit import audit_record
 
 logger = logging.getLogger(__name__)

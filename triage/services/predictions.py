@@ -7,13 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import (
-    Alert,
-    Frame,
-    ModelVersion,
-    Prediction,
-    TriageCase,
-)
+from triage.models import Alert, Frame, ModelVersion, Prediction, TriageCase
 from triage.services.alerts import alert_raise
 from triage.services.claims import frames_fail
 from triage.services.units import unit_settings_get

@@ -8,11 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import (
-    ModelVersion,
-    Unit,
-    User,
-)
+from triage.models import ModelVersion, Unit, User
 from triage.services.audit import audit_record
 from triage.services.sweeper import WAITING_FOR_MODEL, frames_sweep
 

@@ -8,10 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from triage.models import (
-    Clip,
-    Frame,
-)
+from triage.models import Clip, Frame
 from triage.services import enqueue
 
 logger = logging.getLogger(__name__)

@@ -7,11 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
-from triage.models import (
-    Unit,
-    UnitSettings,
-    User,
-)
+from triage.models import Unit, UnitSettings, User
 from triage.services.audit import audit_record
 
 logger = logging.getLogger(__name__)

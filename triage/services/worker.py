@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from triage.models import (
-    Frame,
-    ModelVersion,
-)
+from triage.models import Frame, ModelVersion
 from triage.services.claims import frames_claim, frames_fail, frames_release
 from triage.services.predictions import predictions_record
 from triage.services.sweeper import WAITING_FOR_MODEL
