@@ -1,9 +1,10 @@
 """Publishing work to the Celery broker, by task name, after the writing transaction commits.
 
 The one place that enqueues. It never imports the tasks modules (they import the services), so the
-arrows run one way: ``triage.tasks`` -> ``triage.services``. A task registered in this process (always
-in a worker, and wherever ``triage.tasks`` was imported) is published through its own ``apply_async``;
-otherwise by name through ``send_task``, which routes it to the same queue (``CELERY_TASK_ROUTES``).
+arrows run one way: ``triage.tasks`` -> ``triage.services``. The task is looked up by name in the Celery
+app's registry; in a process that has not registered it yet (the web server), Celery's own
+autodiscovery registers the installed apps' tasks first. Publishing through the task's
+``apply_async`` keeps its routing (``CELERY_TASK_ROUTES``) and ``CELERY_TASK_ALWAYS_EAGER`` as before.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ BROKER_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 
 def task_publish(*, task_name: str, args: list) -> None:
     """Publish one message for ``task_name``; the broker's connection errors propagate."""
     task = current_app.tasks.get(task_name)
-    if task is not None:
-        task.apply_async(args=args, retry=True, retry_policy=BROKER_PUBLISH_RETRY)
-    else:
-        current_app.send_task(task_name, args=args, retry=True, retry_policy=BROKER_PUBLISH_RETRY)
+    if task is None:
+        current_app.loader.import_default_modules()  # runs app.autodiscover_tasks(): registers every tasks.py
+        task = current_app.tasks[task_name]
+    task.apply_async(args=args, retry=True, retry_policy=BROKER_PUBLISH_RETRY)
 
 
 def _ids_publish(*, task_name: str, ids: list[int], kind: str) -> int:
