@@ -171,3 +171,48 @@ def test_the_checks_see_the_arrows_they_are_meant_to_see():
     assert "triage.services.audit" in graph["triage.services"]  # the package re-exports its modules
     assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+#: Which app may import which (docs/architecture.md): inference <- triage <- annotations; the project
+#: package neopain_site (settings, root urls, the Celery app) sits on top and may import them all.
+APP_MAY_IMPORT = {
+    "inference": set(),
+    "triage": {"inference"},
+    "annotations": {"triage", "inference"},
+    "neopain_site": {"inference", "triage", "annotations"},
+}
+#: Inside an app: models <- selectors/services <- tasks/apis/views (and their url modules, the admin).
+LAYER_RANK = {
+    "models": 0,
+    "selectors": 1,
+    "services": 1,
+    "tasks": 2,
+    "apis": 2,
+    "views": 2,
+    "urls": 2,
+    "api_urls": 2,
+    "admin": 2,
+}
+
+
+def _layer(module: str) -> int | None:
+    """The layer of ``triage.services.audit`` is that of ``services``: the first named layer in its path."""
+    return next((LAYER_RANK[part] for part in module.split(".")[1:] if part in LAYER_RANK), None)
+
+
+def test_arrows_between_apps_and_layers_point_one_way():
+    graph = import_graph()
+    upward = sorted(
+        f"{source} -> {target}"
+        for source, targets in graph.items()
+        for target in targets
+        if (source_app := source.split(".")[0]) != (target_app := target.split(".")[0])
+        and target_app not in APP_MAY_IMPORT[source_app]
+        or (
+            (source_layer := _layer(source)) is not None
+            and (target_layer := _layer(target)) is not None
+            and source_layer < target_layer
+        )
+    )
+
+    assert upward == [], f"imports against the layers of docs/architecture.md: {upward}"
