@@ -37,6 +37,9 @@ class NipsAssessment(models.Model):
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["case", "nurse"], name="assessment_one_per_nurse_per_case")]
 
+    def __str__(self) -> str:
+        return f"NIPS {self.total} by {self.nurse_id} on case {self.case_id}"
+
     def items(self) -> dict[str, int | None]:
         return {name: getattr(self, name) for name in NIPS_ITEMS}
 
@@ -48,9 +51,6 @@ class NipsAssessment(models.Model):
     @staticmethod
     def pain_by_rule(total: int | None, rule_threshold: int) -> bool | None:
         return None if total is None else total >= rule_threshold
-
-    def __str__(self) -> str:
-        return f"NIPS {self.total} by {self.nurse_id} on case {self.case_id}"
 
 
 class FaceBoxCorrection(models.Model):
@@ -67,3 +67,6 @@ class FaceBoxCorrection(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Face box {self.pk} by {self.nurse_id} on frame {self.frame_id}"

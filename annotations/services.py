@@ -364,18 +364,3 @@ def alert_acknowledge(*, alert: Alert, actor: User, note: str = "", request=None
         request=request,
     )
     return alert
-
-
-_IMAGE_VIEW_DEDUPE = timedelta(minutes=5)
-
-
-def image_view_record(*, user: User, kind: str, obj, unit, request=None) -> None:
-    """Audit a read of patient images. Repeats by the same user of the same image within 5 min are one row
-    (a live page re-requesting a thumbnail is not a new look at the patient)."""
-    from triage.models import AuditEvent
-
-    action = f"{kind}.viewed"
-    since = timezone.now() - _IMAGE_VIEW_DEDUPE
-    if AuditEvent.objects.filter(action=action, actor=user, object_id=str(obj.pk), created_at__gte=since).exists():
-        return
-    audit_record(action=action, actor=user, unit=unit, obj=obj, request=request)

@@ -1,4 +1,9 @@
-"""Browser routes for nurse decisions (mounted at /annotations/)."""
+"""Browser routes built on nurse decisions.
+
+``urlpatterns``: the ``annotations`` namespace, mounted at /annotations/ (form posts, the export page).
+``ward_urlpatterns``: pages of the ``triage`` namespace (the dashboard is the root URL), mounted at /
+together with ``triage.urls`` by ``neopain_site.urls``.
+"""
 
 from django.urls import path
 
@@ -10,4 +15,16 @@ urlpatterns = [
     path("cases/<int:case_id>/assessment/", views.assessment_submit, name="assessment_create"),
     path("cases/<int:case_id>/face-box/", views.face_box_submit, name="facebox_create"),
     path("export/", views.export_page, name="export"),
+]
+
+ward_urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("cases/<int:pk>/", views.case_detail, name="case_detail"),
+    path("cases/<int:pk>/claim/", views.case_claim, name="case_claim"),
+    path("cases/<int:pk>/release/", views.case_release, name="case_release"),
+    path("alerts/", views.alerts, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", views.alert_acknowledge, name="alert_acknowledge"),
+    path("neonates/", views.neonates, name="neonates"),
+    path("neonates/<int:pk>/timeline/", views.neonate_timeline, name="neonate_timeline"),
+    path("unit/settings/", views.unit_settings, name="unit_settings"),
 ]

@@ -5,6 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from annotations.urls import ward_urlpatterns
+from triage import urls as triage_urls
 from triage.auth import NeoPainLoginView
 
 urlpatterns = [
@@ -21,7 +23,8 @@ urlpatterns = [
     path("api/v1/", include("triage.api_urls")),
     path("api/v1/", include("annotations.api_urls")),
     path("annotations/", include("annotations.urls")),
-    path("", include("triage.urls")),
+    # One ``triage`` namespace for the ward pages, whichever app serves them (see triage/urls.py).
+    path("", include((ward_urlpatterns + triage_urls.urlpatterns, triage_urls.app_name))),
 ]
 
 # Under /api/ even an unmatched path or a crash answers JSON with a ``detail``.

@@ -187,8 +187,8 @@ class Bench:
         return Round(mode, count, seconds, stages, cpu)
 
     def naive(self, count: int) -> Round:
-        from triage import services
         from triage.models import Frame
+        from triage.services import worker as services
 
         naive = NaivePipeline(self.pipeline, self.device)
         ids = self.queue(count)

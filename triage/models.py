@@ -19,7 +19,7 @@ def private_upload_name(prefix: str, suffix: str) -> str:
     return f"{prefix}/{now:%Y/%m/%d}/{uuid.uuid4().hex}{suffix}"
 
 
-def frame_upload_to(instance: "Frame", filename: str) -> str:
+def frame_upload_to(instance: Frame, filename: str) -> str:
     return private_upload_name("frames", instance.storage_suffix())
 
 
@@ -29,15 +29,15 @@ def _derived_image_suffix(filename: str) -> str:
     return f".{suffix}" if suffix in {"jpg", "png"} else ".png"
 
 
-def crop_upload_to(instance: "Prediction", filename: str) -> str:
+def crop_upload_to(instance: Prediction, filename: str) -> str:
     return private_upload_name("crops", _derived_image_suffix(filename))
 
 
-def saliency_upload_to(instance: "Prediction", filename: str) -> str:
+def saliency_upload_to(instance: Prediction, filename: str) -> str:
     return private_upload_name("saliency", _derived_image_suffix(filename))
 
 
-def clip_upload_to(instance: "Clip", filename: str) -> str:
+def clip_upload_to(instance: Clip, filename: str) -> str:
     return private_upload_name("clips", instance.storage_suffix())
 
 
@@ -183,6 +183,9 @@ class Clip(models.Model):
     reason = models.TextField(blank=True)
     keyframe_count = models.PositiveIntegerField(default=0)
 
+    def __str__(self) -> str:
+        return f"Clip {self.pk} of {self.neonate_id} [{self.status}]"
+
     def storage_suffix(self) -> str:
         return self.extension
 
@@ -224,11 +227,11 @@ class Frame(models.Model):
 
     FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif", "MPO": ".jpg"}
 
-    def storage_suffix(self) -> str:
-        return self.FORMAT_SUFFIX.get(self.image_format.upper(), ".img")
-
     def __str__(self) -> str:
         return f"Frame {self.pk} of {self.neonate_id} [{self.status}]"
+
+    def storage_suffix(self) -> str:
+        return self.FORMAT_SUFFIX.get(self.image_format.upper(), ".img")
 
 
 class ModelVersion(models.Model):
@@ -318,6 +321,9 @@ class Prediction(models.Model):
         constraints = [models.UniqueConstraint(fields=["frame", "model_version"], name="prediction_unique_per_frame_model")]
         indexes = [models.Index(fields=["created_at"])]
 
+    def __str__(self) -> str:
+        return f"Prediction {self.pk} of frame {self.frame_id}: {self.label} ({self.routed_to})"
+
     @property
     def box(self) -> list[int]:
         return [self.box_x, self.box_y, self.box_w, self.box_h]
@@ -357,12 +363,12 @@ class TriageCase(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"Case {self.pk} [{self.status}]"
+
     def claim_is_live(self, now=None) -> bool:
         now = now or timezone.now()
         return bool(self.claimed_by_id and self.claim_expires_at and self.claim_expires_at > now)
-
-    def __str__(self) -> str:
-        return f"Case {self.pk} [{self.status}]"
 
 
 class Alert(models.Model):
@@ -390,6 +396,9 @@ class Alert(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["unit", "acknowledged_at", "-created_at"]), models.Index(fields=["neonate", "-last_event_at"])]
 
+    def __str__(self) -> str:
+        return f"Alert {self.pk} for {self.neonate_id} ({self.source})"
+
     def in_cooldown(self, at, cooldown: timedelta) -> bool:
         return at - self.last_event_at < cooldown
 
@@ -414,8 +423,6 @@ class AppendOnlyQuerySet(models.QuerySet):
 class AuditEvent(models.Model):
     """Append-only record of who did what. A database trigger enforces it; the ORM refuses too."""
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # No FK constraints: deleting a user or unit must never rewrite history.
     actor = models.ForeignKey(
@@ -430,12 +437,17 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["unit", "-created_at"])]
 
     class AppendOnly(Exception):
         pass
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action}"
 
     def save(self, *args, **kwargs):
         if self.pk is not None and not kwargs.get("force_insert"):
@@ -445,9 +457,6 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditEvent.AppendOnly("Audit events cannot be deleted.")
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username} {self.action}"
 
 
 def _sync_role_group(sender, instance: User, **kwargs) -> None:

@@ -1,4 +1,9 @@
-"""Browser UI routes. The dashboard (the nurse queue) is the root URL."""
+"""Browser routes of the ``triage`` namespace that need only triage: the audit log and patient images.
+
+The rest of the namespace (the dashboard at the root URL, cases, alerts, neonates, unit settings) is
+served by :mod:`annotations.views` and listed in :data:`annotations.urls.ward_urlpatterns`;
+``neopain_site.urls`` mounts both lists as one ``triage`` namespace, so every URL name is unchanged.
+"""
 
 from django.urls import path
 
@@ -7,15 +12,6 @@ from triage import views
 app_name = "triage"
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("cases/<int:pk>/", views.case_detail, name="case_detail"),
-    path("cases/<int:pk>/claim/", views.case_claim, name="case_claim"),
-    path("cases/<int:pk>/release/", views.case_release, name="case_release"),
-    path("alerts/", views.alerts, name="alerts"),
-    path("alerts/<int:pk>/acknowledge/", views.alert_acknowledge, name="alert_acknowledge"),
-    path("neonates/", views.neonates, name="neonates"),
-    path("neonates/<int:pk>/timeline/", views.neonate_timeline, name="neonate_timeline"),
-    path("unit/settings/", views.unit_settings, name="unit_settings"),
     path("audit/", views.audit_log, name="audit_log"),
     # Patient images: never a public media URL; authorised, audited, not cached.
     path("frames/<int:pk>/image", views.frame_image, name="frame_image"),

@@ -253,7 +253,7 @@ def test_a_long_queue_shows_the_total_and_the_next_page_by_keyboard(
     live_server, new_page, screenshot, unit, nurse, password
 ):
     """More cases than a page: the total waiting is on screen and the rest are one link away."""
-    from triage.views import QUEUE_LIMIT
+    from annotations.views import QUEUE_LIMIT
 
     model = ModelVersionFactory(name="painnet", version="2.1", unit=None)
     babies = [NeonateFactory(mrn=f"MRN-30{i:02d}", bed=str(i + 1), unit=unit) for i in range(6)]

@@ -27,7 +27,7 @@ def main() -> None:
     # What a real worker's model preload imports, imported here before the pool forks: a time limit
     # must interrupt the batch, not the first import of torch (a half-imported module stays broken).
     import inference.bundle  # noqa: F401
-    from triage import services
+    from triage.services import worker as services
 
     services._pipeline_for = lambda **kwargs: (HangingPipeline(), "retinaface")
     from celery.bin.celery import main as celery_main

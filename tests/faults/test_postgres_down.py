@@ -24,6 +24,7 @@ from tests.faults.test_redis_down import wait_until_processed
 from tests.hardening.conftest import media_files
 from triage import services
 from triage.models import Frame, Prediction, TriageCase
+from triage.services import predictions
 
 LEAKS = (
     "Traceback",
@@ -164,7 +165,7 @@ def test_a_prediction_that_cannot_be_written_leaves_no_crop_behind(
     # The batch writes its cases in one statement; a lone frame (the fallback) creates its own.
     monkeypatch.setattr(TriageCase.objects, "bulk_create", fail)
     monkeypatch.setattr(TriageCase, "save", fail)
-    monkeypatch.setattr(services, "alert_raise", fail)
+    monkeypatch.setattr(predictions, "alert_raise", fail)
 
     with pytest.raises(services.FramesRetry):
         services.frames_process(frame_ids=[frame.pk])

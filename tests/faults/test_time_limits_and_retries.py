@@ -16,6 +16,7 @@ from tests.faults import harness
 from tests.faults.agent import face_images
 from triage import services
 from triage.models import Frame
+from triage.services import worker
 from triage.tasks import RETRY_OPTIONS, frame_process
 
 SOFT_LIMIT_SECONDS = 3
@@ -69,7 +70,7 @@ def failing_database(monkeypatch, settings):
     def fail(**kwargs):
         raise OperationalError("could not connect to server: Connection refused")
 
-    monkeypatch.setattr(services, "_frames_score_batch", fail)
+    monkeypatch.setattr(worker, "_frames_score_batch", fail)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from annotations.views import QUEUE_LIMIT
 from tests.factories import (
     FrameFactory,
     ModelVersionFactory,
@@ -28,7 +29,6 @@ from tests.factories import (
     png_bytes,
 )
 from triage.models import Role, TriageCase
-from triage.views import QUEUE_LIMIT
 
 pytestmark = pytest.mark.django_db
 

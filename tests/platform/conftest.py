@@ -88,7 +88,7 @@ def fake_pipeline(monkeypatch, settings):
     """Replace model loading with :class:`FakePipeline` (routing tests need exact probabilities)."""
     settings.NEOPAIN_SALIENCY = False
     pipeline = FakePipeline()
-    monkeypatch.setattr("triage.services._pipeline_for", lambda **kwargs: (pipeline, "retinaface"))
+    monkeypatch.setattr("triage.services.worker._pipeline_for", lambda **kwargs: (pipeline, "retinaface"))
     return pipeline
 
 

@@ -145,10 +145,10 @@ def test_activate_model_explains_an_unknown_id(db):
 
 
 def test_sweep_frames_requeues_stuck_frames(neonate, monkeypatch):
-    from triage import services
+    from triage.services import enqueue
 
     published = []
-    monkeypatch.setattr(services, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
+    monkeypatch.setattr(enqueue, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
     frame = FrameFactory(neonate=neonate, status="processing")
     Frame.objects.filter(pk=frame.pk).update(status_changed_at=timezone.now() - timedelta(hours=1))
 

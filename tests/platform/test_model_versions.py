@@ -11,6 +11,7 @@ from tests.factories import FrameFactory, ModelVersionFactory
 from tests.platform.conftest import astronaut_jpeg
 from triage import services
 from triage.models import AuditEvent, Frame, ModelVersion, Prediction
+from triage.services import enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -179,7 +180,7 @@ def test_frames_waiting_for_a_model_are_published_on_activation(
     bundle_copy, neonate, fake_pipeline, monkeypatch, django_capture_on_commit_callbacks
 ):
     published = []
-    monkeypatch.setattr(services, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
+    monkeypatch.setattr(enqueue, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
     frame = FrameFactory(neonate=neonate, status="queued")
     services.frames_process(frame_ids=[frame.pk])
     assert Frame.objects.get(pk=frame.pk).reason.startswith("waiting")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from tests.factories import FrameFactory, ModelVersionFactory, NeonateFactory, PredictionFactory, png_bytes
 from triage import services
 from triage.models import Alert, Frame, Prediction, TriageCase, UnitSettings
+from triage.services import enqueue
 
 pytestmark = pytest.mark.django_db
 
@@ -329,7 +330,7 @@ def test_the_task_drops_a_message_for_a_deleted_frame(db):
 
 def test_the_sweeper_requeues_stuck_frames_and_publishes_them(neonate, monkeypatch, settings):
     published = []
-    monkeypatch.setattr(services, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
+    monkeypatch.setattr(enqueue, "frames_enqueue", lambda *, frame_ids: published.extend(frame_ids) or len(frame_ids))
     old = timezone.now() - timedelta(seconds=settings.NEOPAIN_STUCK_FRAME_SECONDS + 1)
     stuck_processing, _ = queued_frame(neonate, seed=1)
     stuck_queued, _ = queued_frame(neonate, seed=2)

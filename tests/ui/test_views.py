@@ -134,7 +134,7 @@ def queue_ids(page: str) -> list[int]:
 def test_a_long_queue_shows_the_total_and_pages_through_every_case_most_uncertain_first(
     browser_for, nurse, second_nurse, neonate, model, settings
 ):
-    from triage.views import QUEUE_LIMIT
+    from annotations.views import QUEUE_LIMIT
 
     cases = [
         make_case(neonate=neonate, model=model, p_pain=0.5 + (i % 7) / 100, crop=False) for i in range(QUEUE_LIMIT + 7)
@@ -170,7 +170,7 @@ def test_a_long_queue_shows_the_total_and_pages_through_every_case_most_uncertai
 def test_the_poll_sees_a_case_arriving_beyond_the_first_page(browser_for, nurse, neonate, model):
     import re
 
-    from triage.views import QUEUE_LIMIT
+    from annotations.views import QUEUE_LIMIT
 
     for _ in range(QUEUE_LIMIT):
         make_case(neonate=neonate, model=model, p_pain=0.5, crop=False)

@@ -1,0 +1,176 @@
+"""The case page and the nurse's decisions on it: claim, release, NIPS assessment, face-box correction."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from annotations import selectors, services
+from annotations.models import NIPS_ITEMS
+from triage.models import Role, TriageCase
+from triage.services import unit_settings_get
+from triage.views.access import CLINICAL, role_required
+
+NIPS_CHOICES: list[tuple[str, str, list[tuple[int, str]]]] = [
+    ("face", "Facial expression", [(0, "Relaxed muscles"), (1, "Grimace")]),
+    ("cry", "Cry", [(0, "No cry"), (1, "Whimper"), (2, "Vigorous cry")]),
+    ("breathing", "Breathing patterns", [(0, "Relaxed"), (1, "Change in breathing")]),
+    ("arms", "Arms", [(0, "Relaxed / restrained"), (1, "Flexed / extended")]),
+    ("legs", "Legs", [(0, "Relaxed / restrained"), (1, "Flexed / extended")]),
+    ("arousal", "State of arousal", [(0, "Sleeping / awake"), (1, "Fussy")]),
+]
+assert [name for name, _, _ in NIPS_CHOICES] == list(NIPS_ITEMS)
+
+
+def case_context(request, case: TriageCase, *, form_values=None, form_errors=None, box_errors=None) -> dict:
+    user = request.user
+    now = timezone.now()
+    rules = unit_settings_get(unit=case.unit)
+    previous, following = selectors.case_neighbours(user=user, case=case)
+    held_live = case.claim_is_live(now)
+    held_by_me = held_live and case.claimed_by_id == user.pk
+    already_scored = any(a.nurse_id == user.pk for a in case.assessments.all())
+    decided = case.status == TriageCase.Status.DECIDED
+    is_nurse = user.is_nurse
+    prediction = case.prediction
+    visible = selectors.assessments_visible(user=user, case=case)
+    values = form_values or {}
+    items = [
+        {
+            "name": name,
+            "label": label,
+            "max": NIPS_ITEMS[name],
+            "choices": [
+                {"value": value, "text": text, "checked": str(values.get(name, "")) == str(value)}
+                for value, text in choices
+            ],
+            "errors": (form_errors or {}).get(name, []),
+        }
+        for name, label, choices in NIPS_CHOICES
+    ]
+    return {
+        "case": case,
+        "prediction": prediction,
+        "frame": prediction.frame,
+        "neonate": case.neonate,
+        "rules": rules,
+        "previous_case": previous,
+        "next_case": following,
+        "held_live": held_live,
+        "held_by_me": held_by_me,
+        "held_by_other": held_live and not held_by_me,
+        "already_scored": already_scored,
+        "decided": decided,
+        "can_claim": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
+        "form_enabled": is_nurse and held_by_me and not decided and not already_scored,
+        "visible_assessments": visible,
+        "hidden_assessments": len(case.assessments.all()) - len(visible),
+        "items": items,
+        "form_values": values,
+        "form_errors": form_errors or {},
+        "box_errors": box_errors or {},
+        "auto_pain_above": prediction.threshold,
+        "auto_nonpain_below": round(1 - prediction.threshold, 4),
+        "unit_threshold": rules.threshold,
+    }
+
+
+@role_required(*CLINICAL)
+def case_detail(request, pk: int):
+    case = selectors.case_get(user=request.user, pk=pk)
+    return render(request, "triage/case_detail.html", case_context(request, case))
+
+
+@require_POST
+@role_required(Role.NURSE)
+def case_claim(request, pk: int):
+    case = selectors.case_get(user=request.user, pk=pk)
+    try:
+        services.case_claim(case=case, nurse=request.user, request=request)
+    except services.CaseConflict as exc:
+        messages.error(request, f"Not claimed: {exc.message}")
+    # No #fragment: a fragment target makes browsers skip autofocus on the first NIPS item.
+    return redirect("triage:case_detail", pk=case.pk)
+
+
+@require_POST
+@role_required(*CLINICAL)
+def case_release(request, pk: int):
+    case = selectors.case_get(user=request.user, pk=pk)
+    try:
+        services.case_release(case=case, nurse=request.user, request=request)
+        messages.info(request, f"Case {case.pk} is back in the queue.")
+    except services.CaseConflict as exc:
+        messages.error(request, exc.message)
+        return redirect("triage:case_detail", pk=case.pk)
+    return redirect("triage:dashboard")
+
+
+
+@require_POST
+@role_required(Role.NURSE)
+def assessment_submit(request, case_id: int):
+    case = selectors.case_get(user=request.user, pk=case_id)
+    post = request.POST
+    values = {name: post.get(name, "") for name in NIPS_ITEMS}
+    values.update(
+        note=post.get("note", ""),
+        intubated=post.get("intubated") == "on",
+        unable_to_assess=post.get("unable_to_assess") == "on",
+        unable_reason=post.get("unable_reason", ""),
+    )
+    try:
+        assessment = services.assessment_create(
+            case=case,
+            nurse=request.user,
+            items={name: values[name] for name in NIPS_ITEMS},
+            note=values["note"],
+            intubated=values["intubated"],
+            unable_to_assess=values["unable_to_assess"],
+            unable_reason=values["unable_reason"],
+            request=request,
+        )
+    except ValidationError as exc:
+        context = case_context(request, case, form_values=values, form_errors=exc.message_dict)
+        return render(request, "triage/case_detail.html", context, status=400)
+    except services.CaseConflict as exc:
+        messages.error(request, f"Not saved: {exc.message}")
+        return redirect("triage:case_detail", pk=case.pk)
+    if assessment.unable_to_assess:
+        verdict = "unable to assess"
+    else:
+        verdict = f"NIPS {assessment.total} — {'PAIN' if assessment.pain else 'no pain'} by rule {assessment.rule}"
+    tail = ""
+    if assessment.pain:
+        tail = " The pain team has been alerted."
+    elif assessment.case.status != "decided":
+        tail = " A second nurse will score it blind."
+    messages.success(request, f"Case {case.pk} saved: {verdict}.{tail}")
+    return redirect("triage:dashboard")
+
+
+@require_POST
+@role_required(*CLINICAL)
+def face_box_submit(request, case_id: int):
+    case = selectors.case_get(user=request.user, pk=case_id)
+    post = request.POST
+    try:
+        services.face_box_correction_create(
+            frame=case.prediction.frame,
+            nurse=request.user,
+            x=post.get("x"),
+            y=post.get("y"),
+            w=post.get("w"),
+            h=post.get("h"),
+            no_face=post.get("no_face") == "on",
+            request=request,
+        )
+    except ValidationError as exc:
+        context = case_context(request, case, box_errors=exc.message_dict)
+        return render(request, "triage/case_detail.html", context, status=400)
+    messages.success(request, "Face box correction saved. It will be used to retrain the face detector.")
+    return redirect(reverse("triage:case_detail", args=[case.pk]))
