@@ -384,7 +384,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
     parser.add_argument("--profile", action="store_true", help="cProfile one worker round per model")
     parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="modes to run (default all; the GPU run uses worker,worker-nosaliency: model-only and naive time the CPU detector)",
+    )
+    parser.add_argument("--batch-max", type=int, default=None, help="NEOPAIN_BATCH_MAX for the site (frames per claim)")
     args = parser.parse_args(argv)
+    modes = set(args.modes.split(","))
+    unknown = modes - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    if args.batch_max:
+        os.environ["NEOPAIN_BATCH_MAX"] = str(args.batch_max)
     count = args.frames or (16 if args.quick else 32)
     repeats = args.repeats or (3 if args.quick else 5)
 
@@ -422,20 +434,25 @@ def main(argv: list[str] | None = None) -> int:
                 if split_runtime:
                     bench.worker(8, saliency=True, runtime="torch")
                 print(f"#   classifier trunk on {bench.pipeline.model.runtime}", flush=True)
-                bench.naive(4)
+                if "naive" in modes:
+                    bench.naive(4)
+                plan = [
+                    ("model-only", lambda: bench.model_only(count)),
+                    ("worker", lambda: bench.worker(count, saliency=True)),
+                    ("worker-nosaliency", lambda: bench.worker(count, saliency=False)),
+                    *(
+                        [
+                            ("model-only-torch", lambda: bench.model_only(count, runtime="torch")),
+                            ("worker-torch", lambda: bench.worker(count, saliency=True, runtime="torch")),
+                        ]
+                        if split_runtime
+                        else []
+                    ),
+                    ("naive", lambda: bench.naive(count)),
+                ]
                 rounds: list[dict[str, Round]] = []
                 for repeat in range(repeats):
-                    runs = [
-                        bench.model_only(count),
-                        bench.worker(count, saliency=True),
-                        bench.worker(count, saliency=False),
-                        *(
-                            [bench.model_only(count, runtime="torch"), bench.worker(count, saliency=True, runtime="torch")]
-                            if split_runtime
-                            else []
-                        ),
-                        bench.naive(count),
-                    ]
+                    runs = [run() for mode, run in plan if mode in modes]
                     rounds.append({run.mode: run for run in runs})
                     print(f"#   round {repeat + 1}: " + ", ".join(f"{r.mode} {r.fps:.1f}" for r in runs), flush=True)
                 # The machine is shared: its load moves from second to second. Ratios are taken
@@ -454,10 +471,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 ratios = {}
                 for mode in ("worker", "worker-nosaliency", "worker-torch"):
-                    if mode not in rounds[0]:
-                        continue
                     # worker-torch against model-only-torch: the same runtime on both sides of the ratio.
                     base = "model-only-torch" if mode == "worker-torch" else "model-only"
+                    if mode not in rounds[0] or base not in rounds[0] or "naive" not in rounds[0]:
+                        continue
                     of_model = statistics.median(r[mode].fps / r[base].fps for r in rounds)
                     of_naive = statistics.median(r[mode].fps / r["naive"].fps for r in rounds)
                     ratios[mode] = (of_model, of_naive)
@@ -468,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"(medians of per-round ratios); by CPU time {cpu_of_model:5.1%} and {cpu_of_naive:4.1f}x"
                     )
                 headline[label] = (summary, ratios, bench.pipeline.model.runtime)
-                if bench.pipeline.model.device.type == "cuda":
-                    gpu_precision(bench, count * 4)
+                if bench.pipeline.model.device.type == "cuda" and "model-only" in modes:
+                    gpu_precision(bench, count * 4)  # scripts/bench_gpu.py measures bf16 on the GPU path
                 if args.profile:
                     path = folder.parent / f"neopain-bench-worker-{label}.prof"
                     bench.worker(count, saliency=True, profile=path)
@@ -496,9 +513,15 @@ def main(argv: list[str] | None = None) -> int:
         print("# goal 5 (GPU, >= 1,000 frames/s one worker): GPU not available on this machine: not measured")
     label = "bootstrap-fer-proxy" if "bootstrap-fer-proxy" in headline else next(iter(headline))
     summary, ratios, _runtime = headline[label]
+    nan = float("nan")
+
+    def fps(mode: str) -> float:
+        return summary[mode].fps if mode in summary else nan
+
+    of_model, of_naive = ratios.get("worker", (nan, nan))
     print(
-        f"bench_worker: worker_fps={summary['worker'].fps:.2f} model_fps={summary['model-only'].fps:.2f} "
-        f"ratio={ratios['worker'][0]:.2f} naive_fps={summary['naive'].fps:.2f} speedup={ratios['worker'][1]:.2f}"
+        f"bench_worker: worker_fps={fps('worker'):.2f} model_fps={fps('model-only'):.2f} "
+        f"ratio={of_model:.2f} naive_fps={fps('naive'):.2f} speedup={of_naive:.2f}"
     )
     return 0
 

@@ -1,0 +1,279 @@
+#!/usr/bin/env python
+"""The GPU engine, stage by stage (issue 19): decode -> detect -> crop -> classify, and end to end.
+
+For the bootstrap FER proxy and a PainNet mobilenet_v2, at each batch size (default 32, 128, 512),
+on ``--device`` (default CUDA when present), frames/s of
+
+* ``decode``: :func:`inference.tensor_ops.decode_frames` (header checks + hash on the CPU, JPEG on
+  the device: nvJPEG on CUDA);
+* ``detect``: RetinaFace on PyTorch over the decoded tensors (:meth:`detect_tensors`);
+* ``crop``: face choice + ``roi_align`` crop and letterbox;
+* ``classify``: normalisation + the classifier's forward pass (bf16 autocast on CUDA);
+* ``engine``: :meth:`TensorPipeline.run_stream` over the frames in batches of that size, the next
+  batch decoded in a thread while the current one is scored (saliency maps off, as ``engine``;
+  ``engine+gradcam`` with them, at the middle batch size);
+
+plus the largest p(pain) difference between fp32 and bf16 on the same crops. Every stage is guarded:
+an error or the ``--budget`` running out prints a line and the rest still runs. Figures go to
+``--json`` (default ``$OUT/bench_gpu.json`` when ``$OUT`` is set). ``--summary LOG`` prints the
+one-line summary of scripts/bench_gpu.sh from that JSON and bench_worker's last line in LOG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import benchkit
+
+ENGINE_GOAL = 3000.0
+WORKER_GOAL = 1000.0
+
+
+class Budget:
+    """Wall-clock budget for the whole run: stages are skipped, not started, once it is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def guarded(figures: dict, key: str, budget: Budget, work: Callable[[], object]) -> object:
+    """Run one stage; its error (or a spent budget) is printed and recorded, never raised."""
+    if budget.left() <= 0:
+        print(f"# {key}: skipped, time budget spent", flush=True)
+        figures.setdefault("skipped", []).append(key)
+        return None
+    try:
+        return work()
+    except Exception as exc:  # one stage's failure must not cost the other figures
+        print(f"# {key}: FAILED {type(exc).__name__}: {exc}", flush=True)
+        traceback.print_exc(limit=4)
+        figures.setdefault("errors", {})[key] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(device, work: Callable[[], object]) -> tuple[float, object]:
+    sync(device)
+    start = time.perf_counter()
+    result = work()
+    sync(device)
+    return time.perf_counter() - start, result
+
+
+def stage_figures(pipeline, frames: list[bytes], batch: int, figures: dict, budget: Budget, label: str) -> None:
+    """Per-stage frames/s at ``batch`` frames per call over ``frames``, recorded under ``figures[label][batch]``."""
+    from inference.faces import select_face
+    from inference.tensor_ops import crop_letterbox, decode_frames
+
+    device, model, detector = pipeline.device, pipeline.model, pipeline.detector
+    batches = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+    total = len(batches) * batch
+    row = figures.setdefault(label, {}).setdefault(str(batch), {})
+    caps = {"max_pixels": pipeline.max_pixels, "max_bytes": pipeline.max_bytes}
+    decode_frames(batches[0], device, **caps)  # warm-up (nvJPEG handles, allocator)
+
+    seconds, decoded = timed(device, lambda: [decode_frames(b, device, **caps) for b in batches])
+    row["decode"] = total / seconds
+    tensors = [[f.tensor for f in chunk if f.tensor is not None] for chunk in decoded]
+    detector.detect_tensors(tensors[0])
+    seconds, found = timed(device, lambda: [detector.detect_tensors(t) for t in tensors])
+    row["detect"] = total / seconds
+    size, fill = int(model.spec["size"]), model.spec["fill"]
+
+    def crop_all() -> list:
+        out = []
+        for chunk, boxes in zip(tensors, found):
+            faces = [select_face(b, (int(t.shape[-1]), int(t.shape[-2])), pipeline.margin) for t, b in zip(chunk, boxes)]
+            keep = [i for i, face in enumerate(faces) if face is not None]
+            if keep:
+                out.append(crop_letterbox([chunk[i] for i in keep], [faces[i].as_tuple() for i in keep], size, fill))
+        return out
+
+    crop_all()
+    seconds, crops = timed(device, crop_all)
+    row["crop"] = total / seconds
+    faces = sum(int(c.shape[0]) for c in crops)
+    row["faces"] = faces
+    pipeline.classify_letterboxed(crops[0])
+    seconds, _ = timed(device, lambda: [pipeline.classify_letterboxed(c) for c in crops])
+    row["classify"] = faces / seconds if seconds > 0 else float("nan")
+    row["sum_of_stages"] = 1.0 / sum(1.0 / row[k] for k in ("decode", "detect", "crop", "classify"))
+    print(
+        f"{label:<22} batch {batch:>4}: decode {row['decode']:8.0f}  detect {row['detect']:8.0f}  crop {row['crop']:8.0f}  "
+        f"classify {row['classify']:8.0f} frames/s ({faces} faces of {total} frames)",
+        flush=True,
+    )
+
+
+def engine_figures(pipeline, frames: list[bytes], batch: int, figures: dict, label: str, *, saliency: bool) -> None:
+    """End to end through :meth:`run_stream` (prefetching), batches of ``batch``."""
+    batches = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+    total = len(batches) * batch
+    pipeline.saliency = saliency
+    try:
+        for _ in pipeline.run_stream(batches[:1]):
+            pass  # warm-up
+        seconds, outcomes = timed(pipeline.device, lambda: [o for out in pipeline.run_stream(batches) for o in out])
+    finally:
+        pipeline.saliency = False
+    key = "engine+gradcam" if saliency else "engine"
+    ok = sum(1 for o in outcomes if o.status == "ok")
+    figures.setdefault(label, {}).setdefault(str(batch), {})[key] = total / seconds
+    print(f"{label:<22} batch {batch:>4}: {key:<15} {total / seconds:8.0f} frames/s ({ok} of {total} ok)", flush=True)
+
+
+def precision_figures(pipeline, frames: list[bytes], figures: dict, label: str) -> None:
+    """fp32 vs bf16 autocast on the same letterboxed crops: largest p(pain) difference and label flips."""
+    import torch
+
+    from inference.faces import select_face
+    from inference.tensor_ops import crop_letterbox, decode_frames
+
+    device, model = pipeline.device, pipeline.model
+    decoded = [f.tensor for f in decode_frames(frames, device, max_pixels=pipeline.max_pixels, max_bytes=pipeline.max_bytes)]
+    found = pipeline.detector.detect_tensors(decoded)
+    faces = [select_face(b, (int(t.shape[-1]), int(t.shape[-2])), pipeline.margin) for t, b in zip(decoded, found)]
+    keep = [i for i, f in enumerate(faces) if f is not None]
+    crops = crop_letterbox([decoded[i] for i in keep], [faces[i].as_tuple() for i in keep], int(model.spec["size"]), model.spec["fill"])
+    saved = pipeline.precision
+    results = {}
+    try:
+        for precision in ("fp32", "bf16"):
+            pipeline.precision = precision
+            pipeline.classify_letterboxed(crops)
+            seconds, probs = timed(device, lambda: pipeline.classify_letterboxed(crops))
+            results[precision] = (len(keep) / seconds, probs[:, model.pain_index])
+    finally:
+        pipeline.precision = saved
+    drift = float((results["fp32"][1] - results["bf16"][1]).abs().max())
+    flips = int(((results["fp32"][1] >= 0.5) != (results["bf16"][1] >= 0.5)).sum())
+    figures.setdefault(label, {})["precision"] = {
+        "fp32_fps": results["fp32"][0],
+        "bf16_fps": results["bf16"][0],
+        "max_abs_p_pain_diff": drift,
+        "label_flips": flips,
+        "crops": len(keep),
+        "within_0.005": drift <= 0.005,
+    }
+    print(
+        f"{label:<22} classifier fp32 {results['fp32'][0]:.0f} vs bf16 {results['bf16'][0]:.0f} crops/s; "
+        f"max |p(pain) fp32 - bf16| {drift:.4f} ({'within' if drift <= 0.005 else 'OVER'} 0.005), "
+        f"{flips} of {len(keep)} labels flip; autocast on {device.type}: {torch.get_autocast_dtype(device.type)}",
+        flush=True,
+    )
+
+
+def summary(json_path: Path, worker_log: Path | None) -> str:
+    """The one line bench_gpu.sh ends with."""
+    figures = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    engine = {}
+    for label in ("bootstrap-fer-proxy", "painnet-mobilenet_v2"):
+        rows = figures.get(label, {})
+        values = [row.get("engine", 0.0) for key, row in rows.items() if key.isdigit()]
+        engine[label] = max(values) if values else float("nan")
+    worker = float("nan")
+    if worker_log and worker_log.is_file():
+        for line in worker_log.read_text(errors="replace").splitlines():
+            if line.startswith("bench_worker:"):
+                for part in line.split():
+                    if part.startswith("worker_fps="):
+                        worker = float(part.split("=", 1)[1])
+    drift = max((figures.get(k, {}).get("precision", {}).get("max_abs_p_pain_diff", float("nan")) for k in engine), default=float("nan"))
+    engine_min = min(engine.values())
+    return (
+        f"bench_gpu: device={figures.get('device', '?')} engine_fps_bootstrap={engine['bootstrap-fer-proxy']:.0f} "
+        f"engine_fps_painnet={engine['painnet-mobilenet_v2']:.0f} worker_fps={worker:.0f} bf16_max_dp={drift:.4f} "
+        f"engine_goal_{ENGINE_GOAL:.0f}={'met' if engine_min >= ENGINE_GOAL else 'NOT met'} "
+        f"worker_goal_{WORKER_GOAL:.0f}={'met' if worker >= WORKER_GOAL else 'NOT met'} "
+        f"errors={len(figures.get('errors', {}))} skipped={len(figures.get('skipped', []))}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--batch-sizes", default="32,128,512")
+    parser.add_argument("--frames", type=int, default=2048, help="frames per stage measurement (distinct JPEGs)")
+    parser.add_argument("--models", default="bootstrap-fer-proxy,painnet-mobilenet_v2")
+    parser.add_argument("--budget", type=float, default=200.0, help="seconds; later stages are skipped past it")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--summary", metavar="WORKER_LOG", default=None, help="print the summary line and exit")
+    args = parser.parse_args(argv)
+    out = os.environ.get("OUT")
+    json_path = Path(args.json or (Path(out) / "bench_gpu.json" if out else "bench_gpu.json"))
+    if args.summary is not None:
+        print(summary(json_path, Path(args.summary) if args.summary else None))
+        return 0
+    budget = Budget(args.budget)
+    import torch
+
+    from inference.detect import get_detector
+    from inference.pipeline import TensorPipeline
+    from inference.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    figures: dict = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "machine": benchkit.machine_line(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    print(f"# machine: {figures['machine']}\n# {benchkit.gpu_line()}\n# torch {torch.__version__}", flush=True)
+    sizes = [int(v) for v in args.batch_sizes.split(",")]
+    frames = benchkit.unique_frames(max(args.frames, max(sizes)), prefix="gpu")
+
+    def save() -> None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(figures, indent=1, default=str))
+
+    with benchkit.temp_dir("neopain-bench-gpu-") as folder:
+        bundles = benchkit.timing_bundles(folder)
+        detector = guarded(figures, "detector", budget, lambda: get_detector("retinaface", device=str(device), runtime="torch"))
+        for label in args.models.split(","):
+            if detector is None:
+                break
+
+            def build(label=label):
+                from inference.bundle import load_bundle
+
+                return TensorPipeline(load_bundle(bundles[label], device=device, max_batch=max(sizes)), detector)
+
+            pipeline = guarded(figures, f"{label} load", budget, build)
+            if pipeline is None:
+                continue
+            figures.setdefault(label, {})["precision_default"] = pipeline.precision
+            for batch in sizes:
+                guarded(figures, f"{label} stages {batch}", budget, lambda b=batch: stage_figures(pipeline, frames, b, figures, budget, label))
+                guarded(figures, f"{label} engine {batch}", budget, lambda b=batch: engine_figures(pipeline, frames, b, figures, label, saliency=False))
+                save()
+            middle = sizes[len(sizes) // 2]
+            guarded(figures, f"{label} engine+gradcam", budget, lambda: engine_figures(pipeline, frames[: max(middle * 2, len(frames) // 4)], middle, figures, label, saliency=True))
+            guarded(figures, f"{label} precision", budget, lambda: precision_figures(pipeline, frames[:512], figures, label))
+            save()
+    figures["seconds"] = args.budget - budget.left()
+    save()
+    print(f"# figures in {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
