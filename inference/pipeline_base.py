@@ -47,6 +47,8 @@ class _Work:
     reason: str = ""
     face: FaceBox | None = None
     crop: Image.Image | None = None
+    #: The crop as JPEG bytes when the stage that cut it also encoded it (GPU path), else ``None``.
+    crop_jpeg: bytes | None = None
     p_pain: float | None = None
     saliency_map: Any = None
 
@@ -203,6 +205,7 @@ class Pipeline:
             confidence=p_pain if label == "pain" else 1.0 - p_pain,
             face_score=item.face.score,
             saliency_map=item.saliency_map,
+            crop_jpeg=item.crop_jpeg,
             **common,
         )
 

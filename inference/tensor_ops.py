@@ -190,6 +190,18 @@ def normalise_crops(crops: torch.Tensor, spec: Mapping[str, Any]) -> torch.Tenso
     return batch.contiguous(memory_format=torch.channels_last) if batch.shape[1] > 1 else batch.contiguous()
 
 
+#: JPEG quality of the stored crops (the worker's display copies: triage.services._jpeg_bytes uses 90 too).
+CROP_JPEG_QUALITY = 90
+
+
+def crops_to_jpeg(crops: torch.Tensor) -> list[bytes]:
+    """``(K, 3, S, S)`` 0..255 crops -> JPEG bytes each, encoded where the crops are (nvJPEG on CUDA)."""
+    from torchvision.io import encode_jpeg
+
+    pixels = list(crops.to(torch.uint8).unbind(0))
+    return [bytes(data.cpu().numpy().tobytes()) for data in encode_jpeg(pixels, quality=CROP_JPEG_QUALITY)]
+
+
 def crops_to_pil(crops: torch.Tensor) -> list[Any]:
     """``(K, 3, S, S)`` 0..255 crops -> RGB PIL images (one device-to-host copy)."""
     from PIL import Image

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import benchkit
+import workerkit
 
 ENGINE_GOAL = 3000.0
 WORKER_GOAL = 1000.0
@@ -79,7 +80,24 @@ def timed(device, work: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def stage_figures(pipeline, frames: list[bytes], batch: int, figures: dict, budget: Budget, label: str) -> None:
+def cpu_decode(batches: list[list[bytes]], device) -> None:
+    """For comparison: libjpeg-turbo (``decode_jpeg`` on the CPU) in 8 threads, then a copy to the device."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def one(data: bytes):
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB).to(device)
+
+    with ThreadPoolExecutor(8) as pool:
+        for batch in batches:
+            list(pool.map(one, batch))
+
+
+def stage_figures(
+    pipeline, frames: list[bytes], batch: int, figures: dict, label: str, *, compare_cpu_decode: bool = False
+) -> None:
     """Per-stage frames/s at ``batch`` frames per call over ``frames``, recorded under ``figures[label][batch]``."""
     from inference.faces import select_face
     from inference.tensor_ops import crop_letterbox, decode_frames
@@ -93,6 +111,8 @@ def stage_figures(pipeline, frames: list[bytes], batch: int, figures: dict, budg
 
     seconds, decoded = timed(device, lambda: [decode_frames(b, device, **caps) for b in batches])
     row["decode"] = total / seconds
+    if compare_cpu_decode:
+        row["decode_cpu_8_threads"] = total / timed(device, lambda: cpu_decode(batches, device))[0]
     tensors = [[f.tensor for f in chunk if f.tensor is not None] for chunk in decoded]
     detector.detect_tensors(tensors[0])
     seconds, found = timed(device, lambda: [detector.detect_tensors(t) for t in tensors])
@@ -102,7 +122,9 @@ def stage_figures(pipeline, frames: list[bytes], batch: int, figures: dict, budg
     def crop_all() -> list:
         out = []
         for chunk, boxes in zip(tensors, found):
-            faces = [select_face(b, (int(t.shape[-1]), int(t.shape[-2])), pipeline.margin) for t, b in zip(chunk, boxes)]
+            faces = [
+                select_face(b, (int(t.shape[-1]), int(t.shape[-2])), pipeline.margin) for t, b in zip(chunk, boxes)
+            ]
             keep = [i for i, face in enumerate(faces) if face is not None]
             if keep:
                 out.append(crop_letterbox([chunk[i] for i in keep], [faces[i].as_tuple() for i in keep], size, fill))
@@ -119,7 +141,9 @@ def stage_figures(pipeline, frames: list[bytes], batch: int, figures: dict, budg
     row["sum_of_stages"] = 1.0 / sum(1.0 / row[k] for k in ("decode", "detect", "crop", "classify"))
     print(
         f"{label:<22} batch {batch:>4}: decode {row['decode']:8.0f}  detect {row['detect']:8.0f}  crop {row['crop']:8.0f}  "
-        f"classify {row['classify']:8.0f} frames/s ({faces} faces of {total} frames)",
+        f"classify {row['classify']:8.0f} frames/s ({faces} faces of {total} frames); stages in series "
+        f"{row['sum_of_stages']:.0f}"
+        + (f"; CPU decode (8 threads) {row['decode_cpu_8_threads']:.0f}" if "decode_cpu_8_threads" in row else ""),
         flush=True,
     )
 
@@ -149,11 +173,15 @@ def precision_figures(pipeline, frames: list[bytes], figures: dict, label: str) 
     from inference.tensor_ops import crop_letterbox, decode_frames
 
     device, model = pipeline.device, pipeline.model
-    decoded = [f.tensor for f in decode_frames(frames, device, max_pixels=pipeline.max_pixels, max_bytes=pipeline.max_bytes)]
+    decoded = [
+        f.tensor for f in decode_frames(frames, device, max_pixels=pipeline.max_pixels, max_bytes=pipeline.max_bytes)
+    ]
     found = pipeline.detector.detect_tensors(decoded)
     faces = [select_face(b, (int(t.shape[-1]), int(t.shape[-2])), pipeline.margin) for t, b in zip(decoded, found)]
     keep = [i for i, f in enumerate(faces) if f is not None]
-    crops = crop_letterbox([decoded[i] for i in keep], [faces[i].as_tuple() for i in keep], int(model.spec["size"]), model.spec["fill"])
+    crops = crop_letterbox(
+        [decoded[i] for i in keep], [faces[i].as_tuple() for i in keep], int(model.spec["size"]), model.spec["fill"]
+    )
     saved = pipeline.precision
     results = {}
     try:
@@ -182,6 +210,75 @@ def precision_figures(pipeline, frames: list[bytes], figures: dict, label: str) 
     )
 
 
+def agreement_figures(pipeline, frames: list[bytes], figures: dict, label: str) -> None:
+    """The GPU path against the CPU path on the same frames: ONNX detector + PIL crops + fp32 (:class:`Pipeline`)."""
+    from inference.detect import get_detector
+    from inference.pipeline import Pipeline
+
+    reference = Pipeline(
+        pipeline.model, get_detector("retinaface", device="cpu", runtime="onnx"), margin=pipeline.margin
+    )
+    want, got = reference.run_batch(frames), pipeline.run_batch(frames)
+    same_status = sum(a.status == b.status for a, b in zip(got, want))
+    both = [(a, b) for a, b in zip(got, want) if a.status == b.status == "ok"]
+    box = max((max(abs(p - q) for p, q in zip(a.box, b.box)) for a, b in both), default=0)
+    dp = max((abs(a.p_pain - b.p_pain) for a, b in both), default=0.0)
+    flips = sum(a.label != b.label for a, b in both)
+    figures.setdefault(label, {})["agreement_with_cpu_path"] = {
+        "frames": len(frames),
+        "same_status": same_status,
+        "max_box_px": box,
+        "max_abs_p_pain_diff": dp,
+        "label_flips": flips,
+    }
+    print(
+        f"{label:<22} GPU path vs CPU path (ONNX detector, PIL crops, fp32) on {len(frames)} frames: "
+        f"{same_status} same status, boxes within {box} px, max |p(pain) diff| {dp:.4f}, {flips} labels differ",
+        flush=True,
+    )
+
+
+def bench_model(
+    label: str, bundle: Path, detector, device, sizes: list[int], frames: list[bytes], figures: dict, budget: Budget
+) -> None:
+    """Every figure for one classifier, each stage guarded."""
+    from inference.bundle import load_bundle
+    from inference.pipeline import TensorPipeline
+
+    pipeline = guarded(
+        figures,
+        f"{label} load",
+        budget,
+        lambda: TensorPipeline(load_bundle(bundle, device=device, max_batch=max(sizes)), detector),
+    )
+    if pipeline is None:
+        return
+    figures.setdefault(label, {})["precision_default"] = pipeline.precision
+    for batch in sizes:
+        guarded(
+            figures,
+            f"{label} stages {batch}",
+            budget,
+            lambda b=batch: stage_figures(pipeline, frames, b, figures, label, compare_cpu_decode=b == max(sizes)),
+        )
+        guarded(
+            figures,
+            f"{label} engine {batch}",
+            budget,
+            lambda b=batch: engine_figures(pipeline, frames, b, figures, label, saliency=False),
+        )
+    middle = sizes[len(sizes) // 2]
+    few = frames[: max(middle * 2, len(frames) // 4)]
+    guarded(
+        figures,
+        f"{label} engine+gradcam",
+        budget,
+        lambda: engine_figures(pipeline, few, middle, figures, label, saliency=True),
+    )
+    guarded(figures, f"{label} precision", budget, lambda: precision_figures(pipeline, frames[:512], figures, label))
+    guarded(figures, f"{label} agreement", budget, lambda: agreement_figures(pipeline, frames[:64], figures, label))
+
+
 def summary(json_path: Path, worker_log: Path | None) -> str:
     """The one line bench_gpu.sh ends with."""
     figures = json.loads(json_path.read_text()) if json_path.is_file() else {}
@@ -190,18 +287,24 @@ def summary(json_path: Path, worker_log: Path | None) -> str:
         rows = figures.get(label, {})
         values = [row.get("engine", 0.0) for key, row in rows.items() if key.isdigit()]
         engine[label] = max(values) if values else float("nan")
-    worker = float("nan")
+    workers: dict[str, float] = {}  # processes -> frames/s (saliency maps on), from bench_worker's last lines
     if worker_log and worker_log.is_file():
         for line in worker_log.read_text(errors="replace").splitlines():
             if line.startswith("bench_worker:"):
-                for part in line.split():
-                    if part.startswith("worker_fps="):
-                        worker = float(part.split("=", 1)[1])
-    drift = max((figures.get(k, {}).get("precision", {}).get("max_abs_p_pain_diff", float("nan")) for k in engine), default=float("nan"))
+                fields = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+                workers[fields.get("processes", "1")] = float(fields.get("worker_fps", "nan"))
+    best = max(workers, key=lambda k: workers[k] if workers[k] == workers[k] else -1.0, default="1")
+    worker = workers.get(best, float("nan"))
+    drift = max(
+        (figures.get(k, {}).get("precision", {}).get("max_abs_p_pain_diff", float("nan")) for k in engine),
+        default=float("nan"),
+    )
     engine_min = min(engine.values())
     return (
-        f"bench_gpu: device={figures.get('device', '?')} engine_fps_bootstrap={engine['bootstrap-fer-proxy']:.0f} "
-        f"engine_fps_painnet={engine['painnet-mobilenet_v2']:.0f} worker_fps={worker:.0f} bf16_max_dp={drift:.4f} "
+        f"bench_gpu: device={str(figures.get('device', '?')).replace(' ', '_')} engine_fps_bootstrap={engine['bootstrap-fer-proxy']:.0f} "
+        f"engine_fps_painnet={engine['painnet-mobilenet_v2']:.0f} "
+        + " ".join(f"worker_fps_{k}proc={v:.0f}" for k, v in sorted(workers.items()))
+        + f" worker_fps={worker:.0f} bf16_max_dp={drift:.4f} "
         f"engine_goal_{ENGINE_GOAL:.0f}={'met' if engine_min >= ENGINE_GOAL else 'NOT met'} "
         f"worker_goal_{WORKER_GOAL:.0f}={'met' if worker >= WORKER_GOAL else 'NOT met'} "
         f"errors={len(figures.get('errors', {}))} skipped={len(figures.get('skipped', []))}"
@@ -211,8 +314,13 @@ def summary(json_path: Path, worker_log: Path | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None)
-    parser.add_argument("--batch-sizes", default="32,128,512")
-    parser.add_argument("--frames", type=int, default=2048, help="frames per stage measurement (distinct JPEGs)")
+    parser.add_argument("--batch-sizes", default=None, help="default 32,128,512 on CUDA, 4,16 on a CPU")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames per stage measurement (distinct JPEGs; default 2048 on CUDA, 32 on a CPU)",
+    )
     parser.add_argument("--models", default="bootstrap-fer-proxy,painnet-mobilenet_v2")
     parser.add_argument("--budget", type=float, default=200.0, help="seconds; later stages are skipped past it")
     parser.add_argument("--json", default=None)
@@ -227,7 +335,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from inference.detect import get_detector
-    from inference.pipeline import TensorPipeline
     from inference.runtime import resolve_device
 
     device = resolve_device(args.device)
@@ -238,36 +345,24 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     print(f"# machine: {figures['machine']}\n# {benchkit.gpu_line()}\n# torch {torch.__version__}", flush=True)
-    sizes = [int(v) for v in args.batch_sizes.split(",")]
-    frames = benchkit.unique_frames(max(args.frames, max(sizes)), prefix="gpu")
+    on_gpu = device.type == "cuda"
+    sizes = [int(v) for v in (args.batch_sizes or ("32,128,512" if on_gpu else "4,16")).split(",")]
+    count = args.frames or (2048 if on_gpu else 32)
+    frames = benchkit.unique_frames(max(count, max(sizes)), prefix="gpu")
 
     def save() -> None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(figures, indent=1, default=str))
 
     with benchkit.temp_dir("neopain-bench-gpu-") as folder:
-        bundles = benchkit.timing_bundles(folder)
-        detector = guarded(figures, "detector", budget, lambda: get_detector("retinaface", device=str(device), runtime="torch"))
+        bundles = workerkit.timing_bundles(folder)
+        detector = guarded(
+            figures, "detector", budget, lambda: get_detector("retinaface", device=str(device), runtime="torch")
+        )
         for label in args.models.split(","):
             if detector is None:
                 break
-
-            def build(label=label):
-                from inference.bundle import load_bundle
-
-                return TensorPipeline(load_bundle(bundles[label], device=device, max_batch=max(sizes)), detector)
-
-            pipeline = guarded(figures, f"{label} load", budget, build)
-            if pipeline is None:
-                continue
-            figures.setdefault(label, {})["precision_default"] = pipeline.precision
-            for batch in sizes:
-                guarded(figures, f"{label} stages {batch}", budget, lambda b=batch: stage_figures(pipeline, frames, b, figures, budget, label))
-                guarded(figures, f"{label} engine {batch}", budget, lambda b=batch: engine_figures(pipeline, frames, b, figures, label, saliency=False))
-                save()
-            middle = sizes[len(sizes) // 2]
-            guarded(figures, f"{label} engine+gradcam", budget, lambda: engine_figures(pipeline, frames[: max(middle * 2, len(frames) // 4)], middle, figures, label, saliency=True))
-            guarded(figures, f"{label} precision", budget, lambda: precision_figures(pipeline, frames[:512], figures, label))
+            bench_model(label, bundles[label], detector, device, sizes, frames, figures, budget)
             save()
     figures["seconds"] = args.budget - budget.left()
     save()

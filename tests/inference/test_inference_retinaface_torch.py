@@ -114,7 +114,16 @@ def test_cli_verdicts_are_the_same_with_either_runtime(
     verdicts = {}
     for runtime in ("onnx", "torch"):
         capsys.readouterr()
-        args = ["predict", "--model", str(painnet_bundle[0]), "--device", "cpu", "--detector-runtime", runtime, "--json"]
+        args = [
+            "predict",
+            "--model",
+            str(painnet_bundle[0]),
+            "--device",
+            "cpu",
+            "--detector-runtime",
+            runtime,
+            "--json",
+        ]
         assert cli_main([*args, *names]) == 0
         verdicts[runtime] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(verdicts["torch"]) == len(names)

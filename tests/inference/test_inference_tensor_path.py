@@ -16,6 +16,7 @@ Tolerances (stated here, checked below):
 
 from __future__ import annotations
 
+import io
 
 import numpy as np
 import pytest
@@ -33,17 +34,33 @@ from tests.inference.inference_helpers import encode, exif_rotated_jpeg
 
 CPU = torch.device("cpu")
 CAPS = {"max_pixels": 40_000_000, "max_bytes": 20 * 1024 * 1024}
-BOXES = [(160, 40, 180, 200), (0, 0, 512, 512), (300, 300, 212, 90), (10, 200, 60, 160), (250, 100, 101, 37), (100, 50, 400, 450)]
+BOXES = [
+    (160, 40, 180, 200),
+    (0, 0, 512, 512),
+    (300, 300, 212, 90),
+    (10, 200, 60, 160),
+    (250, 100, 101, 37),
+    (100, 50, 400, 450),
+]
 
 
 def as_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
 
 
-def test_jpegs_decode_in_a_batch_and_the_rest_falls_back_to_pil(astronaut: Image.Image, bedside_frame: Image.Image) -> None:
+def test_jpegs_decode_in_a_batch_and_the_rest_falls_back_to_pil(
+    astronaut: Image.Image, bedside_frame: Image.Image
+) -> None:
     jpeg = encode(bedside_frame, "JPEG", quality=90)
     progressive = encode(astronaut, "JPEG", quality=90, progressive=True)
-    inputs = [jpeg, encode(astronaut, "PNG"), exif_rotated_jpeg(bedside_frame), progressive, jpeg[: len(jpeg) // 2], b"<svg/>"]
+    inputs = [
+        jpeg,
+        encode(astronaut, "PNG"),
+        exif_rotated_jpeg(bedside_frame),
+        progressive,
+        jpeg[: len(jpeg) // 2],
+        b"<svg/>",
+    ]
     frames = decode_frames(inputs, CPU, **CAPS)
     assert [f.decoder for f in frames] == ["device", "cpu", "cpu", "cpu", "", ""]
     for data, frame in zip(inputs[:4], frames):
@@ -156,3 +173,14 @@ def test_pil_round_trip_of_crops_is_lossless() -> None:
     images = crops_to_pil(crops)
     assert all(isinstance(i, Image.Image) and i.mode == "RGB" for i in images)
     assert np.array_equal(np.stack([np.asarray(i) for i in images]), crops.permute(0, 2, 3, 1).numpy().astype(np.uint8))
+
+
+def test_crops_encoded_as_jpeg_by_the_tensor_path(frames: list[bytes], painnet_bundle) -> None:
+    model = load_bundle(painnet_bundle[0], device="cpu")
+    pipeline = TensorPipeline(model, get_detector("retinaface", device="cpu", runtime="torch"))
+    assert pipeline.encode_crops is False  # on a CPU the worker's PIL encode costs the same
+    pipeline.encode_crops = True
+    outcome = pipeline.run(frames[0])
+    decoded = np.asarray(Image.open(io.BytesIO(outcome.crop_jpeg)), dtype=np.float32)
+    assert decoded.shape == (224, 224, 3)
+    assert np.abs(decoded - np.asarray(outcome.crop, dtype=np.float32)).mean() <= 3.0  # JPEG q90
