@@ -201,7 +201,7 @@ class TorchRetinaFaceDetector:
         self.max_batch = max_batch or (256 if self.device.type == "cuda" else 8)
         self.providers = [f"torch:{self.device}"]
         self.net = retinaface_net(self.device)
-        self._mean = torch.from_numpy(BGR_MEAN).to(self.device).view(3, 1, 1)
+        self._mean = torch.from_numpy(BGR_MEAN).to(self.device).view(1, 3, 1, 1)
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
         self.detect(Image.new("RGB", (320, 240)))  # warm-up: allocator, kernel choice
 
@@ -216,19 +216,28 @@ class TorchRetinaFaceDetector:
         return self._run(inputs, [scale for _, scale in prepared], [image.size for image in images])
 
     def detect_tensors(self, frames: Sequence[torch.Tensor]) -> list[list[FaceBox]]:
-        """Faces per decoded ``uint8 (3, H, W)`` RGB frame on the device (scaled there, antialiased bilinear)."""
-        inputs, scales = [], []
-        for frame in frames:
-            height, width = int(frame.shape[-2]), int(frame.shape[-1])
+        """Faces per decoded ``uint8 (3, H, W)`` RGB frame on the device (scaled there, antialiased bilinear).
+
+        Frames of one size are converted, scaled and mean-subtracted together, one batch per size.
+        """
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, frame in enumerate(frames):
+            groups.setdefault((int(frame.shape[-2]), int(frame.shape[-1])), []).append(index)
+        results: list[list[FaceBox]] = [[] for _ in frames]
+        for (height, width), members in groups.items():
             scale = min(1.0, self.max_side / max(width, height))
-            pixels = frame.float()
-            if scale < 1.0:
-                size = (max(1, round(height * scale)), max(1, round(width * scale)))
-                pixels = F.interpolate(pixels[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-                pixels = pixels.round_().clamp_(0, 255)
-            inputs.append(pixels.flip(0) - self._mean)  # RGB -> BGR, mean-subtracted
-            scales.append(scale)
-        return self._run(inputs, scales, [(int(f.shape[-1]), int(f.shape[-2])) for f in frames])
+            for start in range(0, len(members), self.max_batch):
+                chunk = members[start : start + self.max_batch]
+                pixels = torch.stack([frames[i] for i in chunk]).float()
+                if scale < 1.0:
+                    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+                    pixels = F.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)
+                    pixels = pixels.round_().clamp_(0, 255)
+                batch = pixels.flip(1).sub_(self._mean)  # RGB -> BGR, mean-subtracted
+                found = self._forward(batch)
+                for index, (boxes, scores, points) in zip(chunk, found):
+                    results[index] = retinaface_faces(boxes, scores, points, scale, (width, height))
+        return results
 
     def _run(
         self, inputs: list[torch.Tensor], scales: list[float], sizes: list[tuple[int, int]]
@@ -242,17 +251,20 @@ class TorchRetinaFaceDetector:
         groups: dict[tuple[int, int], list[int]] = {}
         for index, tensor in enumerate(inputs):
             groups.setdefault((int(tensor.shape[1]), int(tensor.shape[2])), []).append(index)
-        for (height, width), members in groups.items():
+        for members in groups.values():
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start : start + self.max_batch]
-                batch = torch.stack([inputs[i] for i in chunk]).to(self.device, non_blocking=True)
-                if self.device.type == "cuda":
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode():
-                    found = self._decode(*self.net(batch), height, width)
+                found = self._forward(torch.stack([inputs[i] for i in chunk]).to(self.device, non_blocking=True))
                 for index, (boxes, scores, points) in zip(chunk, found):
                     results[index] = retinaface_faces(boxes, scores, points, scales[index], sizes[index])
         return results
+
+    def _forward(self, batch: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Kept detections per image of one mean-subtracted BGR batch ``(N, 3, h, w)`` on the device."""
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self._decode(*self.net(batch), int(batch.shape[2]), int(batch.shape[3]))
 
     def _decode(
         self, loc: torch.Tensor, conf: torch.Tensor, landms: torch.Tensor, height: int, width: int

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: Frames per chunk: decoded while the previous chunk is on the GPU.
 DEFAULT_CHUNK = 128
+#: Threads encoding the crops' JPEGs (Pillow releases the GIL while it encodes).
+JPEG_THREADS = 4
 #: Crops per classifier forward pass on CUDA (at least; a bundle loaded with a larger max_batch keeps it).
 CUDA_CLASSIFY_BATCH = 256
 
@@ -48,8 +50,9 @@ class TensorPipeline(Pipeline):
         self.precision = classifier_precision(self.device, precision)
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neopain-decode")
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        #: Also encode each crop as a JPEG on the device (CUDA only: on a CPU it costs what PIL does later).
+        #: Also encode each crop as a JPEG in a thread pool (CUDA only: on a CPU the cores are busy anyway).
         self.encode_crops = self.device.type == "cuda"
+        self._encoder = ThreadPoolExecutor(max_workers=JPEG_THREADS, thread_name_prefix="neopain-jpeg")
 
     def run_batch(self, inputs: Sequence[bytes]) -> list[FrameOutcome]:
         """Outcomes for ``inputs`` in order (chunks of :attr:`chunk`, the next one decoded meanwhile)."""
@@ -134,11 +137,10 @@ class TensorPipeline(Pipeline):
         for item, crop in zip(ready, crops):
             item.crop = crop
         if self.encode_crops:
-            try:  # the stored display copy, encoded on the GPU: ~0.5 ms of CPU per frame saved in the worker
-                for item, data in zip(ready, crops_to_jpeg(letterboxed)):
-                    item.crop_jpeg = data
-            except RuntimeError:
-                logger.exception("encoding crops on the device failed; the worker encodes them on the CPU")
+            # The worker's stored display copy, encoded by the pool's threads here rather than one by
+            # one in the worker's own thread later (~0.5 ms of CPU per crop).
+            for item, data in zip(ready, crops_to_jpeg(crops, self._encoder)):
+                item.crop_jpeg = data
         probabilities = self._classify_with_saliency(ready, crops) if self.saliency else None
         if probabilities is None:
             probabilities = self.classify_letterboxed(letterboxed)

@@ -148,18 +148,25 @@ def stage_figures(
     )
 
 
-def engine_figures(pipeline, frames: list[bytes], batch: int, figures: dict, label: str, *, saliency: bool) -> None:
-    """End to end through :meth:`run_stream` (prefetching), batches of ``batch``."""
+def engine_figures(
+    pipeline, frames: list[bytes], batch: int, figures: dict, label: str, *, saliency: bool, jpeg: bool = False
+) -> None:
+    """End to end through :meth:`run_stream` (prefetching), batches of ``batch``.
+
+    ``jpeg``: also encode each crop's JPEG (the worker's stored copy), as the worker's pipeline does.
+    """
     batches = [frames[i : i + batch] for i in range(0, len(frames) - batch + 1, batch)]
     total = len(batches) * batch
     pipeline.saliency = saliency
+    pipeline.encode_crops = jpeg
     try:
         for _ in pipeline.run_stream(batches[:1]):
             pass  # warm-up
         seconds, outcomes = timed(pipeline.device, lambda: [o for out in pipeline.run_stream(batches) for o in out])
     finally:
         pipeline.saliency = False
-    key = "engine+gradcam" if saliency else "engine"
+        pipeline.encode_crops = False
+    key = "engine+gradcam" if saliency else "engine+jpeg" if jpeg else "engine"
     ok = sum(1 for o in outcomes if o.status == "ok")
     figures.setdefault(label, {}).setdefault(str(batch), {})[key] = total / seconds
     print(f"{label:<22} batch {batch:>4}: {key:<15} {total / seconds:8.0f} frames/s ({ok} of {total} ok)", flush=True)
@@ -209,6 +216,57 @@ def precision_figures(pipeline, frames: list[bytes], figures: dict, label: str) 
     )
 
 
+def _engine_child(bundle: str, device: str, batch: int, count: int, seed: int, barrier, results) -> None:
+    """One engine process of :func:`engine_processes`: its own models and frames, timed after the barrier."""
+    import time as clock
+
+    from inference.bundle import load_bundle
+    from inference.detect import get_detector
+    from inference.pipeline import TensorPipeline
+
+    pipeline = TensorPipeline(
+        load_bundle(bundle, device=device, max_batch=batch), get_detector("retinaface", device=device, runtime="torch")
+    )
+    pipeline.encode_crops = False
+    frames = benchkit.unique_frames(count, prefix=f"p{seed}-")
+    batches = [frames[i : i + batch] for i in range(0, count - batch + 1, batch)]
+    for _ in pipeline.run_stream(batches[:1]):
+        pass
+    barrier.wait(timeout=180)
+    ok = sum(o.status == "ok" for out in pipeline.run_stream(batches) for o in out)
+    results.put((len(batches) * batch, ok, clock.monotonic()))
+
+
+def engine_processes(bundle: Path, device, batch: int, processes: int, count: int, figures: dict, label: str) -> None:
+    """The engine in ``processes`` processes sharing the GPU (as the worker's prefork processes do): total frames/s."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes + 1), context.Queue()
+    children = [
+        context.Process(target=_engine_child, args=(str(bundle), str(device), batch, count, i, barrier, results))
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        barrier.wait(timeout=180)
+        start = time.monotonic()
+        done = [results.get(timeout=120) for _ in children]
+    finally:
+        for child in children:
+            child.join(timeout=30)
+            if child.is_alive():
+                child.kill()
+    total, ok = sum(d[0] for d in done), sum(d[1] for d in done)
+    fps = total / (max(d[2] for d in done) - start)
+    figures.setdefault(label, {}).setdefault(str(batch), {})[f"engine_x{processes}_processes"] = fps
+    print(
+        f"{label:<22} batch {batch:>4}: engine in {processes} processes {fps:8.0f} frames/s ({ok} of {total} ok)",
+        flush=True,
+    )
+
+
 def agreement_figures(pipeline, frames: list[bytes], figures: dict, label: str) -> None:
     """The GPU path against the CPU path on the same frames: ONNX detector + PIL crops + fp32 (:class:`Pipeline`)."""
     from inference.detect import get_detector
@@ -238,7 +296,15 @@ def agreement_figures(pipeline, frames: list[bytes], figures: dict, label: str) 
 
 
 def bench_model(
-    label: str, bundle: Path, detector, device, sizes: list[int], frames: list[bytes], figures: dict, budget: Budget
+    label: str,
+    bundle: Path,
+    detector,
+    device,
+    sizes: list[int],
+    frames: list[bytes],
+    figures: dict,
+    budget: Budget,
+    processes: int = 0,
 ) -> None:
     """Every figure for one classifier, each stage guarded."""
     from inference.bundle import load_bundle
@@ -270,12 +336,25 @@ def bench_model(
     few = frames[: max(middle * 2, len(frames) // 4)]
     guarded(
         figures,
+        f"{label} engine+jpeg",
+        budget,
+        lambda: engine_figures(pipeline, frames, middle, figures, label, saliency=False, jpeg=True),
+    )
+    guarded(
+        figures,
         f"{label} engine+gradcam",
         budget,
         lambda: engine_figures(pipeline, few, middle, figures, label, saliency=True),
     )
     guarded(figures, f"{label} precision", budget, lambda: precision_figures(pipeline, frames[:512], figures, label))
     guarded(figures, f"{label} agreement", budget, lambda: agreement_figures(pipeline, frames[:64], figures, label))
+    if processes > 1:
+        guarded(
+            figures,
+            f"{label} engine x{processes} processes",
+            budget,
+            lambda: engine_processes(bundle, device, max(sizes), processes, len(frames), figures, label),
+        )
 
 
 def summary(json_path: Path, worker_log: Path | None) -> str:
@@ -284,7 +363,13 @@ def summary(json_path: Path, worker_log: Path | None) -> str:
     engine = {}
     for label in ("bootstrap-fer-proxy", "painnet-mobilenet_v2"):
         rows = figures.get(label, {})
-        values = [row.get("engine", 0.0) for key, row in rows.items() if key.isdigit()]
+        values = [
+            value
+            for key, row in rows.items()
+            if key.isdigit()
+            for name, value in row.items()
+            if name == "engine" or (name.startswith("engine_x") and name.endswith("_processes"))
+        ]
         engine[label] = max(values) if values else float("nan")
     workers: dict[str, float] = {}  # processes -> frames/s (saliency maps on), from bench_worker's last lines
     if worker_log and worker_log.is_file():
@@ -323,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="bootstrap-fer-proxy,painnet-mobilenet_v2")
     parser.add_argument("--budget", type=float, default=200.0, help="seconds; later stages are skipped past it")
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--processes", type=int, default=0, help="also the engine in this many processes sharing the device (0: no)"
+    )
     parser.add_argument("--summary", metavar="WORKER_LOG", default=None, help="print the summary line and exit")
     args = parser.parse_args(argv)
     out = os.environ.get("OUT")
@@ -361,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         for label in args.models.split(","):
             if detector is None:
                 break
-            bench_model(label, bundles[label], detector, device, sizes, frames, figures, budget)
+            bench_model(label, bundles[label], detector, device, sizes, frames, figures, budget, args.processes)
             save()
     figures["seconds"] = args.budget - budget.left()
     save()

@@ -28,18 +28,18 @@ export PYTHONUNBUFFERED=1
 
 PROCESSES="${BENCH_GPU_PROCESSES:-6}"
 if [ "${1:-}" = "--quick" ]; then
-  ENGINE_ARGS=(--batch-sizes 2,4 --frames 8 --budget 150)
+  ENGINE_ARGS=(--batch-sizes 2,4 --frames 8 --budget 150 --processes 2)
   ENGINE_LIMIT=200
   WORKER_ARGS=(--modes worker --frames 8 --repeats 1 --batch-max 8 --models bootstrap-fer-proxy)
   WORKER_LIMIT=150
   MULTI_ARGS=(--modes worker --frames 8 --repeats 1 --batch-max 4 --models bootstrap-fer-proxy --processes 2)
   MULTI_LIMIT=150
 else
-  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150)
-  ENGINE_LIMIT=180
+  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150 --processes 3)
+  ENGINE_LIMIT=200
   WORKER_FRAMES="${BENCH_GPU_WORKER_FRAMES:-1024}"
   WORKER_ARGS=(--modes worker,worker-nosaliency --frames "$WORKER_FRAMES" --repeats 2 --batch-max 512)
-  WORKER_LIMIT=130
+  WORKER_LIMIT=120
   MULTI_ARGS=(--modes worker,worker-nosaliency --frames $((WORKER_FRAMES * 3)) --repeats 1 --batch-max 256
               --models bootstrap-fer-proxy --processes "$PROCESSES")
   MULTI_LIMIT=130
