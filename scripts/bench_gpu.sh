@@ -36,13 +36,13 @@ if [ "${1:-}" = "--quick" ]; then
   MULTI_LIMIT=150
 else
   ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150 --processes 3)
-  ENGINE_LIMIT=200
+  ENGINE_LIMIT=190
   WORKER_FRAMES="${BENCH_GPU_WORKER_FRAMES:-1024}"
   WORKER_ARGS=(--modes worker,worker-nosaliency --frames "$WORKER_FRAMES" --repeats 2 --batch-max 512)
-  WORKER_LIMIT=120
+  WORKER_LIMIT=110
   MULTI_ARGS=(--modes worker,worker-nosaliency --frames $((WORKER_FRAMES * 3)) --repeats 1 --batch-max 256
               --models bootstrap-fer-proxy --processes "$PROCESSES")
-  MULTI_LIMIT=130
+  MULTI_LIMIT=120
 fi
 
 stage() {
