@@ -35,7 +35,8 @@ if [ "${1:-}" = "--quick" ]; then
   MULTI_ARGS=(--modes worker --frames 8 --repeats 1 --batch-max 4 --models bootstrap-fer-proxy --processes 2)
   MULTI_LIMIT=150
 else
-  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150 --processes 3)
+  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150 --processes 3
+               --models painnet-mobilenet_v2,bootstrap-fer-proxy)
   ENGINE_LIMIT=190
   WORKER_FRAMES="${BENCH_GPU_WORKER_FRAMES:-1024}"
   WORKER_ARGS=(--modes worker,worker-nosaliency --frames "$WORKER_FRAMES" --repeats 2 --batch-max 512)
