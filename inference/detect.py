@@ -25,10 +25,12 @@ from PIL import Image
 
 from inference.faces import (
     DEFAULT_MARGIN,
+    RETINAFACE_DEFAULTS,
     VARIANCES,
     FaceBox,
     FaceDetector,
     Landmarks,
+    RetinaFaceSettings,
     best_first,
     face_from_corners,
     retinaface_faces,
@@ -85,7 +87,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-class RetinaFaceDetector:
+class RetinaFaceDetector(RetinaFaceSettings):
     """RetinaFace-MobileNet0.25 (WIDER FACE) on onnxruntime.
 
     Images are downscaled so the longer side is at most ``max_side`` (a neonate's face
@@ -93,25 +95,12 @@ class RetinaFaceDetector:
     original image's pixels.
     """
 
-    name = "retinaface"
     runtime = "onnx"
 
-    def __init__(
-        self,
-        *,
-        device: str | None = None,
-        score_threshold: float = 0.8,
-        nms_threshold: float = 0.4,
-        max_side: int = 640,
-        max_batch: int = 16,
-    ) -> None:
+    def __init__(self, *, device: str | None = None, max_batch: int = 16, **settings: Any) -> None:
         import onnxruntime as ort
 
-        self.device = resolve_device(device)
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_side = max_side
-        self.max_batch = max_batch
+        super().__init__(device=device, max_batch=max_batch, **{**RETINAFACE_DEFAULTS, **settings})
         options = ort_session_options()
         providers: list[Any] = ["CPUExecutionProvider"]
         if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -124,10 +113,6 @@ class RetinaFaceDetector:
         self.batches_on_device = self.providers[0] == "CUDAExecutionProvider"
         # Warm-up so the first real frame's detect timing is not the session's set-up.
         self.detect(Image.new("RGB", (320, 240)))
-
-    def detect(self, image: Image.Image) -> list[FaceBox]:
-        """Faces in ``image``, highest score first."""
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
         """Faces per image; same-shape frames share one session call on GPU."""

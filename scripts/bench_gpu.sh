@@ -8,14 +8,14 @@
 #    for the bootstrap FER proxy and PainNet mobilenet_v2, the engine end to end, fp32 vs bf16.
 # 2. worker: scripts/bench_worker.py on the same device, SQLite (the CUDA image has no PostgreSQL):
 #    frame_process per queued frame, NEOPAIN_BATCH_MAX frames per claim, saliency maps on and off,
-#    in one process, then in BENCH_GPU_PROCESSES (default 6) worker processes sharing the GPU (as
-#    `celery worker --concurrency 6` runs them; the bootstrap model only, to fit the time).
+#    in one process, then in BENCH_GPU_PROCESSES (default 8) worker processes sharing the GPU (as
+#    `celery worker --concurrency 8` runs them; the bootstrap model only, to fit the time).
 # Each stage runs under `timeout` and its own internal budget; a failing stage prints its error and
 # the next one still runs. The last line is the one-line summary. With $OUT set, the full log
 # (bench_gpu.log) and the figures (bench_gpu.json) are written there.
 # Environment: PYTHON (default python3), NEOPAIN_BENCH_BUNDLES (prebuilt bootstrap.pt/painnet.pt,
 # so the weight-only packages need not travel), BENCH_GPU_WORKER_FRAMES (default 1024),
-# BENCH_GPU_PROCESSES (default 6).
+# BENCH_GPU_PROCESSES (default 8).
 set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -26,7 +26,7 @@ JSON="$OUTDIR/bench_gpu.json"
 export NEOPAIN_BENCH_DIR="${NEOPAIN_BENCH_DIR:-${TMPDIR:-/tmp}/neopain-bench}"
 export PYTHONUNBUFFERED=1
 
-PROCESSES="${BENCH_GPU_PROCESSES:-6}"
+PROCESSES="${BENCH_GPU_PROCESSES:-8}"
 if [ "${1:-}" = "--quick" ]; then
   ENGINE_ARGS=(--batch-sizes 2,4 --frames 8 --budget 150 --processes 2)
   ENGINE_LIMIT=200
@@ -41,7 +41,7 @@ else
   WORKER_FRAMES="${BENCH_GPU_WORKER_FRAMES:-1024}"
   WORKER_ARGS=(--modes worker,worker-nosaliency --frames "$WORKER_FRAMES" --repeats 2 --batch-max 512)
   WORKER_LIMIT=110
-  MULTI_ARGS=(--modes worker,worker-nosaliency --frames $((WORKER_FRAMES * 3)) --repeats 1 --batch-max 256
+  MULTI_ARGS=(--modes worker,worker-nosaliency --frames $((WORKER_FRAMES * 4)) --repeats 1 --batch-max 256
               --models bootstrap-fer-proxy --processes "$PROCESSES")
   MULTI_LIMIT=120
 fi

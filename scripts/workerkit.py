@@ -9,6 +9,7 @@ for its share of the messages).
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pstats
 import shutil
@@ -178,7 +179,13 @@ def _worker_child(
     pipeline, _ = services._pipeline_for(classifier=ModelVersion.objects.get(pk=classifier_pk), detector=None)
     # First calls pay for lazy set-up (kernels, Grad-CAM's backward, the allocator, the ORM): not in the clock.
     pipeline.run_batch(warm)
-    frame_process(0)  # no such frame: a claim that finds nothing, through the whole task path
+    task_log = logging.getLogger("triage.tasks")
+    level = task_log.level
+    task_log.setLevel(logging.ERROR)  # "frame 0 no longer exists" is the point here, not news
+    try:
+        frame_process(0)  # no such frame: the task path up to its first query, warmed
+    finally:
+        task_log.setLevel(level)
     barrier.wait(timeout=600)
     cpu = time.process_time()
     try:
