@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", metavar="WORKER_LOG", default=None, help="print the summary line and exit")
     args = parser.parse_args(argv)
     out = os.environ.get("OUT")
-    json_path = Path(args.json or (Path(out) / "bench_gpu.json" if out else "bench_gpu.json"))
+    json_path = Path(args.json or (Path(out) if out else benchkit.BENCH_DIR) / "bench_gpu.json")
     if args.summary is not None:
         print(summary(json_path, Path(args.summary) if args.summary else None))
         return 0
@@ -454,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["seconds"] = args.budget - budget.left()
     save()
     print(f"# figures in {json_path}")
+    engine = summary(json_path, None).split(" worker_fps=")[0].replace("bench_gpu:", "bench_gpu_engine:", 1)
+    print(engine)  # bench_gpu.sh's last line adds the worker figures
     return 0
 
 
