@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--expected-sha256", metavar="HEX", help="refuse the bundle unless its sha256 matches")
     predict.add_argument("--detector", choices=("retinaface", "yolo"), default="retinaface")
     predict.add_argument("--detector-weights", metavar="PT", help="weights file for --detector yolo")
+    predict.add_argument(
+        "--detector-runtime",
+        choices=("onnx", "torch"),
+        default=None,
+        help="what runs RetinaFace (default: NEOPAIN_DETECTOR_RUNTIME, else torch on CUDA, onnx on CPU)",
+    )
     predict.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
     predict.add_argument("--batch-size", type=_positive_int, default=16, help="frames per pipeline batch")
     predict.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -98,6 +104,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             detector=args.detector,
             detector_weights=args.detector_weights,
             device=args.device,
+            detector_runtime=args.detector_runtime,
         )
     except (BundleError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

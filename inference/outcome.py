@@ -51,6 +51,8 @@ class FrameOutcome:
     face_score: float | None = None
     #: Grad-CAM map ``(224, 224)`` in [0, 1] when the pipeline runs with ``saliency=True``.
     saliency_map: Any = None
+    #: ``crop`` already encoded as a JPEG (quality 90) by the GPU path (Pillow in its encoder threads), else ``None``.
+    crop_jpeg: bytes | None = None
 
     @property
     def is_ok(self) -> bool:

@@ -8,6 +8,8 @@ Environment variables read here:
   number of CPUs this process may use. Set it to ``cores // worker_concurrency`` when a
   Celery worker runs several processes, or they will oversubscribe the cores.
 * ``NEOPAIN_DATA_DIR``: where built models live (default ``./var``).
+* ``NEOPAIN_CLASSIFIER_PRECISION``: ``bf16`` (autocast) or ``fp32`` for the classifier on CUDA;
+  default ``bf16`` there (p(pain) within 0.005 of fp32: scripts/bench_gpu.py). CPU is always fp32.
 """
 
 from __future__ import annotations
@@ -92,6 +94,19 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {resolved} requested but CUDA is not available")
     return resolved
+
+
+PRECISIONS = ("bf16", "fp32")
+
+
+def classifier_precision(device: torch.device, precision: str | None = None) -> str:
+    """``bf16`` or ``fp32``: ``precision``, else ``NEOPAIN_CLASSIFIER_PRECISION``, else bf16 on CUDA; fp32 on CPU."""
+    chosen = (precision or os.environ.get("NEOPAIN_CLASSIFIER_PRECISION", "")).strip().lower()
+    if chosen and chosen not in PRECISIONS:
+        raise ValueError(f"NEOPAIN_CLASSIFIER_PRECISION must be one of {', '.join(PRECISIONS)}, got {chosen!r}")
+    if device.type != "cuda":
+        return "fp32"
+    return chosen or "bf16"
 
 
 def data_dir() -> Path:

@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import io
 import os
-import pstats
 import statistics
 import sys
 import time
@@ -48,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import benchkit
+import workerkit
+from workerkit import NaivePipeline, gpu_precision, print_profile, run_worker_processes, sync_device
 
 MODES = ("model-only", "model-only-torch", "worker", "worker-nosaliency", "worker-torch", "naive")
 
@@ -143,8 +143,20 @@ class Bench:
 
     # ---------------------------------------------------------------- modes
 
-    def worker(self, count: int, *, saliency: bool, profile: Path | None = None, runtime: str | None = None) -> Round:
-        """``runtime="torch"``: the same worker with the classifier's trunk on PyTorch instead of ONNX Runtime."""
+    def worker(
+        self,
+        count: int,
+        *,
+        saliency: bool,
+        profile: Path | None = None,
+        runtime: str | None = None,
+        processes: int = 1,
+    ) -> Round:
+        """``runtime="torch"``: the same worker with the classifier's trunk on PyTorch instead of ONNX Runtime.
+
+        ``processes`` > 1: that many worker processes (spawned, models loaded before the clock starts)
+        share the messages and the device, as ``celery worker --concurrency N`` does.
+        """
         from django.conf import settings
 
         from triage.models import Frame
@@ -160,11 +172,20 @@ class Bench:
             start, cpu = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
-            for frame_id in ids:  # one message per upload, in arrival order
-                frame_process(frame_id)
+            if processes > 1:
+                seconds, cpu = run_worker_processes(
+                    ids,
+                    processes=processes,
+                    classifier_pk=self.classifier.pk,
+                    saliency=saliency,
+                    warm=[benchkit.jpeg_tagged(v, "warm") for v in self.variants[:8]],
+                )
+            else:
+                for frame_id in ids:  # one message per upload, in arrival order
+                    frame_process(frame_id)
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             if profiler:
                 profiler.disable()
-            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         finally:
             settings.NEOPAIN_SALIENCY = True
             if previous is None:
@@ -238,140 +259,19 @@ class Bench:
         else:
             det_batches = [x[None] for x in det_inputs]
         session, name = detector._session, detector._input_name
-        _sync(model.device)
+        sync_device(model.device)
         start, cpu = time.perf_counter(), time.process_time()
         for batch in det_batches:
             session.run(None, {name: batch})
-        _sync(model.device)
+        sync_device(model.device)
         detected = time.perf_counter()
         with torch.inference_mode():
             for batch in cls_inputs:
                 model.logits_of(batch)  # the served runtime: ONNX Runtime trunk + PyTorch head on CPU
-        _sync(model.device)
+        sync_device(model.device)
         end, cpu = time.perf_counter(), time.process_time() - cpu
         stages = {"detector": (detected - start) * 1000 / count, "classifier": (end - detected) * 1000 / count}
         return Round("model-only-torch" if runtime == "torch" else "model-only", count, end - start, stages, cpu)
-
-
-class NaivePipeline:
-    """The same models, one image at a time: fresh transform per frame, unbatched plain PyTorch module."""
-
-    def __init__(self, pipeline, device: str | None) -> None:
-        import copy
-        import dataclasses
-
-        import torch
-
-        # Grad-CAM (a second pass per nurse case, as before it was fused) on the PyTorch module.
-        self.model = dataclasses.replace(pipeline.model, trunk_runner=None)
-        self.detector = pipeline.detector
-        self.margin = pipeline.margin
-        plain = copy.deepcopy(pipeline.model.module).to(memory_format=torch.contiguous_format)
-        self.module = plain.eval()
-
-    def run_batch(self, inputs):
-        return [self._one(data) for data in inputs]
-
-    def _one(self, data: bytes):
-        import hashlib
-
-        import torch
-
-        from inference.decode import decode_image
-        from inference.detect import select_face
-        from inference.outcome import FrameOutcome
-        from inference.preprocess import crop_face, eval_transform, letterbox
-
-        spec, model = self.model.spec, self.model
-        common = {
-            "model_name": model.name,
-            "model_version": model.version,
-            "weights_sha256": model.sha256,
-            "frame_sha256": hashlib.sha256(data).hexdigest(),
-        }
-        image = decode_image(data)
-        face = select_face(self.detector.detect(image), image.size, self.margin)
-        if face is None:
-            return FrameOutcome(status="no_face", reason="no face detected", **common)
-        crop = letterbox(crop_face(image, face), spec["size"], spec["fill"])
-        tensor = eval_transform(spec)(crop).unsqueeze(0).to(model.device)
-        with torch.inference_mode():
-            p = torch.softmax(self.module(tensor) / model.temperature, dim=1)[0, model.pain_index].item()
-        label = "pain" if p >= 0.5 else "nonpain"
-        return FrameOutcome(
-            status="ok",
-            box=face.as_tuple(),
-            crop=crop,
-            p_pain=p,
-            label=label,
-            confidence=p if label == "pain" else 1 - p,
-            face_score=face.score,
-            **common,
-        )
-
-
-def _sync(device) -> None:
-    import torch
-
-    if getattr(device, "type", str(device)).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def gpu_precision(bench: Bench, count: int) -> None:
-    """On CUDA: classifier throughput in fp32 vs autocast fp16 on the same crops, and how far p(pain) moves.
-
-    Mixed precision is only worth switching on where the verdicts agree; printed, not applied.
-    """
-    import torch
-
-    from inference.decode import decode_image
-    from inference.detect import select_face
-    from inference.preprocess import crop_face, letterbox
-
-    try:
-        model, detector = bench.pipeline.model, bench.pipeline.detector
-        images = [
-            decode_image(benchkit.jpeg_tagged(bench.variants[i % len(bench.variants)], f"g{i}")) for i in range(count)
-        ]
-        crops = []
-        for image, boxes in zip(images, detector.detect_batch(images)):
-            face = select_face(boxes, image.size, bench.pipeline.margin)
-            if face is not None:
-                crops.append(letterbox(crop_face(image, face), int(model.spec["size"]), model.spec["fill"]))
-        batches = [model.to_tensor(crops[i : i + model.max_batch]) for i in range(0, len(crops), model.max_batch)]
-        results = {}
-        for name, autocast in (("fp32", False), ("fp16 autocast", True)):
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
-                for batch in batches[:2]:
-                    model.module(batch)  # warm-up, kernel selection
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                logits = torch.cat([model.module(batch).float() for batch in batches])
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-            p_pain = torch.softmax(logits / model.temperature, dim=1)[:, model.pain_index].cpu()
-            results[name] = (len(crops) / seconds, p_pain)
-        drift = float((results["fp32"][1] - results["fp16 autocast"][1]).abs().max())
-        flips = int(((results["fp32"][1] >= 0.5) != (results["fp16 autocast"][1] >= 0.5)).sum())
-        print(
-            f"{bench.label:<22} GPU classifier: fp32 {results['fp32'][0]:.0f} crops/s, fp16 autocast "
-            f"{results['fp16 autocast'][0]:.0f} crops/s; max |p(pain) fp32 - fp16| {drift:.2e}, "
-            f"{flips} of {len(crops)} labels flip -> {'fp16 is safe here' if flips == 0 and drift < 1e-2 else 'keep fp32'}"
-        )
-    except Exception as exc:  # a GPU quirk must not cost the CPU figures above
-        print(f"{bench.label:<22} GPU precision check failed: {type(exc).__name__}: {exc}")
-
-
-def print_profile(path: Path, lines: int) -> None:
-    for key in ("tottime", "cumulative"):
-        out = io.StringIO()
-        stats = pstats.Stats(str(path), stream=out)
-        stats.strip_dirs().sort_stats(key).print_stats(lines)
-        text = out.getvalue()
-        body = text[text.find("   ncalls") :] if "   ncalls" in text else text
-        print(f"# profile of one worker round, top {lines} by {key} ({path}):")
-        for line in body.rstrip().splitlines():
-            print(f"#   {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +284,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
     parser.add_argument("--profile", action="store_true", help="cProfile one worker round per model")
     parser.add_argument("--profile-lines", type=int, default=25)
+    parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="modes to run (default all; the GPU run uses worker,worker-nosaliency: model-only and naive time the CPU detector)",
+    )
+    parser.add_argument("--batch-max", type=int, default=None, help="NEOPAIN_BATCH_MAX for the site (frames per claim)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes sharing the device for the worker modes (celery --concurrency); 1 = this process",
+    )
     args = parser.parse_args(argv)
+    modes = set(args.modes.split(","))
+    unknown = modes - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    if args.batch_max:
+        os.environ["NEOPAIN_BATCH_MAX"] = str(args.batch_max)
     count = args.frames or (16 if args.quick else 32)
     repeats = args.repeats or (3 if args.quick else 5)
 
@@ -401,12 +319,13 @@ def main(argv: list[str] | None = None) -> int:
 
             from inference.runtime import configure_threads
 
-            bundles = benchkit.timing_bundles(folder)
+            bundles = workerkit.timing_bundles(folder)
             threads = configure_threads()
             print(
                 f"# database {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, "
                 f"NEOPAIN_BATCH_MAX={settings.NEOPAIN_BATCH_MAX}, {threads} torch/ORT intra-op threads, "
-                f"{count} frames per mode and round of 640x480 JPEG, {repeats} rounds"
+                f"{count} frames per mode and round of 640x480 JPEG, {repeats} rounds, "
+                f"{args.processes} worker process(es) in the worker modes"
             )
             variants = benchkit.face_variants()
             for label in args.models.split(","):
@@ -422,20 +341,28 @@ def main(argv: list[str] | None = None) -> int:
                 if split_runtime:
                     bench.worker(8, saliency=True, runtime="torch")
                 print(f"#   classifier trunk on {bench.pipeline.model.runtime}", flush=True)
-                bench.naive(4)
+                if "naive" in modes:
+                    bench.naive(4)
+                plan = [
+                    ("model-only", lambda bench=bench: bench.model_only(count)),
+                    ("worker", lambda bench=bench: bench.worker(count, saliency=True, processes=args.processes)),
+                    (
+                        "worker-nosaliency",
+                        lambda bench=bench: bench.worker(count, saliency=False, processes=args.processes),
+                    ),
+                    *(
+                        [
+                            ("model-only-torch", lambda bench=bench: bench.model_only(count, runtime="torch")),
+                            ("worker-torch", lambda bench=bench: bench.worker(count, saliency=True, runtime="torch")),
+                        ]
+                        if split_runtime
+                        else []
+                    ),
+                    ("naive", lambda bench=bench: bench.naive(count)),
+                ]
                 rounds: list[dict[str, Round]] = []
                 for repeat in range(repeats):
-                    runs = [
-                        bench.model_only(count),
-                        bench.worker(count, saliency=True),
-                        bench.worker(count, saliency=False),
-                        *(
-                            [bench.model_only(count, runtime="torch"), bench.worker(count, saliency=True, runtime="torch")]
-                            if split_runtime
-                            else []
-                        ),
-                        bench.naive(count),
-                    ]
+                    runs = [run() for mode, run in plan if mode in modes]
                     rounds.append({run.mode: run for run in runs})
                     print(f"#   round {repeat + 1}: " + ", ".join(f"{r.mode} {r.fps:.1f}" for r in runs), flush=True)
                 # The machine is shared: its load moves from second to second. Ratios are taken
@@ -454,10 +381,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 ratios = {}
                 for mode in ("worker", "worker-nosaliency", "worker-torch"):
-                    if mode not in rounds[0]:
-                        continue
                     # worker-torch against model-only-torch: the same runtime on both sides of the ratio.
                     base = "model-only-torch" if mode == "worker-torch" else "model-only"
+                    if mode not in rounds[0] or base not in rounds[0] or "naive" not in rounds[0]:
+                        continue
                     of_model = statistics.median(r[mode].fps / r[base].fps for r in rounds)
                     of_naive = statistics.median(r[mode].fps / r["naive"].fps for r in rounds)
                     ratios[mode] = (of_model, of_naive)
@@ -468,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"(medians of per-round ratios); by CPU time {cpu_of_model:5.1%} and {cpu_of_naive:4.1f}x"
                     )
                 headline[label] = (summary, ratios, bench.pipeline.model.runtime)
-                if bench.pipeline.model.device.type == "cuda":
-                    gpu_precision(bench, count * 4)
+                if bench.pipeline.model.device.type == "cuda" and "model-only" in modes:
+                    gpu_precision(bench, count * 4)  # scripts/bench_gpu.py measures bf16 on the GPU path
                 if args.profile:
                     path = folder.parent / f"neopain-bench-worker-{label}.prof"
                     bench.worker(count, saliency=True, profile=path)
@@ -496,9 +423,16 @@ def main(argv: list[str] | None = None) -> int:
         print("# goal 5 (GPU, >= 1,000 frames/s one worker): GPU not available on this machine: not measured")
     label = "bootstrap-fer-proxy" if "bootstrap-fer-proxy" in headline else next(iter(headline))
     summary, ratios, _runtime = headline[label]
+    nan = float("nan")
+
+    def fps(mode: str) -> float:
+        return summary[mode].fps if mode in summary else nan
+
+    of_model, of_naive = ratios.get("worker", (nan, nan))
     print(
-        f"bench_worker: worker_fps={summary['worker'].fps:.2f} model_fps={summary['model-only'].fps:.2f} "
-        f"ratio={ratios['worker'][0]:.2f} naive_fps={summary['naive'].fps:.2f} speedup={ratios['worker'][1]:.2f}"
+        f"bench_worker: worker_fps={fps('worker'):.2f} model_fps={fps('model-only'):.2f} "
+        f"ratio={of_model:.2f} naive_fps={fps('naive'):.2f} speedup={of_naive:.2f} processes={args.processes} "
+        f"worker_nosaliency_fps={fps('worker-nosaliency'):.2f}"
     )
     return 0
 

@@ -136,3 +136,20 @@ def test_the_nurse_gets_a_gradcam_overlay_only_when_the_map_shows_something():
     assert overlay is not None and Image.open(io.BytesIO(overlay)).format == "JPEG"
     # Nothing on the face raised the pain score: no uniformly tinted "where the model looked" image.
     assert services._saliency_image(pipeline=pipeline, crop=crop, cam=np.zeros((224, 224), np.float32)) is None
+
+
+def test_a_crop_the_gpu_pipeline_encoded_is_stored_as_it_came(neonate, active_model, settings):
+    settings.NEOPAIN_SALIENCY = False
+    frames, blobs = processing_frames(neonate, 2)
+    encoded = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (224, 224), (10, 200, 30)).save(encoded, format="JPEG", quality=90)
+    outcomes = [make_outcome(data=blob, p_pain=0.55) for blob in blobs]
+    outcomes[0].crop_jpeg = encoded.getvalue()  # TensorPipeline on CUDA: encoded in its thread pool
+
+    assert record(frames, outcomes, active_model) == ["done", "done"]
+    stored = {p.frame_id: p.crop.read() for p in Prediction.objects.all()}
+    assert stored[frames[0].pk] == encoded.getvalue()
+    assert stored[frames[1].pk] != encoded.getvalue()  # no crop_jpeg: encoded by the worker, as before
+    assert Image.open(io.BytesIO(stored[frames[1].pk])).format == "JPEG"

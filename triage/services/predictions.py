@@ -74,7 +74,9 @@ def _prediction_build(
     )
     try:
         if outcome.crop is not None:
-            prediction.crop.save("crop.jpg", ContentFile(_jpeg_bytes(outcome.crop)), save=False)
+            # The GPU pipeline hands the crop over already encoded (its encoder threads): no encode here.
+            crop_jpeg = getattr(outcome, "crop_jpeg", None) or _jpeg_bytes(outcome.crop)
+            prediction.crop.save("crop.jpg", ContentFile(crop_jpeg), save=False)
         if saliency:
             prediction.saliency.save("saliency.jpg", ContentFile(saliency), save=False)
     except BaseException:
