@@ -15,7 +15,8 @@
 # (bench_gpu.log) and the figures (bench_gpu.json) are written there.
 # Environment: PYTHON (default python3), NEOPAIN_BENCH_BUNDLES (prebuilt bootstrap.pt/painnet.pt,
 # so the weight-only packages need not travel), BENCH_GPU_WORKER_FRAMES (default 1024),
-# BENCH_GPU_PROCESSES (default 8).
+# BENCH_GPU_PROCESSES (default 8), BENCH_GPU_BATCH_SIZES (engine batch sizes, default 32,128,512),
+# BENCH_GPU_ENGINE_FRAMES (default 2048): a shorter lease can run the engine at batch 512 alone.
 set -u
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -35,7 +36,8 @@ if [ "${1:-}" = "--quick" ]; then
   MULTI_ARGS=(--modes worker --frames 8 --repeats 1 --batch-max 4 --models bootstrap-fer-proxy --processes 2)
   MULTI_LIMIT=150
 else
-  ENGINE_ARGS=(--batch-sizes 32,128,512 --frames 2048 --budget 150 --processes 3
+  ENGINE_ARGS=(--batch-sizes "${BENCH_GPU_BATCH_SIZES:-32,128,512}" --frames "${BENCH_GPU_ENGINE_FRAMES:-2048}"
+               --budget 150 --processes 3
                --models painnet-mobilenet_v2,bootstrap-fer-proxy)
   ENGINE_LIMIT=190
   WORKER_FRAMES="${BENCH_GPU_WORKER_FRAMES:-1024}"
