@@ -58,7 +58,7 @@ from inference.training.crops import (
     default_cache_dir,
     face_crops,
 )
-from inference.training.cross_validation import losocv, per_subject_accuracy, subject_figures
+from inference.training.cross_validation import losocv, per_subject_accuracy, subject_figures, subject_summary
 from inference.training.datasets import (
     DATASET_MARKER,
     IMAGE_SUFFIXES,
@@ -117,6 +117,7 @@ __all__ = [
     "seed_everything",
     "served_temperature",
     "subject_figures",
+    "subject_summary",
     "subject_indices",
     "train_model",
     "train_painnet",

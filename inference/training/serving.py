@@ -16,7 +16,7 @@ from inference.bundle import save_bundle
 from inference.painnet import CLASSES, PainNet
 from inference.training.config import TrainConfig, subject_indices, validation_split
 from inference.training.crops import CropSet
-from inference.training.cross_validation import per_subject_accuracy
+from inference.training.cross_validation import per_subject_accuracy, subject_summary
 from inference.training.fit import TrainResult, train_painnet
 
 #: Limits on the served temperature. A small validation split is often perfectly separated,
@@ -92,10 +92,7 @@ def train_model(
         metrics.update(analysis)
         per_subject = per_subject_accuracy(served, result.val_labels, [subjects[i] for i in val_idx])
         metrics["folds"] = per_subject
-        metrics["per_subject_accuracy"] = {row["subject"]: row["accuracy"] for row in per_subject}
-        accuracies = [row["accuracy"] for row in per_subject]
-        metrics["accuracy_mean"] = float(np.mean(accuracies))
-        metrics["accuracy_sd"] = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+        metrics.update(subject_summary(per_subject))
     metrics.update(
         {
             "evaluation": "held-out validation subjects (also used for early stopping)",

@@ -83,6 +83,11 @@ def test_losocv_finds_the_planted_signal_through_evaluate_model(planted, crop_ca
     # Early stopping never looked at the held-out subject.
     assert all(f["subject"] not in f["validation_subjects"] for f in result["folds"])
     assert set(result["backbones"]) == {"mobilenet_v2", "fer_cnn"}
+    # Figures a reviewer needs: per-subject means (each neonate counts once) and the pooled AUC.
+    assert 0.9 <= result["balanced_accuracy_mean"] <= 1.0 and result["auc_mean"] >= 0.9
+    assert result["auc_subjects"] == SUBJECTS
+    assert all({"sensitivity", "specificity", "balanced_accuracy", "auc"} <= set(f) for f in result["folds"])
+    assert len(result["risk_coverage"]) <= 101
     for key in (
         "accuracy_sd",
         "thresholds",

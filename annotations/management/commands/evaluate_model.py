@@ -84,11 +84,12 @@ class Command(TrainingCommand):
                 th.plot_threshold_analysis(
                     p_pain=oof["p_pain"],
                     labels=oof["labels"],
+                    subjects=oof["subjects"],
                     path=path,
                     title=f"{name} LOSOCV ({summary['n_images']} images, {summary['n_subjects']} subjects)",
                 )
                 self.stdout.write(f"plot: {path}")
-        best = max(names, key=lambda n: results[n]["accuracy_mean"])
+        best = max(names, key=lambda n: results[n]["balanced_accuracy_mean"])
         payload_per_backbone = {}
         for name in names:
             payload = dict(results[name])
@@ -108,20 +109,28 @@ class Command(TrainingCommand):
         width = max(12, *(len(n) + 2 for n in names))
         w = self.stdout.write
         w("")
-        w("Leave-one-subject-out accuracy per held-out subject")
-        w(f"{'subject':<14}{'n':>5}{'pain':>6}" + "".join(f"{n:>{width}}" for n in names))
+        w("Leave-one-subject-out per held-out subject: accuracy, sensitivity, specificity")
+        cell = max(width, 20)
+        w(f"{'subject':<14}{'n':>5}{'pain':>6}" + "".join(f"{n:>{cell}}" for n in names))
         per_subject = summary["per_subject"]
+        folds = {n: {f["subject"]: f for f in results[n]["folds"]} for n in names}
         for subject in sorted(per_subject):
             counts = per_subject[subject]
             row = f"{subject:<14}{counts['pain'] + counts['nonpain']:>5}{counts['pain']:>6}"
-            row += "".join(f"{fmt(results[n]['per_subject_accuracy'].get(subject)):>{width}}" for n in names)
+            for n in names:
+                f = folds[n].get(subject, {})
+                figures = " ".join(f"{fmt(f.get(k)):>5}" for k in ("accuracy", "sensitivity", "specificity"))
+                row += f"{figures:>{cell}}"
             w(row)
         w("")
         lines = [
             ("accuracy mean", lambda r: f"{r['accuracy_mean']:.3f}"),
             ("accuracy sd", lambda r: f"{r['accuracy_sd']:.3f}"),
             ("accuracy pooled", lambda r: fmt(r["accuracy_pooled"])),
-            ("AUC", lambda r: fmt(r["auc"])),
+            ("balanced acc. mean", lambda r: fmt(r["balanced_accuracy_mean"])),
+            ("balanced acc. sd", lambda r: fmt(r["balanced_accuracy_sd"])),
+            ("AUC mean (per subject)", lambda r: f"{fmt(r['auc_mean'])} ({r['auc_subjects']})"),
+            ("AUC pooled", lambda r: fmt(r["auc"])),
             ("sensitivity", lambda r: fmt(r["sensitivity"])),
             ("specificity", lambda r: fmt(r["specificity"])),
             ("AURC", lambda r: fmt(r["aurc"], 4)),
