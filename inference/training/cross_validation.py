@@ -95,7 +95,9 @@ def losocv(
         tqdm(unique, desc=f"LOSOCV {config.backbone}", unit="fold", disable=not progress, file=sys.stderr)
     ):
         others = [s for s in subjects if s != held_out]
-        train_subjects, val_subjects = validation_split(others, config.val_subjects, config.seed * 7919 + fold)
+        train_subjects, val_subjects = validation_split(
+            others, config.val_subjects, config.seed * 7919 + fold, config.min_val_subjects
+        )
         test_idx = subject_indices(subjects, [held_out])
         result = train_painnet(
             crops=crops,

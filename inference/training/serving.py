@@ -67,7 +67,7 @@ def train_model(
     stopping looked at them; LOSOCV via ``evaluate_model`` is the unbiased estimate).
     """
     subjects = crops.subjects
-    train_subjects, val_subjects = validation_split(subjects, config.val_subjects, config.seed)
+    train_subjects, val_subjects = validation_split(subjects, config.val_subjects, config.seed, config.min_val_subjects)
     train_idx = subject_indices(subjects, train_subjects)
     val_idx = subject_indices(subjects, val_subjects)
     if not val_idx:
@@ -112,6 +112,8 @@ def train_model(
         "classes": list(CLASSES),
         "preprocessing": result.model.preprocessing_spec,
         "temperature": temperature,
+        # Serving averages each crop's logits with its mirror image's, as the evaluation did.
+        **({"test_time_augmentation": "flip"} if config.flip_tta else {}),
         "training_data": {
             **(dataset or {}),
             "train_subjects": train_subjects,

@@ -38,6 +38,7 @@ class Command(TrainingCommand):
         if not options["losocv"] and options["model"] is None:
             raise CommandError("Say what to evaluate: --losocv (train and test per subject) or --model ID.")
         start = time.perf_counter()
+        runtime = self.runtime_configure(options)
         _, crops = self.dataset_crops(options["dataset"], options)
         summary = tr.dataset_summary(crops.images)
         self.stdout.write(
@@ -49,11 +50,11 @@ class Command(TrainingCommand):
             self.stdout.write(f"  skipped {path}: {reason}")
         if options["model"] is not None:
             return self._evaluate_registered(crops, summary, options)
-        return self._losocv(crops, summary, options)
+        return self._losocv(crops, summary, options, runtime=runtime, start=start)
 
     # ------------------------------------------------------------------ LOSOCV
 
-    def _losocv(self, crops, summary, options):
+    def _losocv(self, crops, summary, options, *, runtime, start):
         from inference import thresholds as th
         from inference import training as tr
 
@@ -101,7 +102,13 @@ class Command(TrainingCommand):
             "dataset": {k: v for k, v in summary.items() if k != "per_subject"},
             "backbones": payload_per_backbone,
             "skipped_backbones": errors,
+            "seconds_total": round(time.perf_counter() - start, 1),
+            **runtime,
         }
+        self.stdout.write(
+            f"Time: {out['seconds_total']:.0f} s in all ({runtime['threads']} threads, "
+            f"OMP_WAIT_POLICY={runtime['omp_wait_policy']})"
+        )
         if options["json"]:
             self.stdout.write(json_line(out))
 
