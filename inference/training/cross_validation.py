@@ -65,6 +65,19 @@ def subject_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def choices_made(config: TrainConfig) -> dict[str, str]:
+    """How each choice a fold's model depends on was made: none looks at the held-out subject."""
+    stop = "validation AUC (ties: lower loss)" if config.stop_on == "auc" else "validation loss"
+    return {
+        "recipe": f"{config.recipe}: fixed in advance (inference.training.RECIPES), not tuned on this dataset",
+        "hyper_parameters": "the recipe's, or the operator's command-line overrides; none searched",
+        "epoch": f"early stopping on {stop} of validation subjects drawn (seeded) from the fold's training "
+        "subjects; the held-out subject is never among them",
+        "temperature": "not used by the fold's predictions; ece_temperature_scaled is cross-fitted over subjects",
+        "threshold": "the table and guarantee are computed on the pooled out-of-fold predictions, after all folds",
+    }
+
+
 def losocv(
     crops: CropSet,
     *,
@@ -142,6 +155,7 @@ def losocv(
         "backbone": config.backbone,
         "finetune": config.finetune,
         "evaluation": "leave-one-subject-out cross-validation (pooled out-of-fold predictions)",
+        "choices": choices_made(config),
         "config": config.describe(),
         "seconds": round(time.perf_counter() - start_time, 2),
         "oof": {"p_pain": oof.tolist(), "labels": labels.tolist(), "subjects": list(subjects)},

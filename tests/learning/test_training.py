@@ -88,6 +88,7 @@ def test_losocv_finds_the_planted_signal_through_evaluate_model(planted, crop_ca
     assert result["auc_subjects"] == SUBJECTS
     assert all({"sensitivity", "specificity", "balanced_accuracy", "auc"} <= set(f) for f in result["folds"])
     assert len(result["risk_coverage"]) <= 101
+    assert "held-out subject is never among them" in result["choices"]["epoch"]
     for key in (
         "accuracy_sd",
         "thresholds",
