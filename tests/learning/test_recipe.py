@@ -18,7 +18,7 @@ from inference.bundle import load_bundle
 from inference.preprocess import RandomJpeg, bedside_transform, make_spec
 from inference.saliency import gradcam_batch
 from tests.learning.conftest import FAST, last_json_line
-from tests.learning.test_training import run
+from tests.learning.test_training import losocv_run
 from tests.support import environ_without_app_settings
 
 
@@ -147,22 +147,7 @@ def test_the_served_bundle_computes_what_the_evaluation_did(crops, tmp_path):
 
 def test_losocv_is_reproducible_and_reports_threads(planted, crop_cache):
     def evaluate():
-        out = run(
-            "evaluate_model",
-            "--dataset",
-            str(planted),
-            "--losocv",
-            "--backbone",
-            "fer_cnn",
-            *FAST,
-            "--seed",
-            "5",
-            "--threads",
-            "1",
-            "--cache",
-            str(crop_cache),
-            "--json",
-        )
+        out = losocv_run(planted, crop_cache, "--backbone", "fer_cnn", *FAST, "--seed", "5", "--threads", "1")
         return out, last_json_line(out)
 
     (out, first), (_, second) = evaluate(), evaluate()
