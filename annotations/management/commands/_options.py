@@ -74,10 +74,16 @@ class TrainingCommand(BaseCommand):
             "early stopping on validation loss). The options below override the recipe's values.",
         )
         parser.add_argument(
-            "--epochs", type=int, default=None, help="Most epochs; early stopping usually ends sooner (default 30; paper 60)."
+            "--epochs",
+            type=int,
+            default=None,
+            help="Most epochs; early stopping usually ends sooner (default 30; paper 60).",
         )
         parser.add_argument(
-            "--lr", type=float, default=None, help="Learning rate of the head (default 1e-3; paper: 1e-5 for everything)."
+            "--lr",
+            type=float,
+            default=None,
+            help="Learning rate of the head (default 1e-3; paper: 1e-5 for everything).",
         )
         parser.add_argument(
             "--backbone-lr",
