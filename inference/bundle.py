@@ -229,8 +229,22 @@ class LoadedModel:
         """The Grad-CAM layer's activation for ``batch`` when the trunk runs on ONNX Runtime, else ``None``."""
         return self.trunk_runner(batch) if self.trunk_runner is not None else None
 
-    def logits_of(self, batch: torch.Tensor) -> torch.Tensor:
-        """Logits of a prepared batch (:meth:`to_tensor`), through whichever runtime serves the trunk."""
+    @property
+    def flip_tta(self) -> bool:
+        """True when the model was trained and evaluated with flip test-time averaging
+        (metadata ``test_time_augmentation: "flip"``): its logits are the mean of each crop's
+        and its mirror image's, as in the evaluation that chose its threshold."""
+        return self.metadata.get("test_time_augmentation") == "flip"
+
+    def logits_of(self, batch: torch.Tensor, *, mirror_average: bool = True) -> torch.Tensor:
+        """Logits of a prepared batch (:meth:`to_tensor`), through whichever runtime serves the trunk;
+        averaged with the mirrored batch's when the model has :attr:`flip_tta` (and ``mirror_average``)."""
+        logits = self._single_logits(batch)
+        if mirror_average and self.flip_tta:
+            logits = (logits + self._single_logits(batch.flip(-1))) / 2
+        return logits
+
+    def _single_logits(self, batch: torch.Tensor) -> torch.Tensor:
         if self.trunk_runner is not None:
             return self.module.forward_from_trunk(self.trunk_runner(batch))
         return self.module(batch)

@@ -218,6 +218,49 @@ def train_transform(spec: Mapping[str, Any]) -> T.Compose:
     )
 
 
+class RandomJpeg:
+    """Re-encode as JPEG at a random quality (``p`` of the time): the compression bedside
+    cameras and video links add. Draws from torch's generator, so a seeded run repeats."""
+
+    def __init__(self, quality: tuple[int, int] = (30, 90), p: float = 0.5) -> None:
+        self.quality = quality
+        self.p = p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        import io
+
+        if float(torch.rand(())) >= self.p:
+            return image
+        quality = int(torch.randint(self.quality[0], self.quality[1] + 1, ()))
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, "JPEG", quality=quality)
+        return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
+
+
+def bedside_transform(spec: Mapping[str, Any]) -> T.Compose:
+    """Training transform of the default recipe: what a bedside camera varies, on top of
+    :func:`eval_transform`. Rotation (+-15 degrees, a baby's head rolls), flip, small crops
+    and shifts (the face box moves), brightness/contrast/saturation (incubator light, day and
+    night), blur (focus, motion) and JPEG quality (compression). Every draw is from torch's
+    generator (seeded by the trainer)."""
+    spec = validate_spec(spec)
+    size = spec["size"]
+    return T.Compose(
+        [
+            Letterbox(size, spec["fill"]),
+            T.RandomRotation(degrees=15.0, interpolation=InterpolationMode.BILINEAR, fill=list(spec["fill"])),
+            T.RandomHorizontalFlip(p=0.5),
+            T.RandomResizedCrop(size, scale=(0.8, 1.0), ratio=(0.9, 1.1), antialias=True),
+            T.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2),
+            T.RandomApply([T.GaussianBlur(kernel_size=5, sigma=(0.1, 1.5))], p=0.4),
+            RandomJpeg(quality=(30, 90), p=0.5),
+            *_pil_stage(spec),
+            T.ToTensor(),
+            T.Normalize(spec["mean"], spec["std"]),
+        ]
+    )
+
+
 def batch_tensor(crops: Sequence[Image.Image], spec: Mapping[str, Any]) -> torch.Tensor:
     """Stack ``crops`` into one normalised ``(N, C, H, W)`` float tensor.
 

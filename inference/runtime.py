@@ -65,6 +65,17 @@ def configure_threads() -> int:
         return _threads_configured
 
 
+def threads_set(threads: int) -> int:
+    """Set torch's intra-op threads to ``threads`` now (a training command's ``--threads``)."""
+    global _threads_configured
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    with _threads_lock:
+        torch.set_num_threads(threads)
+        _threads_configured = threads
+    return threads
+
+
 def ort_session_options() -> object:
     """ONNX Runtime session options shared by the face detector and the classifier's trunk.
 

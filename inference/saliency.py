@@ -40,6 +40,20 @@ def gradcam_batch(
     of the summed logits gives each row its own gradient: the serving forward pass doubles as
     the Grad-CAM forward pass (the worker's saliency maps cost a head-sized backward pass).
     """
+    logits, maps = _gradcam_pass(loaded_model, batch, class_name=class_name)
+    if loaded_model.flip_tta:
+        # The served probability averages the mirror image's logits (as the evaluation did);
+        # the map stays the unmirrored crop's, the one a nurse sees.
+        with torch.inference_mode():
+            mirrored = loaded_model.logits_of(batch.flip(-1), mirror_average=False)
+        logits = (logits + mirrored.to(logits.device)) / 2
+    return logits, maps
+
+
+def _gradcam_pass(
+    loaded_model: LoadedModel, batch: torch.Tensor, *, class_name: str
+) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """Logits and Grad-CAM maps of ``batch`` itself (no test-time averaging)."""
     module = loaded_model.module
     size = int(loaded_model.spec["size"])
     class_index = loaded_model.classes.index(class_name)

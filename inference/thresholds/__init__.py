@@ -44,9 +44,16 @@ from inference.thresholds.metrics import (
     predicted_pain,
     roc_auc,
 )
-from inference.thresholds.tables import DEFAULT_THRESHOLDS, aurc, risk_coverage_curve, threshold_table
+from inference.thresholds.tables import (
+    DEFAULT_THRESHOLDS,
+    RISK_COVERAGE_POINTS,
+    aurc,
+    risk_coverage_curve,
+    threshold_table,
+)
 
 __all__ = [
+    "RISK_COVERAGE_POINTS",
     "DEFAULT_THRESHOLDS",
     "as_arrays",
     "aurc",

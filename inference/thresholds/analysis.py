@@ -16,7 +16,13 @@ from inference.thresholds.calibration import (
 )
 from inference.thresholds.guarantee import guaranteed_threshold
 from inference.thresholds.metrics import as_arrays, binary_metrics, confidence_of, predicted_pain
-from inference.thresholds.tables import DEFAULT_THRESHOLDS, aurc, risk_coverage_curve, threshold_table
+from inference.thresholds.tables import (
+    DEFAULT_THRESHOLDS,
+    RISK_COVERAGE_POINTS,
+    aurc,
+    risk_coverage_curve,
+    threshold_table,
+)
 
 
 def threshold_analysis(
@@ -48,6 +54,7 @@ def threshold_analysis(
     basic = binary_metrics(p_pain=p, labels=y)
     return {
         "accuracy": basic["accuracy"],
+        "balanced_accuracy": basic["balanced_accuracy"],
         "auc": basic["auc"],
         "sensitivity": basic["sensitivity"],
         "specificity": basic["specificity"],
@@ -60,7 +67,7 @@ def threshold_analysis(
         "temperature": temperature,
         "temperature_fitted_on": temperature_source,
         "thresholds": threshold_table(p_pain=p, labels=y, thresholds=thresholds),
-        "risk_coverage": risk_coverage_curve(p_pain=p, labels=y),
+        "risk_coverage": risk_coverage_curve(p_pain=p, labels=y, max_points=RISK_COVERAGE_POINTS),
         "guarantee": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="crc"),
         "guarantee_conditional": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="ltt", delta=0.1),
     }
@@ -73,9 +80,14 @@ def plot_threshold_analysis(
     path: str | Path,
     title: str = "",
     temperature: float | None = None,
+    subjects: Sequence[str] | None = None,
 ) -> Path:
     """Save a three-panel figure (framework accuracy/workload vs threshold, risk-coverage,
-    reliability before/after temperature scaling) as PNG or SVG, by the path's suffix."""
+    reliability before/after temperature scaling) as PNG or SVG, by the path's suffix.
+
+    With ``subjects`` (one per frame) a fourth panel shows the spread over subjects: each
+    subject's balanced accuracy, sensitivity and specificity, worst first, and their means.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +102,7 @@ def plot_threshold_analysis(
     if temperature is None:
         temperature = temperature_fit(p_pain=p, labels=y)
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    fig, axes = plt.subplots(1, 4 if subjects is not None else 3, figsize=(20 if subjects is not None else 15, 4.4))
     ax = axes[0]
     ax.plot([r["threshold"] for r in table], [r["accuracy"] for r in table], label="framework accuracy")
     ax.set_xlabel("confidence threshold")
@@ -126,9 +138,38 @@ def plot_threshold_analysis(
     ax.set_ylabel("accuracy")
     ax.set_title("Reliability")
     ax.legend(loc="lower right")
+    if subjects is not None:
+        _plot_subject_spread(axes[3], p, y, subjects)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _plot_subject_spread(ax: Any, p: np.ndarray, y: np.ndarray, subjects: Sequence[str]) -> None:
+    """Per-subject balanced accuracy, sensitivity and specificity, worst subject first."""
+    names = np.asarray(list(subjects))
+    if names.shape != y.shape:
+        raise ValueError(f"subjects must name every frame: {names.shape} for {y.shape}")
+    rows = []
+    for subject in sorted(set(names.tolist())):
+        mask = names == subject
+        rows.append((subject, binary_metrics(p_pain=p[mask], labels=y[mask])))
+    rows.sort(key=lambda row: row[1]["balanced_accuracy"])
+    xs = np.arange(len(rows))
+    for key, marker, label in (
+        ("balanced_accuracy", "o", "balanced accuracy"),
+        ("sensitivity", "^", "sensitivity"),
+        ("specificity", "v", "specificity"),
+    ):
+        values = [np.nan if m[key] is None else m[key] for _, m in rows]
+        points = ax.plot(xs, values, marker=marker, linestyle="none", label=label)
+        ax.axhline(np.nanmean(values), color=points[0].get_color(), linestyle=":", linewidth=0.8)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([subject for subject, _ in rows], rotation=60, fontsize=7)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("per subject (dotted: mean over subjects)")
+    ax.set_title(f"Spread over {len(rows)} subjects, worst first")
+    ax.legend(loc="lower right", fontsize=8)

@@ -35,7 +35,12 @@ def predicted_pain(p_pain: np.ndarray) -> np.ndarray:
 
 
 def binary_metrics(*, p_pain: Sequence[float], labels: Sequence[int]) -> dict[str, float | int | None]:
-    """Accuracy, sensitivity (pain recall), specificity, AUC and counts at the 0.5 cut-off."""
+    """Accuracy, sensitivity (pain recall), specificity, balanced accuracy, AUC and counts at the 0.5 cut-off.
+
+    Balanced accuracy is the mean of the class recalls present (sensitivity and specificity;
+    with one class only, that class's recall), so a model that calls everything nonpain
+    scores 0.5 however imbalanced the set.
+    """
     p, y = as_arrays(p_pain, labels)
     pred = predicted_pain(p)
     tp = int(np.sum(pred & (y == 1)))
@@ -43,12 +48,16 @@ def binary_metrics(*, p_pain: Sequence[float], labels: Sequence[int]) -> dict[st
     fp = int(np.sum(pred & (y == 0)))
     fn = int(np.sum(~pred & (y == 1)))
     n = int(y.size)
+    sensitivity = tp / (tp + fn) if tp + fn else None
+    specificity = tn / (tn + fp) if tn + fp else None
+    recalls = [r for r in (sensitivity, specificity) if r is not None]
     return {
         "n": n,
         "n_pain": int(np.sum(y == 1)),
         "accuracy": (tp + tn) / n if n else None,
-        "sensitivity": tp / (tp + fn) if tp + fn else None,
-        "specificity": tn / (tn + fp) if tn + fp else None,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
         "auc": roc_auc(p_pain=p, labels=y),
         "tp": tp,
         "tn": tn,

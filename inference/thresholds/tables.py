@@ -8,6 +8,9 @@ import numpy as np
 
 from inference.thresholds.metrics import as_arrays, confidence_of, predicted_pain
 
+#: Most points of a stored risk-coverage curve: about one per percent of the frames, both ends kept.
+RISK_COVERAGE_POINTS = 101
+
 #: Thresholds the table reports by default: the paper's 0.55 and 0.6 among them.
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 
@@ -51,11 +54,15 @@ def threshold_table(
     return rows
 
 
-def risk_coverage_curve(*, p_pain: Sequence[float], labels: Sequence[int]) -> list[dict[str, float]]:
+def risk_coverage_curve(
+    *, p_pain: Sequence[float], labels: Sequence[int], max_points: int | None = None
+) -> list[dict[str, float]]:
     """Selective risk (error rate among auto-decided cases) at each coverage, most confident first.
 
     Points ``{"coverage", "risk", "threshold"}``; cases with tied confidence enter together,
-    because a threshold cannot separate them.
+    because a threshold cannot separate them. ``max_points`` thins the curve to at most that
+    many points, evenly spaced along it, first and last kept (for storage and JSON; AURC is
+    computed on every frame).
     """
     p, y = as_arrays(p_pain, labels)
     n = y.size
@@ -68,6 +75,11 @@ def risk_coverage_curve(*, p_pain: Sequence[float], labels: Sequence[int]) -> li
     cum_errors = np.cumsum(errors[order])
     # Last index of each run of equal confidences.
     last_of_run = np.flatnonzero(np.append(np.diff(conf_sorted) != 0, True))
+    if max_points is not None and last_of_run.size > max_points:
+        if max_points < 2:
+            raise ValueError("max_points must be at least 2")
+        keep = np.unique(np.round(np.linspace(0, last_of_run.size - 1, max_points)).astype(np.int64))
+        last_of_run = last_of_run[keep]
     return [
         {"coverage": float((i + 1) / n), "risk": float(cum_errors[i] / (i + 1)), "threshold": float(conf_sorted[i])}
         for i in last_of_run

@@ -1,9 +1,16 @@
 """Training and leave-one-subject-out evaluation of PainNet: pure torch, no Django.
 
-The paper's recipe (Zhao et al. 2024): a pretrained backbone plus the FC512/FC128 head with
-dropout 0.5 and batch norm (:mod:`inference.painnet`), Adam at 1e-5, rotation 0-15 degrees
-and horizontal flips (:func:`inference.preprocess.train_transform`), early stopping, and
-leave-one-subject-out cross-validation (LOSOCV). Additions, each for a stated reason:
+Two recipes (:data:`~inference.training.config.RECIPES`). ``paper`` is Zhao et al. 2024: a
+pretrained backbone plus the FC512/FC128 head with dropout 0.5 and batch norm
+(:mod:`inference.painnet`), Adam at 1e-5, rotation 0-15 degrees and horizontal flips
+(:func:`inference.preprocess.train_transform`), early stopping on the validation loss, and
+leave-one-subject-out cross-validation (LOSOCV). ``default`` is the one that learns a subtle
+facial signal from a few hundred frames on 2 CPU cores: the head at 1e-3 and the trainable
+backbone layers at 1e-4 (AdamW, weight decay 1e-4), a linear warm-up then a half-cosine decay,
+label smoothing 0.1, bedside augmentation (:func:`inference.preprocess.bedside_transform`),
+early stopping on the validation subjects' AUC (at least two of them), and flip test-time
+averaging (served the same way, :attr:`inference.bundle.LoadedModel.flip_tta`). Additions
+to the paper common to both, each for a stated reason:
 
 * **Early stopping on held-out subjects.** The paper early-stops on the test subject; here
   a validation split of the *training* subjects is held out instead, so the test subject
@@ -44,6 +51,7 @@ Where each part lives (this package re-exports the public names, so callers keep
 
 from inference.training.config import (
     FINETUNE_MODES,
+    RECIPES,
     TrainConfig,
     class_weights,
     seed_everything,
@@ -58,7 +66,7 @@ from inference.training.crops import (
     default_cache_dir,
     face_crops,
 )
-from inference.training.cross_validation import losocv, per_subject_accuracy, subject_figures
+from inference.training.cross_validation import losocv, per_subject_accuracy, subject_figures, subject_summary
 from inference.training.datasets import (
     DATASET_MARKER,
     IMAGE_SUFFIXES,
@@ -73,7 +81,7 @@ from inference.training.datasets import (
     manifest_read,
 )
 from inference.training.finetune import FeatureBank, backbone_split
-from inference.training.fit import TrainResult, predict_p_pain, train_painnet
+from inference.training.fit import TrainResult, lr_schedule, predict_p_pain, train_painnet
 from inference.training.serving import (
     MIN_CALIBRATION_IMAGES,
     SERVED_TEMPERATURE_BOUNDS,
@@ -91,6 +99,7 @@ __all__ = [
     "LABEL_NAMES",
     "MANIFEST_NAME",
     "MIN_CALIBRATION_IMAGES",
+    "RECIPES",
     "SERVED_TEMPERATURE_BOUNDS",
     "CropSet",
     "CropSettings",
@@ -111,12 +120,14 @@ __all__ = [
     "default_cache_dir",
     "face_crops",
     "losocv",
+    "lr_schedule",
     "manifest_read",
     "per_subject_accuracy",
     "predict_p_pain",
     "seed_everything",
     "served_temperature",
     "subject_figures",
+    "subject_summary",
     "subject_indices",
     "train_model",
     "train_painnet",

@@ -19,15 +19,11 @@ from inference.training.fit import predict_p_pain, train_painnet
 
 
 def subject_figures(subject: str, p_pain: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    """Counts, accuracy, sensitivity and specificity of one subject's images."""
+    """Counts, accuracy, balanced accuracy, sensitivity, specificity and AUC of one subject's images."""
     m = th.binary_metrics(p_pain=p_pain, labels=labels)
     return {
         "subject": subject,
-        "n": m["n"],
-        "n_pain": m["n_pain"],
-        "accuracy": m["accuracy"],
-        "sensitivity": m["sensitivity"],
-        "specificity": m["specificity"],
+        **{k: m[k] for k in ("n", "n_pain", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "auc")},
     }
 
 
@@ -38,6 +34,48 @@ def per_subject_accuracy(p_pain: np.ndarray, labels: np.ndarray, subjects: Seque
         subject_figures(subject, p_pain[subjects_arr == subject], labels[subjects_arr == subject])
         for subject in sorted(set(subjects))
     ]
+
+
+def subject_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Means and sds over subjects of :func:`subject_figures` rows: each neonate counts once.
+
+    ``auc_mean`` averages the subjects where both classes occur (``auc_subjects`` of them; None
+    when there is none): a subject's AUC says whether the model ranks *that baby's* pain frames
+    above its calm ones, which the pooled AUC, mixing babies, does not.
+    """
+
+    def spread(key: str) -> tuple[float | None, float | None, int]:
+        values = np.array([r[key] for r in rows if r[key] is not None], dtype=np.float64)
+        if values.size == 0:
+            return None, None, 0
+        return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else 0.0, int(values.size)
+
+    accuracy_mean, accuracy_sd, _ = spread("accuracy")
+    balanced_mean, balanced_sd, _ = spread("balanced_accuracy")
+    auc_mean, auc_sd, auc_subjects = spread("auc")
+    return {
+        "accuracy_mean": accuracy_mean,
+        "accuracy_sd": accuracy_sd,
+        "balanced_accuracy_mean": balanced_mean,
+        "balanced_accuracy_sd": balanced_sd,
+        "auc_mean": auc_mean,
+        "auc_sd": auc_sd,
+        "auc_subjects": auc_subjects,
+        "per_subject_accuracy": {r["subject"]: r["accuracy"] for r in rows},
+    }
+
+
+def choices_made(config: TrainConfig) -> dict[str, str]:
+    """How each choice a fold's model depends on was made: none looks at the held-out subject."""
+    stop = "validation AUC (ties: lower loss)" if config.stop_on == "auc" else "validation loss"
+    return {
+        "recipe": f"{config.recipe}: fixed in advance (inference.training.RECIPES), not tuned on this dataset",
+        "hyper_parameters": "the recipe's, or the operator's command-line overrides; none searched",
+        "epoch": f"early stopping on {stop} of validation subjects drawn (seeded) from the fold's training "
+        "subjects; the held-out subject is never among them",
+        "temperature": "not used by the fold's predictions; ece_temperature_scaled is cross-fitted over subjects",
+        "threshold": "the table and guarantee are computed on the pooled out-of-fold predictions, after all folds",
+    }
 
 
 def losocv(
@@ -70,7 +108,9 @@ def losocv(
         tqdm(unique, desc=f"LOSOCV {config.backbone}", unit="fold", disable=not progress, file=sys.stderr)
     ):
         others = [s for s in subjects if s != held_out]
-        train_subjects, val_subjects = validation_split(others, config.val_subjects, config.seed * 7919 + fold)
+        train_subjects, val_subjects = validation_split(
+            others, config.val_subjects, config.seed * 7919 + fold, config.min_val_subjects
+        )
         test_idx = subject_indices(subjects, [held_out])
         result = train_painnet(
             crops=crops,
@@ -93,7 +133,6 @@ def losocv(
                 "epochs_run": result.epochs_run,
             }
         )
-    accuracies = np.array([f["accuracy"] for f in folds], dtype=np.float64)
     analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha)
     # Out-of-sample calibration: each subject's temperature is fitted on the other subjects' predictions.
     subjects_arr = np.asarray(subjects)
@@ -108,15 +147,15 @@ def losocv(
         "temperature: fitted on all out-of-fold predictions"
     )
     return {
-        "accuracy_mean": float(accuracies.mean()),
-        "accuracy_sd": float(accuracies.std(ddof=1)) if accuracies.size > 1 else 0.0,
+        **subject_summary(folds),
         "accuracy_pooled": analysis.pop("accuracy"),
+        "balanced_accuracy_pooled": analysis.pop("balanced_accuracy"),
         **analysis,
         "folds": folds,
-        "per_subject_accuracy": {f["subject"]: f["accuracy"] for f in folds},
         "backbone": config.backbone,
         "finetune": config.finetune,
         "evaluation": "leave-one-subject-out cross-validation (pooled out-of-fold predictions)",
+        "choices": choices_made(config),
         "config": config.describe(),
         "seconds": round(time.perf_counter() - start_time, 2),
         "oof": {"p_pain": oof.tolist(), "labels": labels.tolist(), "subjects": list(subjects)},

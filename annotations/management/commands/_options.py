@@ -15,7 +15,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+# Before torch loads (inference.painnet imports it), as the benchmarks do (scripts/benchkit.py):
+# OpenMP threads then wait passively between parallel regions instead of spinning, so a run
+# under a neighbour's load does not fight it for the cores (a head-only run had not finished
+# after 5 min spinning; it took 41 s passive with one thread). An operator's value is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from inference.painnet import BACKBONES
+from inference.training.config import RECIPES
 
 
 def add_unit_option(parser, *, help: str) -> None:
@@ -59,12 +66,40 @@ class TrainingCommand(BaseCommand):
             "--backbone-weights", default=None, help="Weights file for resnet50 (NEOPAIN_RESNET50_WEIGHTS)."
         )
         parser.add_argument(
-            "--epochs", type=int, default=60, help="Most epochs; early stopping usually ends sooner (default 60)."
+            "--recipe",
+            choices=sorted(RECIPES),
+            default="default",
+            help="default: per-group rates, warm-up + cosine, bedside augmentation, early stopping on validation "
+            "AUC, flip averaging (learns from few frames); paper: Zhao et al.'s protocol (lr 1e-5, rotation + flip, "
+            "early stopping on validation loss). The options below override the recipe's values.",
         )
-        parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (paper: 1e-5).")
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            default=None,
+            help="Most epochs; early stopping usually ends sooner (default 30; paper 60).",
+        )
+        parser.add_argument(
+            "--lr",
+            type=float,
+            default=None,
+            help="Learning rate of the head (default 1e-3; paper: 1e-5 for everything).",
+        )
+        parser.add_argument(
+            "--backbone-lr",
+            type=float,
+            default=None,
+            help="Learning rate of the trainable backbone layers (default 1e-4; paper: same as --lr).",
+        )
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument(
-            "--patience", type=int, default=10, help="Early-stopping patience in epochs (validation loss)."
+            "--patience", type=int, default=None, help="Early-stopping patience in epochs (default 8; paper 10)."
+        )
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads for torch (default NEOPAIN_TORCH_THREADS, else every CPU this process may use).",
         )
         parser.add_argument(
             "--val-subjects",
@@ -83,8 +118,8 @@ class TrainingCommand(BaseCommand):
         parser.add_argument(
             "--augment-views",
             type=int,
-            default=4,
-            help="Augmented views (rotation 0-15, flip) precomputed per image for last/head (default 4).",
+            default=None,
+            help="Augmented views precomputed per image for last/head (default 6; paper 4).",
         )
         parser.add_argument(
             "--alpha",
@@ -111,12 +146,14 @@ class TrainingCommand(BaseCommand):
         from inference.training import TrainConfig
 
         try:
-            return TrainConfig(
+            return TrainConfig.for_recipe(
+                options["recipe"],
                 backbone=backbone,
                 backbone_weights=options["backbone_weights"],
                 finetune="head" if options["freeze_backbone"] else options["finetune"],
                 epochs=options["epochs"],
                 lr=options["lr"],
+                backbone_lr=options["backbone_lr"],
                 batch_size=options["batch_size"],
                 patience=options["patience"],
                 val_subjects=options["val_subjects"],
@@ -126,6 +163,21 @@ class TrainingCommand(BaseCommand):
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+
+    def runtime_configure(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Set torch's thread count (``--threads``, else NEOPAIN_TORCH_THREADS, else the CPUs
+        available), print it with the OpenMP wait policy, and return both for the JSON."""
+        from inference.runtime import inference_threads, threads_set
+
+        if options["threads"] is not None and options["threads"] < 1:
+            raise CommandError("--threads must be at least 1")
+        try:
+            threads = threads_set(options["threads"] or inference_threads())
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        policy = os.environ.get("OMP_WAIT_POLICY", "")
+        self.stdout.write(f"Threads: {threads} (OMP_WAIT_POLICY={policy or 'unset'})")
+        return {"threads": threads, "omp_wait_policy": policy or None}
 
     def show_progress(self, options: dict[str, Any]) -> bool:
         return not options["no_progress"] and options.get("verbosity", 1) > 0

@@ -38,6 +38,7 @@ class Command(TrainingCommand):
         if not options["losocv"] and options["model"] is None:
             raise CommandError("Say what to evaluate: --losocv (train and test per subject) or --model ID.")
         start = time.perf_counter()
+        runtime = self.runtime_configure(options)
         _, crops = self.dataset_crops(options["dataset"], options)
         summary = tr.dataset_summary(crops.images)
         self.stdout.write(
@@ -49,11 +50,11 @@ class Command(TrainingCommand):
             self.stdout.write(f"  skipped {path}: {reason}")
         if options["model"] is not None:
             return self._evaluate_registered(crops, summary, options)
-        return self._losocv(crops, summary, options)
+        return self._losocv(crops, summary, options, runtime=runtime, start=start)
 
     # ------------------------------------------------------------------ LOSOCV
 
-    def _losocv(self, crops, summary, options):
+    def _losocv(self, crops, summary, options, *, runtime, start):
         from inference import thresholds as th
         from inference import training as tr
 
@@ -84,11 +85,12 @@ class Command(TrainingCommand):
                 th.plot_threshold_analysis(
                     p_pain=oof["p_pain"],
                     labels=oof["labels"],
+                    subjects=oof["subjects"],
                     path=path,
                     title=f"{name} LOSOCV ({summary['n_images']} images, {summary['n_subjects']} subjects)",
                 )
                 self.stdout.write(f"plot: {path}")
-        best = max(names, key=lambda n: results[n]["accuracy_mean"])
+        best = max(names, key=lambda n: results[n]["balanced_accuracy_mean"])
         payload_per_backbone = {}
         for name in names:
             payload = dict(results[name])
@@ -100,7 +102,13 @@ class Command(TrainingCommand):
             "dataset": {k: v for k, v in summary.items() if k != "per_subject"},
             "backbones": payload_per_backbone,
             "skipped_backbones": errors,
+            "seconds_total": round(time.perf_counter() - start, 1),
+            **runtime,
         }
+        self.stdout.write(
+            f"Time: {out['seconds_total']:.0f} s in all ({runtime['threads']} threads, "
+            f"OMP_WAIT_POLICY={runtime['omp_wait_policy']})"
+        )
         if options["json"]:
             self.stdout.write(json_line(out))
 
@@ -108,20 +116,28 @@ class Command(TrainingCommand):
         width = max(12, *(len(n) + 2 for n in names))
         w = self.stdout.write
         w("")
-        w("Leave-one-subject-out accuracy per held-out subject")
-        w(f"{'subject':<14}{'n':>5}{'pain':>6}" + "".join(f"{n:>{width}}" for n in names))
+        w("Leave-one-subject-out per held-out subject: accuracy, sensitivity, specificity")
+        cell = max(width, 20)
+        w(f"{'subject':<14}{'n':>5}{'pain':>6}" + "".join(f"{n:>{cell}}" for n in names))
         per_subject = summary["per_subject"]
+        folds = {n: {f["subject"]: f for f in results[n]["folds"]} for n in names}
         for subject in sorted(per_subject):
             counts = per_subject[subject]
             row = f"{subject:<14}{counts['pain'] + counts['nonpain']:>5}{counts['pain']:>6}"
-            row += "".join(f"{fmt(results[n]['per_subject_accuracy'].get(subject)):>{width}}" for n in names)
+            for n in names:
+                f = folds[n].get(subject, {})
+                figures = " ".join(f"{fmt(f.get(k)):>5}" for k in ("accuracy", "sensitivity", "specificity"))
+                row += f"{figures:>{cell}}"
             w(row)
         w("")
         lines = [
             ("accuracy mean", lambda r: f"{r['accuracy_mean']:.3f}"),
             ("accuracy sd", lambda r: f"{r['accuracy_sd']:.3f}"),
             ("accuracy pooled", lambda r: fmt(r["accuracy_pooled"])),
-            ("AUC", lambda r: fmt(r["auc"])),
+            ("balanced acc. mean", lambda r: fmt(r["balanced_accuracy_mean"])),
+            ("balanced acc. sd", lambda r: fmt(r["balanced_accuracy_sd"])),
+            ("AUC mean (per subject)", lambda r: f"{fmt(r['auc_mean'])} ({r['auc_subjects']})"),
+            ("AUC pooled", lambda r: fmt(r["auc"])),
             ("sensitivity", lambda r: fmt(r["sensitivity"])),
             ("specificity", lambda r: fmt(r["specificity"])),
             ("AURC", lambda r: fmt(r["aurc"], 4)),

@@ -45,6 +45,7 @@ class Command(TrainingCommand):
         alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
         progress = self.show_progress(options)
         start = time.perf_counter()
+        runtime = self.runtime_configure(options)
         with tempfile.TemporaryDirectory(prefix="neopain-train-") as tmp:
             if options["from_assessments"]:
                 export = training_set_export(unit=unit, out_dir=tmp)
@@ -63,7 +64,8 @@ class Command(TrainingCommand):
             if info.get("excluded"):
                 dataset["excluded"] = info["excluded"]
             self.stdout.write(
-                f"Training {config.backbone} (fine-tune {config.finetune}, lr {config.lr:g}, up to {config.epochs} epochs, "
+                f"Training {config.backbone} (recipe {config.recipe}, fine-tune {config.finetune}, lr {config.lr:g}, "
+                f"backbone lr {config.backbone_lr or config.lr:g}, up to {config.epochs} epochs, "
                 f"seed {config.seed}) on {dataset['n_images']} images of {dataset['n_subjects']} subjects "
                 f"({dataset['n_pain']} pain); {crops.cache_hits} crops from cache, {len(crops.skipped)} skipped"
             )
@@ -105,7 +107,13 @@ class Command(TrainingCommand):
                         f"{row['manual']}/{row['n']} to a nurse"
                     )
             w("  " + guarantee_line(m["guarantee"]))
-        result = {"bundle": str(out.resolve()), "sha256": sha256, "metrics": m}
+        result = {
+            "bundle": str(out.resolve()),
+            "sha256": sha256,
+            "metrics": m,
+            "seconds_total": round(time.perf_counter() - start, 1),
+            **runtime,
+        }
         if not options["no_register"]:
             try:
                 version = model_version_register(bundle_path=out, unit=unit, metrics=m)
