@@ -460,11 +460,12 @@ def login_user(db):
     from django.core.cache import cache
 
     from tests.factories import UserFactory
-    from triage.auth import _failure_key
+    from triage.auth import _address_key, _failure_key, _lock_key
 
     user = UserFactory(username=f"login-{uuid.uuid4().hex[:10]}", role="nurse")
     yield user
-    cache.delete(_failure_key("127.0.0.1", user.username))
+    keys = [_failure_key("127.0.0.1", user.username), _address_key("127.0.0.1")]
+    cache.delete_many([*keys, *map(_lock_key, keys)])
 
 
 def test_failed_logins_are_logged_and_audited_without_the_password(caplog, login_user):

@@ -12,6 +12,8 @@ import os
 import secrets
 
 from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
@@ -71,6 +73,11 @@ class Command(BaseCommand):
         if generated:
             password = secrets.token_urlsafe(12)
         user = User(username=username, role=role, unit=unit, first_name=title.split()[0])
+        try:
+            # The same AUTH_PASSWORD_VALIDATORS as the change-password page (NEOPAIN_ADMIN_PASSWORD=a is refused).
+            validate_password(password, user=user)
+        except ValidationError as exc:
+            raise CommandError(f"{password_env} is too weak: {' '.join(exc.messages)}") from None
         user.set_password(password)
         user.save()
         services.audit_record(
