@@ -294,7 +294,14 @@ CACHES = {
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "neopain_cache"}
-    )
+    ),
+    # Upload rate history (triage/throttles.py): shared through Redis; without it, per web process
+    # (the database cache would add a write to every upload).
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "throttle"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "neopain-throttle"}
+    ),
 }
 
 REST_FRAMEWORK = {

@@ -30,7 +30,6 @@ from tests.factories import TEST_PASSWORD, png_bytes
 from tests.hardening.conftest import PEOPLE
 from tests.hardening.routes import all_routes, api_routes
 from tests.support import environ_without_app_settings
-from tests.ui.conftest import face_png
 from triage.models import AuditEvent, UnitSettings
 
 pytestmark = pytest.mark.django_db
@@ -515,15 +514,6 @@ IMAGE_URLS = {
     "crop": lambda o: f"/predictions/{o['prediction'].pk}/crop",
     "saliency": lambda o: f"/predictions/{o['prediction'].pk}/saliency",
 }
-
-
-@pytest.fixture
-def with_saliency(north):
-    from django.core.files.base import ContentFile
-
-    north["prediction"].crop.save("c.png", ContentFile(face_png()), save=False)
-    north["prediction"].saliency.save("s.png", ContentFile(face_png()), save=True)
-    return north
 
 
 @pytest.mark.parametrize("kind", IMAGE_URLS)
