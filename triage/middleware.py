@@ -177,12 +177,15 @@ class PhiReadAuditMiddleware:
 
     @staticmethod
     def _record(request, user, match) -> None:
+        from triage.models import Unit
         from triage.services import audit_record
 
         object_type = PHI_READ_ROUTES[match.url_name]
         audit_record(
             action="phi.read",
             actor=user,
+            # The unit by id: loading the user's Unit row would cost every read a second query.
+            unit=Unit(pk=user.unit_id) if user.unit_id else None,
             object_type=object_type,
             object_id=match.kwargs.get("pk", "") if object_type else "",
             after={"route": match.url_name, "query": request.META.get("QUERY_STRING", "")[:500]},
