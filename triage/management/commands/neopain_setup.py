@@ -43,7 +43,7 @@ class Command(BaseCommand):
             admin_line = self._person(unit, "unitadmin", Role.UNIT_ADMIN, "NEOPAIN_ADMIN_PASSWORD", "Unit admin")
             nurse_line = self._person(unit, "nurse", Role.NURSE, "NEOPAIN_NURSE_PASSWORD", "Nurse")
             token_line = self._device(unit)
-            neonate, _ = Neonate.objects.get_or_create(mrn=DEMO_NEONATE_MRN, defaults={"unit": unit, "bed": "1"})
+            neonate, _ = Neonate.objects.get_or_create(unit=unit, mrn=DEMO_NEONATE_MRN, defaults={"bed": "1"})
             if unit_created:
                 services.audit_record(action="setup.demo_created", unit=unit, obj=unit, actor_username="neopain_setup")
         secrets_out += [admin_line, nurse_line, token_line]
