@@ -523,7 +523,7 @@ IMAGE_URLS = {
         ("nurse", 200),
         ("unit_admin", 200),
         ("other_nurse", 404),
-        ("ml_engineer", 404),
+        ("ml_engineer", 403),  # never patient images, with or without a unit (issue 16)
         ("device", 403),
         ("anonymous", 302),
     ],
