@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from django.test import Client
 from PIL import Image
 
 from tests.factories import DeviceFactory, UserFactory, png_bytes
+from tests.support import RunsCodeWhenUnpickled
 from triage import services
 from triage.models import Clip, Frame, ModelVersion, Neonate, Role
 
@@ -48,12 +48,6 @@ def test_an_ml_engineer_with_a_unit_cannot_download_patient_images(with_saliency
 # --- 4. a detector weights file that would run code is refused at registration ---------------------
 
 
-class _TouchFile:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_detector_pickle_that_runs_code_is_refused_at_registration(tmp_path):
@@ -61,7 +55,7 @@ def test_a_detector_pickle_that_runs_code_is_refused_at_registration(tmp_path):
 
     marker = tmp_path / "pwned"
     weights = tmp_path / "yolo-face.pt"
-    torch.save({"model": _TouchFile(marker)}, weights)
+    torch.save({"model": RunsCodeWhenUnpickled(marker)}, weights)
 
     with pytest.raises(ValidationError) as refused:
         services.model_version_register(bundle_path=weights, kind="detector")
@@ -77,7 +71,7 @@ def test_register_model_refuses_it_with_a_clear_error(tmp_path):
 
     marker = tmp_path / "pwned"
     weights = tmp_path / "yolo-face.pt"
-    torch.save({"model": _TouchFile(marker)}, weights)
+    torch.save({"model": RunsCodeWhenUnpickled(marker)}, weights)
 
     with pytest.raises(CommandError, match="would import"):
         call_command("register_model", str(weights), "--kind", "detector", stdout=io.StringIO())

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from inference.weights_check import UnsafeWeights, detector_weights_check, pickle_globals
-
-
-class _TouchFile:
-    """Unpickling this runs a shell command that creates a file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+from tests.support import RunsCodeWhenUnpickled, save_tiny_onnx
 
 
 @pytest.mark.parametrize("protocol", [2, 4])
 def test_a_pickle_that_would_create_a_file_is_refused_and_never_run(tmp_path, protocol):
     marker = tmp_path / "pwned"
     weights = tmp_path / "yolo-face.pt"
-    torch.save({"model": _TouchFile(marker), "epoch": 1}, weights, pickle_protocol=protocol)
+    torch.save({"model": RunsCodeWhenUnpickled(marker), "epoch": 1}, weights, pickle_protocol=protocol)
 
     with pytest.raises(UnsafeWeights, match=r"would import (posix|os|nt)\.system when loaded"):
         detector_weights_check(weights)
@@ -63,17 +53,7 @@ def _data_pkl(path: Path) -> bytes:
 
 
 def test_an_onnx_graph_is_accepted_and_garbage_named_onnx_is_not(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
-    )
-    good = tmp_path / "face.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(good))
+    good = save_tiny_onnx(tmp_path / "face.onnx")
     bad = tmp_path / "fake.onnx"
     bad.write_bytes(b"\x80\x02cposix\nsystem\n")
 
