@@ -8,11 +8,15 @@ with ``Retry-After`` (DRF's throttling). Rates are read from the settings on eve
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
 from triage.models import Role
+
+logger = logging.getLogger(__name__)
 
 
 class _UploadThrottle(SimpleRateThrottle):
@@ -29,7 +33,13 @@ class _UploadThrottle(SimpleRateThrottle):
     def allow_request(self, request, view) -> bool:
         if request.method != "POST":  # listing and reading back are not uploads
             return True
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # redis-py and friends raise their own connection errors
+            # Frames must still be stored while Redis is down (the sweeper queues them later):
+            # the throttle fails open, as the sign-in throttle does.
+            logger.warning("upload throttle unavailable (%s: %s): not throttling", type(exc).__name__, exc)
+            return True
 
     def _applies_to(self, user) -> bool:
         raise NotImplementedError

@@ -320,3 +320,28 @@ def test_a_duplicate_clip_from_another_camera_gets_only_the_id(client_for, devic
 
     assert other_camera.status_code == 200
     assert other_camera.json() == {"id": first.json()["id"], "duplicate": True}
+
+
+def test_the_upload_throttle_fails_open_when_its_cache_is_down(settings, monkeypatch, client_for, device, neonate):
+    """Frames must be stored while Redis is down (tests/faults/test_redis_down.py runs it for real)."""
+    from triage import throttles
+
+    settings.NEOPAIN_UPLOAD_RATE_DEVICE = "1/min"
+
+    class DownCache:
+        def get(self, *args, **kwargs):
+            raise ConnectionError("redis is down")
+
+        set = get
+
+    monkeypatch.setattr(throttles, "caches", {"throttle": DownCache()})
+    client = client_for(device.user)
+    codes = [
+        client.post(
+            "/api/v1/frames/", {"neonate": neonate.mrn, "image": SimpleUploadedFile("f.png", png_bytes(seed=7600 + i))},
+            format="multipart",
+        ).status_code
+        for i in range(2)
+    ]
+
+    assert codes == [202, 202]
