@@ -106,17 +106,20 @@ class CappedUploadMixin:
         return Response(body, status=code, headers={"Location": body["url"]})
 
 
+# One component for both upload endpoints (two inline serializers of one name would collide).
+DUPLICATE_UPLOAD = inline_serializer(
+    "DuplicateUpload",
+    {
+        "id": serializers.IntegerField(),
+        "duplicate": serializers.BooleanField(help_text="Always true: these bytes were uploaded already."),
+    },
+)
+
+
 def duplicate_upload_schema(kind: str) -> OpenApiResponse:
     """The 200 of an upload endpoint: a duplicate (the caller's own in full, someone else's as its id)."""
     return OpenApiResponse(
-        inline_serializer(
-            "DuplicateUpload",
-            {
-                "id": serializers.IntegerField(),
-                "duplicate": serializers.BooleanField(help_text="Always true: these bytes were uploaded already."),
-            },
-        ),
-        description=f"Uploaded already: your own {kind} in full, someone else's as its id only.",
+        DUPLICATE_UPLOAD, description=f"Uploaded already: your own {kind} in full, someone else's as its id only."
     )
 
 
