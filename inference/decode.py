@@ -122,14 +122,32 @@ _RENDERING_JPEG_APPS = frozenset({"APP0", "APP2", "APP14"})
 _NO_METADATA_FORMATS = frozenset({"BMP"})
 
 
-def _carries_metadata(image: Image.Image) -> bool:
+# PNG chunks that carry text or EXIF, wherever they are (Pillow reports those after the pixel data
+# only once the image is decoded, so the chunk list is read instead).
+_PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf"})
+
+
+def _png_has_metadata_chunks(data: bytes) -> bool:
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = bytes(data[position + 4 : position + 8])
+        if kind in _PNG_METADATA_CHUNKS:
+            return True
+        if kind == b"IEND":
+            return False
+        position += 12 + length
+    return False
+
+
+def _carries_metadata(image: Image.Image, data: bytes) -> bool:
     if image.format in _NO_METADATA_FORMATS:
         return False
     if image.format in {"MPO", "TIFF"}:
         return True  # MPO always has EXIF and a second picture; any TIFF tag can hold text
     if set(image.info) - _RENDERING_INFO:
         return True
-    if getattr(image, "text", None):  # PNG tEXt/iTXt/zTXt chunks
+    if image.format == "PNG" and _png_has_metadata_chunks(data):
         return True
     return any(marker not in _RENDERING_JPEG_APPS for marker, _ in getattr(image, "applist", []))
 
@@ -148,7 +166,7 @@ def strip_metadata(
     Raises :class:`UnreadableImage`.
     """
     image = _open_checked(data, max_pixels=max_pixels, max_bytes=max_bytes)
-    if not _carries_metadata(image):
+    if not _carries_metadata(image, bytes(data)):
         return None
     fmt = {"MPO": "JPEG", "TIFF": "PNG"}.get(str(image.format), str(image.format))
     try:

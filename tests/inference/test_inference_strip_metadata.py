@@ -91,3 +91,16 @@ def test_a_clean_image_is_stored_as_uploaded_and_stripping_is_deterministic():
 
     assert strip_metadata(clean) is None
     assert strip_metadata(tagged) == strip_metadata(tagged)
+
+
+def test_a_png_text_chunk_after_the_pixels_is_found_without_decoding():
+    import zlib
+
+    data = _saved(_picture(), "PNG")
+    body = b"Comment\x00Jane Doe"
+    chunk = len(body).to_bytes(4, "big") + b"tEXt" + body + zlib.crc32(b"tEXt" + body).to_bytes(4, "big")
+    trailing = data[:-12] + chunk + data[-12:]  # before IEND, after IDAT
+
+    stripped = strip_metadata(trailing)
+
+    assert stripped is not None and b"Jane Doe" not in stripped
