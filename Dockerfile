@@ -30,4 +30,5 @@ VOLUME ["/data"]
 EXPOSE 8000
 # gunicorn reads WEB_CONCURRENCY: about one sync worker per core (uploads are CPU-bound; docs/performance.md).
 ENV WEB_CONCURRENCY=2
-CMD ["gunicorn", "neopain_site.wsgi:application", "--bind", "0.0.0.0:8000", "--timeout", "120", "--access-logfile", "-"]
+CMD ["gunicorn", "neopain_site.wsgi:application", "--bind", "0.0.0.0:8000", "--timeout", "120", "--access-logfile", "-", \
+     "--limit-request-line", "4094", "--limit-request-fields", "100", "--limit-request-field_size", "8190"]

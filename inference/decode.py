@@ -107,6 +107,94 @@ def decode_image(
         raise UnreadableImage(f"unsupported pixel format {image.mode!r} ({_describe(exc)})") from exc
 
 
+# What Pillow reports in ``Image.info`` that is rendering data, not a description of the picture.
+_RENDERING_INFO = frozenset(
+    {
+        "jfif", "jfif_version", "jfif_unit", "jfif_density", "dpi", "icc_profile", "progressive",
+        "progression", "adobe", "adobe_transform", "gamma", "transparency", "interlace", "background",
+        "srgb", "aspect", "compression", "loop", "duration", "version", "extension", "chromaticity",
+        "lossless", "bbox",
+    }
+)
+# JPEG APPn segments that hold only rendering data: JFIF (APP0), ICC (APP2), Adobe (APP14).
+_RENDERING_JPEG_APPS = frozenset({"APP0", "APP2", "APP14"})
+# Formats that cannot carry descriptive metadata in what Pillow writes or reads back.
+_NO_METADATA_FORMATS = frozenset({"BMP"})
+
+
+# PNG chunks that carry text or EXIF, wherever they are (Pillow reports those after the pixel data
+# only once the image is decoded, so the chunk list is read instead).
+_PNG_METADATA_CHUNKS = frozenset({b"tEXt", b"zTXt", b"iTXt", b"eXIf"})
+
+
+def _png_has_metadata_chunks(data: bytes) -> bool:
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        kind = bytes(data[position + 4 : position + 8])
+        if kind in _PNG_METADATA_CHUNKS:
+            return True
+        if kind == b"IEND":
+            return False
+        position += 12 + length
+    return False
+
+
+def _carries_metadata(image: Image.Image, data: bytes) -> bool:
+    if image.format in _NO_METADATA_FORMATS:
+        return False
+    if image.format in {"MPO", "TIFF"}:
+        return True  # MPO always has EXIF and a second picture; any TIFF tag can hold text
+    if set(image.info) - _RENDERING_INFO:
+        return True
+    if image.format == "PNG" and _png_has_metadata_chunks(data):
+        return True
+    return any(marker not in _RENDERING_JPEG_APPS for marker, _ in getattr(image, "applist", []))
+
+
+def strip_metadata(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> bytes | None:
+    """The image without EXIF, XMP, comments or text chunks (GPS, a name in ImageDescription ...),
+    with its EXIF orientation applied to the pixels; ``None`` when ``data`` carries none (stored as is).
+
+    Re-encoded in the same format (JPEG at quality 95, others lossless; MPO as JPEG, TIFF as PNG),
+    keeping the ICC colour profile. Deterministic: the same upload gives the same bytes.
+    Raises :class:`UnreadableImage`.
+    """
+    image = _open_checked(data, max_pixels=max_pixels, max_bytes=max_bytes)
+    if not _carries_metadata(image, bytes(data)):
+        return None
+    fmt = {"MPO": "JPEG", "TIFF": "PNG"}.get(str(image.format), str(image.format))
+    try:
+        image.seek(0)
+        image.load()
+        upright = _exif_transpose(image)
+        options: dict[str, Any] = {}
+        if image.info.get("icc_profile"):
+            options["icc_profile"] = image.info["icc_profile"]
+        if fmt == "JPEG":
+            options.update(quality=95, subsampling=0)
+        elif fmt == "WEBP":
+            options.update(lossless=True)
+        elif fmt in {"GIF", "PNG"} and "transparency" in image.info:
+            options["transparency"] = image.info["transparency"]
+        if fmt == "JPEG" and upright.mode not in {"RGB", "L", "CMYK"}:
+            upright = to_rgb(upright)
+        upright = upright.copy()
+        upright.info = {}  # encoders fall back to ``info`` for comments and EXIF
+        buffer = io.BytesIO()
+        upright.save(buffer, format=fmt, **options)
+    except UnreadableImage:
+        raise
+    except Exception as exc:
+        raise UnreadableImage(f"cannot re-encode the {image.format} image without its metadata ({_describe(exc)})") from exc
+    return buffer.getvalue()
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Normalise any Pillow mode to 8-bit RGB.
 

@@ -68,16 +68,20 @@ def select_keyframes(
     min_peak: float = 1.0,
     rel_peak: float = 0.1,
     max_frames: int = DEFAULT_MAX_FRAMES,
+    max_pixels: int | None = None,
 ) -> list[Keyframe]:
     """Keyframes of the clip at ``path`` (mp4/mov/avi through OpenCV's FFmpeg backend).
 
     ``sample_fps`` analyses only that many frames per second (default: every frame).
-    ``min_peak`` is in mean-absolute-LUV units per pixel (0-255 scale). Raises
-    :class:`UnreadableClip`.
+    ``min_peak`` is in mean-absolute-LUV units per pixel (0-255 scale). ``max_pixels`` refuses a
+    clip whose frames are larger (width x height), read from the stream header before decoding.
+    Raises :class:`UnreadableClip`.
     """
     if max_keyframes < 1:
         raise ValueError("max_keyframes must be >= 1")
-    indices, signal, fps = _difference_signal(Path(path), sample_fps=sample_fps, max_frames=max_frames)
+    indices, signal, fps = _difference_signal(
+        Path(path), sample_fps=sample_fps, max_frames=max_frames, max_pixels=max_pixels
+    )
     chosen = pick_peaks(
         signal,
         indices=indices,
@@ -101,6 +105,7 @@ def keyframes_from_bytes(
     min_gap_s: float = 0.5,
     max_keyframes: int = 20,
     sample_fps: float | None = None,
+    max_pixels: int | None = None,
 ) -> list[Keyframe]:
     """:func:`select_keyframes` for an uploaded clip held in memory (via a temp file)."""
     if not data:
@@ -111,7 +116,9 @@ def keyframes_from_bytes(
     with tempfile.TemporaryDirectory(prefix="neopain-clip-") as folder:
         clip = Path(folder) / f"clip{suffix.lower()}"
         clip.write_bytes(data)
-        return select_keyframes(clip, min_gap_s=min_gap_s, max_keyframes=max_keyframes, sample_fps=sample_fps)
+        return select_keyframes(
+            clip, min_gap_s=min_gap_s, max_keyframes=max_keyframes, sample_fps=sample_fps, max_pixels=max_pixels
+        )
 
 
 def pick_peaks(
@@ -195,10 +202,23 @@ def _open(path: Path) -> cv2.VideoCapture:
     return capture
 
 
-def _difference_signal(path: Path, *, sample_fps: float | None, max_frames: int) -> tuple[list[int], np.ndarray, float]:
+def _check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise UnreadableClip(
+            f"clip frames are {width}x{height} = {width * height} pixels, over the cap of {max_pixels}"
+        )
+
+
+def _difference_signal(
+    path: Path, *, sample_fps: float | None, max_frames: int, max_pixels: int | None = None
+) -> tuple[list[int], np.ndarray, float]:
     """(sampled frame indices, LUV difference between consecutive samples, fps)."""
     capture = _open(path)
     try:
+        # The header's size first (nothing decoded yet); each decoded frame is checked too.
+        _check_pixels(
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), max_pixels
+        )
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         if not math.isfinite(fps) or fps <= 0:
             fps = FALLBACK_FPS
@@ -217,6 +237,7 @@ def _difference_signal(path: Path, *, sample_fps: float | None, max_frames: int)
                 ok, frame = capture.retrieve()
                 if not ok or frame is None:
                     break
+                _check_pixels(frame.shape[1], frame.shape[0], max_pixels)
                 luv = _analysis_luv(frame)
                 if previous is not None and previous.shape == luv.shape:
                     diffs.append(float(cv2.absdiff(luv, previous).mean()))

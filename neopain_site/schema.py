@@ -2,7 +2,8 @@
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
-from rest_framework.pagination import PageNumberPagination
+
+from triage.pagination import PageNumberPagination
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -48,7 +49,10 @@ class AutoSchema(SpectacularAutoSchema):
     def _get_response_bodies(self, direction="response"):
         """The success responses, plus the error statuses (JSON with ``detail``) that every operation can give."""
         responses = super()._get_response_bodies(direction)
-        for code in ERROR_RESPONSES:
+        codes = list(ERROR_RESPONSES)
+        if getattr(self.view, "throttle_classes", None) and self.method == "POST":
+            codes.append("429")  # over an upload rate (``Retry-After`` says when to try again)
+        for code in codes:
             if code not in responses:
                 responses[code] = self._get_response_for_code(ErrorSerializer, code, direction=direction)
         return responses

@@ -77,20 +77,32 @@ if not SECRET_KEY:
         key_file.write_text(get_random_string(64))
         key_file.chmod(0o600)
     SECRET_KEY = key_file.read_text().strip()
+# The .env.example placeholder (and other well-known values) sign sessions anyone can forge.
+PLACEHOLDER_SECRET_KEYS = {"change-me", "changeme", "change-me-too", "secret", "django-insecure"}
+if PRODUCTION and (SECRET_KEY.strip().lower() in PLACEHOLDER_SECRET_KEYS or len(SECRET_KEY) < 32):
+    raise ImproperlyConfigured(
+        "NEOPAIN_ENV=production refuses this DJANGO_SECRET_KEY (a placeholder, or under 32 characters): "
+        'set a long random one, e.g. python -c "import secrets; print(secrets.token_urlsafe(50))".'
+    )
 
-DEBUG = env.bool("DJANGO_DEBUG", default=NEOPAIN_ENV == "development")
+# DEBUG shows the URLconf and tracebacks to anyone: only when explicitly asked for, never in production.
+DEBUG = env.bool("NEOPAIN_DEBUG", default=False)
 if PRODUCTION and DEBUG:
-    raise ImproperlyConfigured("DJANGO_DEBUG must be off in production.")
+    raise ImproperlyConfigured("NEOPAIN_DEBUG must be off in production.")
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("NEOPAIN_ENV=production needs DJANGO_ALLOWED_HOSTS.")
+if PRODUCTION and any(host.strip() in {"*", ".", ""} for host in ALLOWED_HOSTS):
+    raise ImproperlyConfigured(
+        "NEOPAIN_ENV=production refuses DJANGO_ALLOWED_HOSTS='*' (Host header poisoning): name the site's hosts."
+    )
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "triage.admin_site.NeoPainAdminConfig",  # django.contrib.admin, superusers only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -100,6 +112,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "csp",
     "triage",
     "annotations",
 ]
@@ -107,6 +121,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "triage.middleware.RequestBodyCapMiddleware",
     "triage.middleware.NullCharacterMiddleware",
     "triage.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -114,8 +129,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "triage.middleware.IdleSessionTimeoutMiddleware",
+    "triage.middleware.PhiReadAuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "neopain_site.urls"
@@ -153,6 +170,10 @@ else:
 # Persistent connections, SQLite included: opening the file and running its PRAGMAs cost ~1 ms of
 # every request (scripts/bench_ingest.py).
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+# PostgreSQL: the app's own login role (docker compose: neopain_app). Set where `migrate` runs (as
+# the owner role): after every migrate it is granted what the app needs, and on the audit table only
+# SELECT and INSERT (triage/dbroles.py). Empty: no grants (one role, e.g. a laptop or SQLite).
+NEOPAIN_DB_APP_ROLE = env.str("NEOPAIN_DB_APP_ROLE", default="")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "triage.User"
@@ -174,6 +195,9 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("NEOPAIN_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# Outside production WhiteNoise serves straight from the app folders: `make run` (DEBUG off) needs
+# no collectstatic. Production serves the collected, hashed files.
+WHITENOISE_USE_FINDERS = not PRODUCTION
 # Patient images are private: stored outside any public URL, served by an authorised view.
 MEDIA_ROOT = DATA_DIR / "media"
 MEDIA_URL = None
@@ -196,7 +220,17 @@ NEOPAIN_MAX_IMAGE_PIXELS = env_int("NEOPAIN_MAX_IMAGE_PIXELS", 40_000_000, minim
 NEOPAIN_MAX_CLIP_BYTES = env_int("NEOPAIN_MAX_CLIP_BYTES", 200 * 1024 * 1024, minimum=1)
 NEOPAIN_MAX_FUTURE_SKEW_SECONDS = env_int("NEOPAIN_MAX_FUTURE_SKEW_SECONDS", 300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+DATA_UPLOAD_MAX_NUMBER_FILES = 5
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Every request body outside the frame and clip uploads (forms, JSON, acknowledgements): refused
+# with 413 before it is read or spooled (triage.middleware.RequestBodyCapMiddleware).
+NEOPAIN_MAX_REQUEST_BYTES = env_int("NEOPAIN_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
+# Uploads: per camera and per user, across the frame and clip endpoints (429 with Retry-After).
+NEOPAIN_UPLOAD_RATE_DEVICE = env.str("NEOPAIN_UPLOAD_RATE_DEVICE", default="120/min")
+NEOPAIN_UPLOAD_RATE_USER = env.str("NEOPAIN_UPLOAD_RATE_USER", default="60/min")
+# A clip frame is decoded at this size at most (width x height), checked on the stream header.
+NEOPAIN_MAX_CLIP_PIXELS = env_int("NEOPAIN_MAX_CLIP_PIXELS", 1920 * 1080, minimum=1)
 FILE_UPLOAD_PERMISSIONS = 0o600
 
 NEOPAIN_DETECTOR = env.str("NEOPAIN_DETECTOR", default="retinaface")
@@ -217,8 +251,32 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False
 NEOPAIN_LOGIN_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS = env_int("NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1)
+# After the limit, (address, user name) waits this long, doubling with every further failure
+# (capped at the window): the right password works again once the wait is over.
+NEOPAIN_LOGIN_BACKOFF_SECONDS = env_int("NEOPAIN_LOGIN_BACKOFF_SECONDS", 30, minimum=1)
+# Failed sign-ins from one address across all user names (password spraying) before it waits too.
+NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated).
+# Without it every request behind a proxy shares the proxy's address.
+NEOPAIN_TRUSTED_PROXIES = env.list("NEOPAIN_TRUSTED_PROXIES", default=[])
 
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts only from our own static files, never inline.
+# Inline styles stay allowed: htmx injects its indicator style and the meters set widths inline.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
@@ -236,7 +294,14 @@ CACHES = {
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "neopain_cache"}
-    )
+    ),
+    # Upload rate history (triage/throttles.py): shared through Redis; without it, per web process
+    # (the database cache would add a write to every upload).
+    "throttle": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "throttle"}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "neopain-throttle"}
+    ),
 }
 
 REST_FRAMEWORK = {
@@ -247,10 +312,14 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "neopain_site.schema.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "triage.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "triage.apis.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"login": "10/min"},
+    "DEFAULT_THROTTLE_RATES": {
+        "login": "10/min",
+        "upload_device": NEOPAIN_UPLOAD_RATE_DEVICE,
+        "upload_user": NEOPAIN_UPLOAD_RATE_USER,
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "NeoPain API",
@@ -259,6 +328,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from our own static files (drf-spectacular-sidecar), not a CDN without SRI.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: Redis when REDIS_URL is set, else a SQLite-backed broker that needs no server.
@@ -311,9 +384,11 @@ elif CELERY_BROKER_URL.startswith("sqla+"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Clips (keyframe extraction from video, seconds each) have a queue of their own so that they
+# cannot starve frame scoring.
 CELERY_TASK_ROUTES = {
     "triage.tasks.frame_process": {"queue": "inference"},
-    "triage.tasks.clip_process": {"queue": "inference"},
+    "triage.tasks.clip_process": {"queue": "clips"},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-frames": {"task": "triage.tasks.frames_sweep", "schedule": timedelta(minutes=1)},

@@ -24,3 +24,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # WhiteNoise warns on every request when STATIC_ROOT is missing; tests never collect static files.
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)
+
+# Upload throttles (triage/throttles.py) key on the user's id, and ids repeat across tests whose
+# transactions were rolled back: a suite-wide rate would throttle unrelated tests. The throttle
+# tests set their own rate with the ``settings`` fixture.
+NEOPAIN_UPLOAD_RATE_DEVICE = "100000/min"
+NEOPAIN_UPLOAD_RATE_USER = "100000/min"

@@ -3,23 +3,33 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from annotations.urls import ward_urlpatterns
 from triage import urls as triage_urls
-from triage.auth import NeoPainLoginView
+from triage.auth import NeoPainLoginView, NeoPainPasswordChangeView
 
 urlpatterns = [
     path("login/", NeoPainLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", NeoPainPasswordChangeView.as_view(), name="password_change"),
+    path(
+        "password/done/",
+        auth_views.PasswordChangeDoneView.as_view(template_name="registration/password_change_done.html"),
+        name="password_change_done",
+    ),
     # One throttled sign-in form for everyone: the admin's own would bypass the failed-login throttle.
     # Signed-in users without admin rights see the form too (as in the admin), not a redirect loop.
     path("django-admin/login/", NeoPainLoginView.as_view(redirect_authenticated_user=False)),
     path("django-admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    # GET only: the HTML-only view has no template for an OPTIONS answer (a 500).
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", http_method_names=["get", "head"]),
-         name="swagger-ui"),
+    # GET only: the HTML-only view has no template for an OPTIONS answer (a 500). The split view
+    # serves its start-up script from this same URL (``?script=``): no inline script (CSP).
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", http_method_names=["get", "head"]),
+        name="swagger-ui",
+    ),
     path("api/v1/", include("triage.api_urls")),
     path("api/v1/", include("annotations.api_urls")),
     path("annotations/", include("annotations.urls")),

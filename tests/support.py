@@ -62,3 +62,28 @@ def package_archive(requirement: str, *, pattern: str, timeout: float = 180) -> 
     if result.returncode != 0 or not found:
         raise OSError(f"{requirement} unavailable (offline?): {result.stderr.strip()[-200:]}")
     return found[0]
+
+
+def save_tiny_onnx(path: str | Path) -> Path:
+    """A valid one-node ONNX graph (Relu): detector weights that registration accepts (issue 16)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return Path(path)
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling this runs a shell command that creates ``marker``: a hostile weights payload."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))

@@ -97,6 +97,15 @@ class UserAdmin(DjangoUserAdmin):
         ),
     )
 
+    # Defence in depth behind the superuser-only site: nobody else may touch these.
+    PRIVILEGE_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_superuser:
+            fields += [f for f in self.PRIVILEGE_FIELDS if f not in fields]
+        return fields
+
     def save_model(self, request, obj, form, change):
         before = None
         if change:

@@ -131,7 +131,8 @@ class User(AbstractUser):
 
 
 class Neonate(models.Model):
-    mrn = models.CharField("MRN", max_length=64, unique=True)
+    # Unique per unit, not hospital-wide: a hospital-wide check told unit B that unit A has the MRN.
+    mrn = models.CharField("MRN", max_length=64, db_index=True)
     bed = models.CharField(max_length=32, blank=True)
     gestational_age_weeks = models.DecimalField(
         max_digits=4, decimal_places=1, null=True, blank=True, validators=[MinValueValidator(20), MaxValueValidator(45)]
@@ -143,6 +144,7 @@ class Neonate(models.Model):
     class Meta:
         ordering = ["bed", "mrn"]
         indexes = [models.Index(fields=["unit", "active"])]
+        constraints = [models.UniqueConstraint(fields=["unit", "mrn"], name="neonate_unique_mrn_per_unit")]
 
     def __str__(self) -> str:
         return f"{self.mrn} (bed {self.bed or '-'})"
@@ -206,7 +208,10 @@ class Frame(models.Model):
     clip_time_s = models.FloatField(null=True, blank=True)
     captured_at = models.DateTimeField(default=timezone.now)
     received_at = models.DateTimeField(default=timezone.now)
+    # The stored file's hash (predictions carry it); the upload's own, before metadata was stripped,
+    # for provenance (equal when the upload carried no metadata).
     sha256 = models.CharField(max_length=64)
+    original_sha256 = models.CharField(max_length=64, blank=True, default="")
     image = models.FileField(upload_to=frame_upload_to, max_length=200)
     image_format = models.CharField(max_length=16)
     width = models.PositiveIntegerField()

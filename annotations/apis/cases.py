@@ -11,13 +11,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from annotations import selectors, services
 from annotations.apis.common import AssessmentOutputSerializer, PersonSerializer, conflict_response, forbidden_response
+from triage.pagination import PageNumberPagination
 from triage.permissions import IsClinician, IsNurse
 
 PATH_PK = 987654321987

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.validators import slug_re
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -75,11 +77,13 @@ class AssessmentExportApi(APIView):
         unit_value = (data.get("unit") or "").strip()
         unit = None
         if unit_value:
-            unit = (
-                Unit.objects.filter(pk=int(unit_value)).first()
-                if unit_value.isdigit()
-                else Unit.objects.filter(code=unit_value).first()
-            )
+            # ``"²".isdigit()`` is true and ``int("²")`` raises: ids are ASCII digits, codes are slugs.
+            if unit_value.isascii() and unit_value.isdigit():
+                unit = Unit.objects.filter(pk=int(unit_value)).first()
+            elif slug_re.fullmatch(unit_value):
+                unit = Unit.objects.filter(code=unit_value).first()
+            else:
+                raise ValidationError({"unit": ["Must be a unit id (digits) or a unit code."]})
             if unit is None or (units is not None and unit.pk not in units):
                 return Response(
                     {"detail": "You can export only your own unit's assessments."}, status=status.HTTP_403_FORBIDDEN

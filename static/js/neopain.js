@@ -31,6 +31,12 @@
     });
   }
 
+  /* --- a <select data-autosubmit> submits its form on change (no inline handlers: CSP) ----- */
+  document.addEventListener("change", function (event) {
+    var el = event.target;
+    if (el && el.matches && el.matches("select[data-autosubmit]") && el.form) el.form.submit();
+  });
+
   /* --- live refresh guards ------------------------------------------------------------- */
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import django.test.testcases as _django_testcases
@@ -85,3 +86,14 @@ def sign_in(page, base_url: str, username: str, password: str) -> None:
     page.keyboard.type(password)
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base_url}/")
+
+
+def wait_until(page, expression: str, timeout_ms: int = 8000) -> None:
+    """``page.wait_for_function`` without evaluating a string inside the page: the pages' CSP
+    (``script-src 'self'``, no eval) refuses the predicate Playwright polls with, while
+    ``page.evaluate`` goes through the debugger protocol, which the policy does not cover."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_ms} ms waiting for: {expression}")
+        page.wait_for_timeout(50)

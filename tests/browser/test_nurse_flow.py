@@ -11,7 +11,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from annotations import services
-from tests.browser.conftest import TABLET, sign_in
+from tests.browser.conftest import TABLET, sign_in, wait_until
 from tests.factories import (
     FrameFactory,
     ModelVersionFactory,
@@ -99,8 +99,9 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     # A new case arrives without a reload within 5 s.
     late = make_case(neonate=ward["twin"], model=ward["model"], p_pain=0.54, age_minutes=0)
     expect(rows).to_have_count(3, timeout=5000)
-    page.wait_for_function(
-        "document.querySelectorAll('img.crop, .thumb img').length >= 3 && [...document.querySelectorAll('.thumb img')].every(i => i.complete)"
+    wait_until(
+        page,
+        "document.querySelectorAll('img.crop, .thumb img').length >= 3 && [...document.querySelectorAll('.thumb img')].every(i => i.complete)",
     )
     screenshot(page, "dashboard")
 
@@ -109,7 +110,7 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/cases/{ward['first'].pk}/")
     expect(page.locator("#claim-button")).to_be_focused()
-    page.wait_for_function("[...document.querySelectorAll('img.crop')].every(i => i.complete)")
+    wait_until(page, "[...document.querySelectorAll('img.crop')].every(i => i.complete)")
     screenshot(page, "case_view_unclaimed")
     page.keyboard.press("Enter")
     expect(page.locator(".claim-status")).to_contain_text("You hold this case")
@@ -129,7 +130,7 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     expect(page.locator("#nips-total")).to_contain_text("Total 4 of 7")
     page.keyboard.press("ArrowRight")  # ...and back
     expect(page.locator("#nips-total")).to_contain_text("Total 5 of 7")
-    page.wait_for_function("[...document.querySelectorAll('img.crop')].every(i => i.complete)")
+    wait_until(page, "[...document.querySelectorAll('img.crop')].every(i => i.complete)")
     screenshot(page, "case_view")
     page.set_viewport_size(TABLET)
     screenshot(page, "case_view_tablet", full_page=True)
@@ -267,9 +268,10 @@ def test_a_long_queue_shows_the_total_and_the_next_page_by_keyboard(
     expect(page.locator("[data-case-row]")).to_have_count(QUEUE_LIMIT)
     expect(queue.locator(".queue__count")).to_contain_text(f"{QUEUE_LIMIT + 12} cases waiting")
     expect(queue.locator(".queue__count")).to_contain_text("12 more waiting")
-    page.wait_for_function(  # lazy images: those on screen
+    wait_until(  # lazy images: those on screen
+        page,
         "[...document.querySelectorAll('.thumb img')].filter(i => i.getBoundingClientRect().top < innerHeight)"
-        ".every(i => i.complete)"
+        ".every(i => i.complete)",
     )
     screenshot(page, "dashboard_long_queue")
 

@@ -342,7 +342,7 @@ def start_worker(
             "neopain_site",
             "worker",
             "-Q",
-            "inference,default",
+            "inference,clips,default",
             "-c",
             "1",
             "--pool=prefork",

@@ -133,6 +133,16 @@ def north(make_north) -> dict:
 
 
 @pytest.fixture
+def with_saliency(north):
+    """The nurse's unit's objects with a crop and a saliency map stored for the prediction."""
+    from tests.ui.conftest import face_png
+
+    north["prediction"].crop.save("c.png", ContentFile(face_png()), save=False)
+    north["prediction"].saliency.save("s.png", ContentFile(face_png()), save=True)
+    return north
+
+
+@pytest.fixture
 def south(other_unit, other_neonate, other_device, model, other_nurse) -> dict:
     return _objects_of(neonate=other_neonate, device=other_device, model=model, nurse=other_nurse)
 

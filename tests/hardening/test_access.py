@@ -30,7 +30,6 @@ from tests.factories import TEST_PASSWORD, png_bytes
 from tests.hardening.conftest import PEOPLE
 from tests.hardening.routes import all_routes, api_routes
 from tests.support import environ_without_app_settings
-from tests.ui.conftest import face_png
 from triage.models import AuditEvent, UnitSettings
 
 pytestmark = pytest.mark.django_db
@@ -460,11 +459,12 @@ def login_user(db):
     from django.core.cache import cache
 
     from tests.factories import UserFactory
-    from triage.auth import _failure_key
+    from triage.auth import _address_key, _failure_key, _lock_key
 
     user = UserFactory(username=f"login-{uuid.uuid4().hex[:10]}", role="nurse")
     yield user
-    cache.delete(_failure_key("127.0.0.1", user.username))
+    keys = [_failure_key("127.0.0.1", user.username), _address_key("127.0.0.1")]
+    cache.delete_many([*keys, *map(_lock_key, keys)])
 
 
 def test_failed_logins_are_logged_and_audited_without_the_password(caplog, login_user):
@@ -516,15 +516,6 @@ IMAGE_URLS = {
 }
 
 
-@pytest.fixture
-def with_saliency(north):
-    from django.core.files.base import ContentFile
-
-    north["prediction"].crop.save("c.png", ContentFile(face_png()), save=False)
-    north["prediction"].saliency.save("s.png", ContentFile(face_png()), save=True)
-    return north
-
-
 @pytest.mark.parametrize("kind", IMAGE_URLS)
 @pytest.mark.parametrize(
     ("who", "expected"),
@@ -532,7 +523,7 @@ def with_saliency(north):
         ("nurse", 200),
         ("unit_admin", 200),
         ("other_nurse", 404),
-        ("ml_engineer", 404),
+        ("ml_engineer", 403),  # never patient images, with or without a unit (issue 16)
         ("device", 403),
         ("anonymous", 302),
     ],

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from annotations.export import FORMULA_PREFIXES, export_lines, neutralise
 from tests.factories import NipsAssessmentFactory, UserFactory, png_bytes
 from tests.hardening.conftest import astronaut, encode
-from tests.support import save_painnet_bundle
+from tests.support import save_painnet_bundle, save_tiny_onnx
 from tests.ui.conftest import make_case
 from triage import services
 from triage.models import AuditEvent, ModelVersion, Prediction
@@ -439,8 +439,8 @@ def test_a_changed_bundle_cannot_be_activated(swappable_model, ml_engineer, clie
 
 def test_a_swapped_detector_weights_file_is_refused(neonate, swappable_model, tmp_path, enqueued):
     """Detector weights (YOLO .pt files are pickles) are pinned by their registered hash too."""
-    weights = tmp_path / "yolo-face.pt"
-    weights.write_bytes(b"registered detector weights")
+    # Registration accepts only ONNX or an allow-listed checkpoint (issue 16): a tiny valid ONNX graph.
+    weights = save_tiny_onnx(tmp_path / "yolo-face.onnx")
     detector = services.model_version_register(bundle_path=weights, kind="detector", status="active")
     weights.write_bytes(b"swapped after registration")
     frame, _ = services.frame_ingest(neonate=neonate, image_file=png_bytes(seed=8), uploaded_by=None)

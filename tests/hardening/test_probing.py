@@ -100,6 +100,31 @@ def test_the_api_conforms_to_its_schema_and_never_errors(case, callers):
         case.validate_response(response, checks=CHECKS)
 
 
+# Digits that ``str.isdigit()`` (and some of ``int()``) accept but an id, a page or a date cannot be:
+# superscript two, Arabic-Indic three, full-width one-two (issue 16: ``?unit=²`` was a 500).
+NON_ASCII_DIGITS = ("²", "٣", "１２")
+
+
+def test_query_parameters_with_non_ascii_digits_are_never_a_server_error(api_schema, callers):
+    """Every declared query parameter of every GET operation of the served schema, set to each
+    non-ASCII digit string, sent by schemathesis: a documented answer (a 4xx), never a 5xx."""
+    token = next(iter(callers.values()))
+    sent = []
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+        if operation.method.upper() != "GET" or list(operation.path_parameters):
+            continue
+        for name in [parameter.name for parameter in operation.query]:
+            for value in NON_ASCII_DIGITS:
+                case = operation.make_case(query={name: value})
+                response = case.call_wsgi(headers={"Authorization": f"Token {token}"})
+                case.validate_response(response, checks=(not_a_server_error, status_code_conformance))
+                sent.append((operation.path, name, response.status_code))
+
+    assert len({(path, name) for path, name, _ in sent}) >= 8, sent
+    assert ("/api/v1/assessments/export.csv", "unit", 400) in sent
+
+
 # --- 22. bandit and pip-audit --------------------------------------------------------------------
 
 PROJECT_CODE = ["inference", "triage", "annotations", "neopain_site", "scripts", "manage.py"]

@@ -110,11 +110,11 @@ def test_a_nurse_cannot_place_a_neonate_in_another_unit(client_for, nurse, unit,
     assert Neonate.objects.get(mrn="NEW-2").unit == unit
 
 
-def test_a_duplicate_mrn_is_refused(client_for, nurse, other_neonate):
-    response = client_for(nurse).post("/api/v1/neonates/", {"mrn": other_neonate.mrn}, format="json")
+def test_a_duplicate_mrn_in_the_same_unit_is_refused(client_for, nurse, neonate):
+    response = client_for(nurse).post("/api/v1/neonates/", {"mrn": neonate.mrn}, format="json")
 
     assert response.status_code == 400
-    assert response.json()["mrn"] == ["A neonate with this MRN is already registered."]
+    assert response.json()["mrn"] == ["A neonate with this MRN is already registered in your unit."]
 
 
 @pytest.mark.parametrize("payload", [{}, {"mrn": ""}, {"mrn": "X", "gestational_age_weeks": 12}])

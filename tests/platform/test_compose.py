@@ -13,7 +13,7 @@ from tests.platform.test_settings import settings_env_names
 ROOT = Path(settings.BASE_DIR)
 APP_SERVICES = ("web", "worker", "beat", "migrate")
 # Variables compose itself interpolates (${NAME}); they never reach Django.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD", "NEOPAIN_HTTP_PORT"}
+COMPOSE_ONLY = {"POSTGRES_PASSWORD", "POSTGRES_OWNER_PASSWORD", "POSTGRES_APP_PASSWORD", "NEOPAIN_HTTP_PORT"}
 # Read by `manage.py neopain_setup`, not by the settings module.
 COMMAND_ENV = {"NEOPAIN_ADMIN_PASSWORD", "NEOPAIN_NURSE_PASSWORD"}
 # Read by gunicorn itself (its worker count).

@@ -65,7 +65,7 @@ def purge_queues() -> None:
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for queue in ("inference", "default"):
+        for queue in ("inference", "clips", "default"):
             try:
                 channel.queue_purge(queue)
             except Exception:  # a queue that was never declared has nothing to purge
@@ -107,7 +107,7 @@ def celery_worker_process(tmp_path, settings):
                 "neopain_site",
                 "worker",
                 "-Q",
-                "inference,default",
+                "inference,clips,default",
                 "--pool=solo",
                 "--without-gossip",
                 "--without-mingle",

@@ -137,3 +137,85 @@ def test_an_inactive_user_is_refused(client_for, nurse):
     nurse.save()
 
     assert client.get("/api/v1/frames/").status_code == 401
+
+
+# --- pages outside the API: patient images and the Django admin (issue 16) --------------------------
+# Signed in with a session (these are browser URLs). Extra people: an ML engineer bound to a unit,
+# a unit admin who was given ``is_staff``, and a nurse without a unit. Images of another unit: 404;
+# roles that never see patient images (ML engineer, device): 403; the Django admin: superusers only
+# (everyone else is sent to its sign-in page, 302).
+
+PAGE_PEOPLE = [
+    "nurse", "other_nurse", "unit_admin", "staff_unit_admin", "ml_engineer", "ml_engineer_with_unit",
+    "nurse_without_unit", "device", "superuser", "anonymous",
+]
+PAGE_MATRIX = {
+    "GET frame image": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
+    "GET prediction crop": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
+    "GET prediction saliency": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
+    "GET django-admin": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+    "GET django-admin neonates": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+    "GET django-admin audit log": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+    "GET django-admin user": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+}
+
+
+@pytest.fixture
+def page_person(request, unit):
+    from tests.factories import UserFactory
+    from triage.models import Role
+
+    def resolve(name: str):
+        if name == "anonymous":
+            return None
+        if name == "device":
+            return request.getfixturevalue("device").user
+        if name == "staff_unit_admin":
+            admin = request.getfixturevalue("unit_admin")
+            admin.is_staff = True
+            admin.save(update_fields=["is_staff"])
+            return admin
+        if name == "ml_engineer_with_unit":
+            return UserFactory(username="mel", role=Role.ML_ENGINEER, unit=unit)
+        if name == "nurse_without_unit":
+            return UserFactory(username="nomad", role=Role.NURSE, unit=None)
+        return request.getfixturevalue(name)
+
+    return resolve
+
+
+@pytest.fixture
+def prediction_with_images(neonate, model):
+    from django.core.files.base import ContentFile
+
+    from tests.factories import png_bytes
+    from tests.ui.conftest import make_case
+
+    prediction = make_case(neonate=neonate, model=model, crop=False).prediction
+    prediction.crop.save("c.png", ContentFile(png_bytes(seed=1)), save=False)
+    prediction.saliency.save("s.png", ContentFile(png_bytes(seed=2)), save=True)
+    return prediction
+
+
+@pytest.mark.parametrize(
+    ("key", "who", "expected"),
+    [(key, who, codes[i]) for key, codes in PAGE_MATRIX.items() for i, who in enumerate(PAGE_PEOPLE)],
+    ids=[f"{key}-{who}" for key in PAGE_MATRIX for who in PAGE_PEOPLE],
+)
+def test_page_permission_matrix(browser_for, page_person, prediction_with_images, key, who, expected):
+    target = {
+        "GET frame image": f"/frames/{prediction_with_images.frame_id}/image",
+        "GET prediction crop": f"/predictions/{prediction_with_images.pk}/crop",
+        "GET prediction saliency": f"/predictions/{prediction_with_images.pk}/saliency",
+        "GET django-admin": "/django-admin/",
+        "GET django-admin neonates": "/django-admin/triage/neonate/",
+        "GET django-admin audit log": "/django-admin/triage/auditevent/",
+        "GET django-admin user": "/django-admin/triage/user/",
+    }[key]
+
+    response = browser_for(page_person(who)).get(target)
+
+    assert response.status_code == expected, response.content[:200]
+    if expected == 302:
+        login = "/django-admin/login/" if key.startswith("GET django-admin") else "/login/"
+        assert response["Location"].startswith(login)

@@ -53,7 +53,7 @@ def test_the_celery_app_has_the_critical_settings():
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
     assert conf.task_soft_time_limit < conf.task_time_limit
     assert conf.task_routes["triage.tasks.frame_process"] == {"queue": "inference"}
-    assert conf.task_routes["triage.tasks.clip_process"] == {"queue": "inference"}
+    assert conf.task_routes["triage.tasks.clip_process"] == {"queue": "clips"}  # never ahead of frames
     assert conf.beat_schedule["sweep-stuck-frames"]["task"] == "triage.tasks.frames_sweep"
     assert conf.broker_connection_timeout <= 5
 
@@ -136,7 +136,7 @@ def test_database_and_redis_urls_switch_to_the_real_services():
     [
         ({"DJANGO_ALLOWED_HOSTS": "neopain.example.org"}, "DJANGO_SECRET_KEY"),
         ({"DJANGO_SECRET_KEY": "x" * 50}, "DJANGO_ALLOWED_HOSTS"),
-        ({"DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "a.org", "DJANGO_DEBUG": "1"}, "DJANGO_DEBUG"),
+        ({"DJANGO_SECRET_KEY": "x" * 50, "DJANGO_ALLOWED_HOSTS": "a.org", "NEOPAIN_DEBUG": "1"}, "NEOPAIN_DEBUG"),
     ],
     ids=["no-secret-key", "no-allowed-hosts", "debug-on"],
 )

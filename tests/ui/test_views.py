@@ -71,7 +71,7 @@ def test_anonymous_is_sent_to_sign_in(browser_for, case, neonate, path):
         ("/predictions/{prediction}/crop", "nurse", 200),
         ("/predictions/{prediction}/crop", "unit_admin", 200),
         ("/predictions/{prediction}/crop", "other_nurse", 404),
-        ("/predictions/{prediction}/crop", "ml_engineer", 404),
+        ("/predictions/{prediction}/crop", "ml_engineer", 403),  # never patient images (issue 16)
         ("/predictions/{prediction}/saliency", "nurse", 404),  # none stored
     ],
 )

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage import selectors, services
-from triage.apis.common import CappedUploadMixin
+from triage.apis.common import CappedUploadMixin, duplicate_upload_schema
 from triage.permissions import IsClinicianOrDevice
 
 
@@ -46,11 +46,13 @@ class ClipCreateApi(CappedUploadMixin, APIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={202: ClipOutputSerializer, 200: ClipOutputSerializer},
+        responses={202: ClipOutputSerializer, 200: duplicate_upload_schema("clip")},
     )
     def post(self, request):
         data, origin = self.upload_accept(request)
         clip, created = services.clip_ingest(video_file=data["video"], **origin)
+        if not created and (answer := self.duplicate_of_another_upload(request, clip)):
+            return answer
         return self.upload_response({**ClipOutputSerializer(clip).data, "duplicate": not created}, created=created)
 
 

@@ -7,15 +7,16 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db.models import QuerySet
 from django.http import QueryDict
 from django.utils.datastructures import MultiValueDict
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage import selectors, services
 from triage.models import Neonate
+from triage.pagination import PageNumberPagination
 from triage.permissions import user_is_device
+from triage.throttles import UPLOAD_THROTTLES
 
 
 class CappedUploadHandler(FileUploadHandler):
@@ -56,9 +57,11 @@ class CappedUploadHandler(FileUploadHandler):
 
 
 class CappedUploadMixin:
-    """Installs :class:`CappedUploadHandler` before DRF (or a CSRF check) parses the body."""
+    """Installs :class:`CappedUploadHandler` before DRF (or a CSRF check) parses the body; uploads
+    are rate-limited per camera and per person (429 with ``Retry-After``)."""
 
     upload_limit_setting = "NEOPAIN_MAX_UPLOAD_BYTES"
+    throttle_classes = UPLOAD_THROTTLES
 
     def initialize_request(self, request, *args, **kwargs):
         self.upload_cap = CappedUploadHandler(request, limit=getattr(settings, self.upload_limit_setting))
@@ -89,10 +92,35 @@ class CappedUploadMixin:
         return data, origin
 
     @staticmethod
+    def duplicate_of_another_upload(request, upload) -> Response | None:
+        """The answer to re-sent bytes that another camera (or person) uploaded first: the id only,
+        never their prediction, case or status (a camera reads back only its own uploads)."""
+        if upload.uploaded_by_id == request.user.pk:
+            return None
+        return Response({"id": upload.pk, "duplicate": True}, status=status.HTTP_200_OK)
+
+    @staticmethod
     def upload_response(body: dict, *, created: bool) -> Response:
         """202 for a new upload, 200 for a duplicate of a stored one; ``Location`` is the resource."""
         code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
         return Response(body, status=code, headers={"Location": body["url"]})
+
+
+# One component for both upload endpoints (two inline serializers of one name would collide).
+DUPLICATE_UPLOAD = inline_serializer(
+    "DuplicateUpload",
+    {
+        "id": serializers.IntegerField(),
+        "duplicate": serializers.BooleanField(help_text="Always true: these bytes were uploaded already."),
+    },
+)
+
+
+def duplicate_upload_schema(kind: str) -> OpenApiResponse:
+    """The 200 of an upload endpoint: a duplicate (the caller's own in full, someone else's as its id)."""
+    return OpenApiResponse(
+        DUPLICATE_UPLOAD, description=f"Uploaded already: your own {kind} in full, someone else's as its id only."
+    )
 
 
 def paginate(view: APIView, request, queryset, serializer_class):

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from triage import selectors, services
-from triage.apis.common import CappedUploadMixin, UnitScopedListApi
+from triage.apis.common import CappedUploadMixin, UnitScopedListApi, duplicate_upload_schema
 from triage.models import Frame, Prediction
 from triage.permissions import IsClinicianOrDevice
 
@@ -124,7 +124,7 @@ class FrameListCreateApi(CappedUploadMixin, UnitScopedListApi):
         request={"multipart/form-data": InputSerializer},
         responses={
             202: FrameOutputSerializer,
-            200: FrameOutputSerializer,
+            200: duplicate_upload_schema("frame"),
             413: inline_serializer(
                 "UploadTooLarge", {"detail": serializers.CharField(), "limit_bytes": serializers.IntegerField()}
             ),
@@ -133,6 +133,8 @@ class FrameListCreateApi(CappedUploadMixin, UnitScopedListApi):
     def post(self, request):
         data, origin = self.upload_accept(request)
         frame, created = services.frame_ingest(image_file=data["image"], **origin)
+        if not created and (answer := self.duplicate_of_another_upload(request, frame)):
+            return answer
         if created:
             body = {**_queued_frame_representation(frame), "duplicate": False}
         else:

@@ -8,16 +8,10 @@ from typing import Any
 
 from django.utils import timezone
 
+from triage.addresses import client_ip  # re-exported: triage.services.client_ip
 from triage.models import AuditEvent, Unit, User
 
 logger = logging.getLogger(__name__)
-
-
-def client_ip(request) -> str | None:
-    """The caller's address as seen by Django (behind a proxy, configure it to set REMOTE_ADDR)."""
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def audit_record(

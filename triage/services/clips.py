@@ -90,16 +90,18 @@ def clip_process(*, clip_id: int) -> int:
         logger.info("clip %s is not queued; nothing to do", clip_id)
         return 0
     clip = Clip.objects.select_related("neonate").get(pk=clip_id)
-    try:
-        from inference.keyframes import keyframes_from_bytes
+    from inference.keyframes import UnreadableClip, keyframes_from_bytes
 
+    try:
         with clip.video.open("rb") as handle:
             data = handle.read(settings.NEOPAIN_MAX_CLIP_BYTES + 1)
-        keyframes = keyframes_from_bytes(data, clip.extension)
+        keyframes = keyframes_from_bytes(data, clip.extension, max_pixels=settings.NEOPAIN_MAX_CLIP_PIXELS)
     except Exception as exc:
         reason = f"keyframe extraction failed: {type(exc).__name__}: {exc}"[:500]
         Clip.objects.filter(pk=clip_id).update(status=Clip.Status.FAILED, reason=reason)
         logger.warning("clip %s: %s", clip_id, reason)
+        if isinstance(exc, UnreadableClip):
+            _clip_video_delete(clip)
         return 0
     device = getattr(clip.uploaded_by, "device", None) if clip.uploaded_by_id else None
     created_count = 0
@@ -125,5 +127,21 @@ def clip_process(*, clip_id: int) -> int:
         keyframe_count=len(keyframes),
         reason="" if keyframes else "no keyframes could be decoded from this video",
     )
+    if not keyframes:
+        _clip_video_delete(clip)
     logger.info("clip %s: %d keyframes, %d new frames", clip_id, len(keyframes), created_count)
     return created_count
+
+
+def _clip_video_delete(clip: Clip) -> None:
+    """A clip that failed for its content keeps its row and reason, not the video (patient images
+    nobody will look at). A storage error here is logged: the clip has failed either way."""
+    name = clip.video.name
+    if not name:
+        return
+    try:
+        clip.video.storage.delete(name)
+    except OSError as exc:
+        logger.warning("clip %s: could not delete %s: %s", clip.pk, name, exc)
+        return
+    Clip.objects.filter(pk=clip.pk).update(video="")

@@ -94,14 +94,22 @@ def frame_ingest(
     from django.core.files.base import ContentFile
     from django.db import IntegrityError
 
-    from inference.decode import UnreadableImage, sniff_image
+    from inference.decode import UnreadableImage, sniff_image, strip_metadata
 
     max_bytes = settings.NEOPAIN_MAX_UPLOAD_BYTES
+    max_pixels = settings.NEOPAIN_MAX_IMAGE_PIXELS
     data = upload_read_capped(upload=image_file, max_bytes=max_bytes)
     if clip is None:
         captured_at = frame_captured_at_check(captured_at=captured_at)
+    original_sha256 = hashlib.sha256(data).hexdigest()
     try:
-        sniffed = sniff_image(data, max_pixels=settings.NEOPAIN_MAX_IMAGE_PIXELS, max_bytes=max_bytes)
+        sniffed = sniff_image(data, max_pixels=max_pixels, max_bytes=max_bytes)
+        # EXIF (GPS, a name in ImageDescription), XMP and comments are not stored: the upload is
+        # re-encoded without them, orientation applied. Its own hash is kept for provenance.
+        stripped = strip_metadata(data, max_pixels=max_pixels, max_bytes=max_bytes)
+        if stripped is not None:
+            data = stripped
+            sniffed = sniff_image(data, max_pixels=max_pixels, max_bytes=max(max_bytes, len(data)))
     except UnreadableImage as exc:
         raise ValidationError({"image": [f"Not an acceptable image: {exc.reason}."]}) from exc
     sha256 = hashlib.sha256(data).hexdigest()
@@ -119,6 +127,7 @@ def frame_ingest(
         captured_at=captured_at or now,
         received_at=now,
         sha256=sha256,
+        original_sha256=original_sha256,
         image_format=sniffed["format"],
         width=sniffed["width"],
         height=sniffed["height"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from triage.models import Neonate, Unit, User
 from triage.services.audit import audit_record
@@ -22,15 +22,24 @@ def neonate_create(
     actor: User | None = None,
     request=None,
 ) -> Neonate:
-    """Register a neonate in a unit (MRN unique hospital-wide); audited."""
+    """Register a neonate in a unit (MRN unique within the unit); audited.
+
+    Only the unit's own MRNs are checked: another unit's MRN gets the same answer as a free one,
+    so the answer never tells whether a baby is registered elsewhere.
+    """
     from django.core.exceptions import ValidationError
 
     mrn = (mrn or "").strip()
-    if Neonate.objects.filter(mrn=mrn).exists():
-        raise ValidationError({"mrn": ["A neonate with this MRN is already registered."]})
+    taken = ValidationError({"mrn": ["A neonate with this MRN is already registered in your unit."]})
+    if Neonate.objects.filter(unit=unit, mrn=mrn).exists():
+        raise taken
     neonate = Neonate(unit=unit, mrn=mrn, bed=(bed or "").strip(), gestational_age_weeks=gestational_age_weeks)
-    neonate.full_clean(validate_unique=False)
-    neonate.save()
+    neonate.full_clean(validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            neonate.save()
+    except IntegrityError:  # registered by a colleague a moment ago
+        raise taken from None
     audit_record(
         action="neonate.created",
         actor=actor,

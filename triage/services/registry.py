@@ -31,11 +31,23 @@ def _bundle_description(*, path, kind: str) -> tuple[str, dict[str, Any]]:
     from inference import bundle as bundle_lib
 
     if kind == "detector":
+        from inference.weights_check import UnsafeWeights, detector_weights_check
+
         try:
             sha256 = bundle_lib.sha256_file(path)
+            # A YOLO .pt is a pickle that ultralytics unpickles on activation: refuse one that could run code.
+            weights_format = detector_weights_check(path)
         except OSError as exc:
             raise ValidationError({"bundle_path": [f"Cannot read {path}: {exc.strerror or exc}"]}) from exc
-        return sha256, {"name": path.stem, "version": sha256[:12], "backbone": "", "architecture": "detector"}
+        except UnsafeWeights as exc:
+            raise ValidationError({"bundle_path": [f"Refused detector weights: {exc}"]}) from exc
+        return sha256, {
+            "name": path.stem,
+            "version": sha256[:12],
+            "backbone": "",
+            "architecture": "detector",
+            "format": weights_format,
+        }
     try:
         payload, sha256 = bundle_lib.read_bundle(path)
     except bundle_lib.BundleError as exc:

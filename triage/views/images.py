@@ -11,7 +11,9 @@ from django.http import FileResponse, Http404
 from triage.models import Frame, Prediction, Role
 from triage.services.audit import image_view_record
 
-IMAGE_ROLES = (Role.NURSE, Role.UNIT_ADMIN, Role.ML_ENGINEER)
+# Nurses and unit admins of the image's unit only: an ML engineer sees no patient images, with or
+# without a unit (docs/security.md, item 24).
+IMAGE_ROLES = (Role.NURSE, Role.UNIT_ADMIN)
 
 
 def _image_owner_check(request, unit_id: int) -> None:

@@ -12,6 +12,8 @@ import os
 import secrets
 
 from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
@@ -41,7 +43,7 @@ class Command(BaseCommand):
             admin_line = self._person(unit, "unitadmin", Role.UNIT_ADMIN, "NEOPAIN_ADMIN_PASSWORD", "Unit admin")
             nurse_line = self._person(unit, "nurse", Role.NURSE, "NEOPAIN_NURSE_PASSWORD", "Nurse")
             token_line = self._device(unit)
-            neonate, _ = Neonate.objects.get_or_create(mrn=DEMO_NEONATE_MRN, defaults={"unit": unit, "bed": "1"})
+            neonate, _ = Neonate.objects.get_or_create(unit=unit, mrn=DEMO_NEONATE_MRN, defaults={"bed": "1"})
             if unit_created:
                 services.audit_record(action="setup.demo_created", unit=unit, obj=unit, actor_username="neopain_setup")
         secrets_out += [admin_line, nurse_line, token_line]
@@ -71,6 +73,11 @@ class Command(BaseCommand):
         if generated:
             password = secrets.token_urlsafe(12)
         user = User(username=username, role=role, unit=unit, first_name=title.split()[0])
+        try:
+            # The same AUTH_PASSWORD_VALIDATORS as the change-password page (NEOPAIN_ADMIN_PASSWORD=a is refused).
+            validate_password(password, user=user)
+        except ValidationError as exc:
+            raise CommandError(f"{password_env} is too weak: {' '.join(exc.messages)}") from None
         user.set_password(password)
         user.save()
         services.audit_record(
