@@ -126,7 +126,8 @@ class ChangeSignal:
 
     def update(self, frame_bgr: np.ndarray) -> tuple[float, float]:
         small = _analysis_frame(frame_bgr)
-        luv = cv2.cvtColor(small, cv2.COLOR_BGR2LUV)
+        # The scene signal is for gross changes (a hand, the lamp, a cut): half the analysis width is plenty.
+        luv = cv2.cvtColor(cv2.resize(small, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2LUV)
         if self.detector is not None:
             self._track(frame_bgr, small)
         self._count += 1
@@ -151,12 +152,9 @@ class ChangeSignal:
         grey = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
         scale = frame_bgr.shape[1] / small_bgr.shape[1]
         if self._count % self.detect_every == 0:
-            from inference.detect import select_face
-
-            rgb = Image.fromarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
-            face = select_face(self.detector.detect(rgb), rgb.size, margin=FACE_MARGIN)
-            if face is not None and face.w >= 16 and face.h >= 16:
-                x, y, w, h = face.as_tuple()
+            face = self._detect(small_bgr, scale) or (self._detect(frame_bgr, 1.0) if scale > 1 else None)
+            if face is not None:
+                x, y, w, h = face
                 if self._box is not None:
                     old_x, old_y, old_w, old_h = self._box
                     if abs(w - old_w) <= 0.15 * old_w and abs(h - old_h) <= 0.15 * old_h:
@@ -184,6 +182,20 @@ class ChangeSignal:
         if best >= 0.3:
             x, y, w, h = self._box
             self._box = _clip_box((round((x0 + bx) * scale), round((y0 + by) * scale), w, h), frame_bgr.shape)
+
+    def _detect(self, image_bgr: np.ndarray, scale: float) -> tuple[int, int, int, int] | None:
+        """The face box (full-resolution pixels) in ``image_bgr``, a frame downscaled by ``scale``.
+
+        The analysis frame first (a quarter of the pixels of 640x480: a quarter of the cost), the
+        full frame only when that finds nothing (a small face).
+        """
+        from inference.detect import select_face
+
+        rgb = Image.fromarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+        face = select_face(self.detector.detect(rgb), rgb.size, margin=FACE_MARGIN)  # type: ignore[union-attr]
+        if face is None or face.w * scale < 16 or face.h * scale < 16:
+            return None
+        return round(face.x * scale), round(face.y * scale), round(face.w * scale), round(face.h * scale)
 
     def _face_patch(self, frame_bgr: np.ndarray) -> np.ndarray:
         """The tracked box from the full-resolution frame as a 64x64 zero-mean, unit-contrast grey patch."""
@@ -247,12 +259,15 @@ def pick_peaks(
     max_keyframes: int,
     noise_z: float = DEFAULT_NOISE_Z,
     persist: int = 1,
+    settle: int | None = None,
 ) -> list[int]:
     """Frame indices of the changes in a score signal (noise units, ``scores[k]`` for ``indices[k]``).
 
     A change is a run of frames whose score stays at or above ``noise_z`` for ``persist``
     frames in a row (centred running minimum). Each run gives the first frame reaching 80% of
-    its peak; runs are kept strongest first, at least ``min_gap_s`` apart, at most ``max_keyframes``.
+    its peak within its first ``settle`` frames (default: the whole run; the lag, for a lagged
+    signal: a hand that stays a while is keyed when it arrives, not when it is most visible);
+    runs are kept strongest first, at least ``min_gap_s`` apart, at most ``max_keyframes``.
     """
     z = np.asarray(scores, dtype=np.float64)
     if z.size == 0:
@@ -267,6 +282,8 @@ def pick_peaks(
     runs: list[tuple[float, int]] = []
     for start, end in zip(starts, ends):
         lo, hi = max(0, start - left), min(z.size, end + right)
+        if settle:
+            hi = min(hi, lo + settle)
         peak = float(z[lo:hi].max())
         first = lo + int(np.flatnonzero(z[lo:hi] >= 0.8 * peak)[0])
         runs.append((peak, first))
@@ -397,6 +414,7 @@ def select_keyframes(
         max_keyframes=max_keyframes,
         noise_z=noise_z,
         persist=rates.persist,
+        settle=rates.lag + rates.persist,
     )
     reasons = dict.fromkeys(changes, "change")
     reasons.update(
