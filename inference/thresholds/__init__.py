@@ -23,7 +23,8 @@ Where each part lives (this package re-exports the public names, so callers keep
 * :mod:`~inference.thresholds.metrics`: confidence, verdict, accuracy/sensitivity/AUC, kappa.
 * :mod:`~inference.thresholds.tables`: the accuracy/workload table, risk-coverage, AURC.
 * :mod:`~inference.thresholds.calibration`: ECE and temperature scaling.
-* :mod:`~inference.thresholds.guarantee`: conformal risk control and Learn-then-Test.
+* :mod:`~inference.thresholds.risk_control`: conformal risk control and Learn-then-Test, per baby.
+* :mod:`~inference.thresholds.guarantee`: the guarantee as a model's metrics store it.
 * :mod:`~inference.thresholds.analysis`: all figures for a model's metrics, and their plot.
 """
 

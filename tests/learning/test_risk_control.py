@@ -1,4 +1,4 @@
-"""The guarantees of inference.calibration: useful on separable scores, and they hold in simulation.
+"""The guarantees of inference.thresholds.risk_control: useful on separable scores, and they hold in simulation.
 
 The simulations are seeded and sized to run in a few seconds (300 calibration draws each); the
 "truth" at a threshold is computed on a large reference population drawn once.
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from inference import calibration as cb
+from inference.thresholds import risk_control as cb
 
 ALPHA, DELTA, DRAWS = 0.05, 0.1, 300
 
