@@ -52,8 +52,9 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
             INSERT INTO triage_unit (id, name, code, created_at)
               SELECT u, 'Bench NICU ' || u, 'bench-' || u, now() - interval '60 days' FROM generate_series(1, {UNITS}) u;
             INSERT INTO triage_unitsettings (unit_id, threshold, nips_pain_threshold, alert_cooldown_minutes,
-                claim_timeout_minutes, double_scoring_share, missed_pain_target, updated_at)
-              SELECT u, {THRESHOLD}, 3, 15, 10, 0.1, NULL, now() FROM generate_series(1, {UNITS}) u;
+                claim_timeout_minutes, double_scoring_share, missed_pain_target, audit_share, keyframe_period_s,
+                updated_at)
+              SELECT u, {THRESHOLD}, 3, 15, 10, 0.1, NULL, 0.05, 5.0, now() FROM generate_series(1, {UNITS}) u;
             INSERT INTO triage_user (id, password, is_superuser, username, first_name, last_name, email,
                 is_staff, is_active, date_joined, role, unit_id)
               SELECT (u - 1) * {NURSES_PER_UNIT} + i, '!', false, 'nurse-' || u || '-' || i, 'Nurse ' || i, '',

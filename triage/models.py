@@ -82,7 +82,23 @@ class UnitSettings(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0.001), MaxValueValidator(0.5)],
-        help_text="Target ceiling on missed pain among automatic verdicts (guaranteed threshold).",
+        help_text=(
+            "alpha of the guaranteed threshold: expected missed pain among ALL frames (conformal risk control); "
+            "the rate among automatic verdicts is higher and is shown beside it."
+        ),
+    )
+    audit_share = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=(
+            "Random share of automatic verdicts also sent to a nurse as a blind audit case (the nurse does not "
+            "see the model's verdict): unbiased labels for calibration and live accuracy."
+        ),
+    )
+    keyframe_period_s = models.FloatField(
+        default=5.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
+        help_text="A clip yields at least one keyframe this often (seconds; 0 = only at changes).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

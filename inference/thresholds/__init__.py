@@ -28,7 +28,12 @@ Where each part lives (this package re-exports the public names, so callers keep
 * :mod:`~inference.thresholds.analysis`: all figures for a model's metrics, and their plot.
 """
 
-from inference.thresholds.analysis import plot_threshold_analysis, threshold_analysis
+from inference.thresholds.analysis import (
+    guarantees_for_alpha,
+    guarantees_from_metrics,
+    plot_threshold_analysis,
+    threshold_analysis,
+)
 from inference.thresholds.calibration import (
     confidence_bins,
     expected_calibration_error,
@@ -58,6 +63,8 @@ __all__ = [
     "expected_calibration_error",
     "guarantee_statement",
     "guaranteed_threshold",
+    "guarantees_for_alpha",
+    "guarantees_from_metrics",
     "logit_of",
     "missed_pain_loss",
     "plot_threshold_analysis",
