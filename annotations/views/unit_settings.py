@@ -59,6 +59,7 @@ class UnitSettingsForm(forms.Form):
         ),
     )
     audit_share = forms.FloatField(
+        required=False,
         min_value=0,
         max_value=1,
         widget=forms.NumberInput(attrs={"step": "0.01"}),
@@ -69,12 +70,16 @@ class UnitSettingsForm(forms.Form):
         ),
     )
     keyframe_period_s = forms.FloatField(
+        required=False,
         min_value=0,
         max_value=600,
         widget=forms.NumberInput(attrs={"step": "1"}),
         label="Clip keyframe period (seconds)",
         help_text="A clip gives at least one frame this often, besides the frames where the face changes (0 = changes only).",
     )
+
+
+OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s")
 
 
 def _admin_unit(request) -> Unit:
@@ -98,7 +103,9 @@ def unit_settings(request):
         form = UnitSettingsForm(request.POST)
         if form.is_valid():
             try:
-                unit_settings_update(unit=unit, actor=request.user, changes=form.cleaned_data, request=request)
+                # Left empty: unchanged (they have no "none" value, unlike the missed-pain target).
+                changes = {k: v for k, v in form.cleaned_data.items() if not (v is None and k in OPTIONAL_UNCHANGED)}
+                unit_settings_update(unit=unit, actor=request.user, changes=changes, request=request)
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)

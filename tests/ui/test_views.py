@@ -489,3 +489,26 @@ def test_login_page_renders_and_signs_in(client, nurse, password):
 
     bad = Client().post("/login/", {"username": "alice", "password": "wrong"})
     assert "did not match" in html(bad)
+
+
+def test_settings_page_recomputes_the_guarantee_for_the_units_alpha(browser_for, unit_admin, db):
+    """Calibration scores are stored with the model: a new alpha changes the guaranteed threshold at once."""
+    import numpy as np
+
+    from inference import thresholds as th
+    from triage.models import ModelVersion
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(600) < 0.3).astype(int)
+    p = 1 / (1 + np.exp(-(1.5 * (2 * y - 1) + rng.normal(0, 2.0, 600))))
+    metrics = th.threshold_analysis(p_pain=p, labels=y, alpha=0.05)
+    ModelVersion.objects.all().delete()
+    ModelVersionFactory(unit=None, metrics=metrics)
+    client = browser_for(unit_admin)
+    stored = metrics["guarantee"]["threshold"]
+    assert f"{stored:.2f}" in html(client.get("/unit/settings/"))
+    UnitSettings.objects.filter(unit=unit_admin.unit).update(missed_pain_target=0.08)
+    page = html(client.get("/unit/settings/"))
+    fresh = th.guaranteed_threshold(p_pain=p, labels=y, alpha=0.08)["threshold"]
+    assert fresh < stored and f"{fresh:.2f}" in page and "recomputed now" in page
+    assert "missed pain among all frames" in page and "Majority-class baseline" in page
