@@ -1,4 +1,4 @@
-"""The nurse queue (dashboard): the unit's open cases, most uncertain first.
+"""The nurse queue (dashboard): the unit's open cases, most likely pain first.
 
 Live parts send the fingerprint of what they show (``v``): an unchanged queue answers 204 and htmx
 leaves the page alone (no image re-requests, no audit noise).
@@ -18,7 +18,7 @@ from triage.templatetags.neopain_ui import age_text, prob
 from triage.views.access import CLINICAL, has_role, is_poll, page_number
 
 QUEUE_LIMIT = 50
-"""Dashboard rows per page, most uncertain first. 200 rows took ~65 ms to render; a page of 50, ~2 ms
+"""Dashboard rows per page, most likely pain first. 200 rows took ~65 ms to render; a page of 50, ~2 ms
 (scripts/bench_queue.py). The total waiting is always shown and the next 50 are one link away."""
 QUEUE_ROW_VALUES = (
     *selectors.FINGERPRINT_VALUES,
@@ -73,7 +73,7 @@ def _queue_rows(cases: list[dict], *, user) -> list[dict]:
 
 @login_required
 def dashboard(request):
-    """The unit's open cases, most uncertain first, ``QUEUE_LIMIT`` a page. ML engineers and devices have no patient queue.
+    """The unit's open cases, most likely pain first, ``QUEUE_LIMIT`` a page. ML engineers and devices have no patient queue.
 
     The page always says how many cases wait in all and links to the next ones: a case beyond the
     first page is one click away, never silently left out.
