@@ -22,7 +22,7 @@ QUEUE_LIMIT = 50
 (scripts/bench_queue.py). The total waiting is always shown and the next 50 are one link away."""
 QUEUE_ROW_VALUES = (
     *selectors.FINGERPRINT_VALUES,
-    *("confidence", "created_at", "assessments_required", "neonate__bed", "neonate__mrn"),
+    *("confidence", "is_audit", "created_at", "assessments_required", "neonate__bed", "neonate__mrn"),
     *("claimed_by__username", "claimed_by__first_name", "claimed_by__last_name", "prediction_id"),
     *("prediction__p_pain", "prediction__threshold", "prediction__crop"),
     *("prediction__model_version__name", "prediction__model_version__version"),
@@ -55,8 +55,10 @@ def _queue_rows(cases: list[dict], *, user) -> list[dict]:
                 else "",
                 "bed": case["neonate__bed"] or "—",
                 "mrn": case["neonate__mrn"],
-                "p_pain": prob(case["prediction__p_pain"]),
-                "confidence": prob(case["confidence"]),
+                # An audit case is scored blind: no model verdict on the row either.
+                "p_pain": "—" if case["is_audit"] else prob(case["prediction__p_pain"]),
+                "confidence": "—" if case["is_audit"] else prob(case["confidence"]),
+                "audit": case["is_audit"],
                 "threshold": prob(case["prediction__threshold"]),
                 "model": f"{case['prediction__model_version__name']} v{case['prediction__model_version__version']}",
                 "since": created.isoformat(),

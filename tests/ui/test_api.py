@@ -330,3 +330,19 @@ def test_every_write_is_audited_with_the_ip(client_for, nurse, case):
     events = AuditEvent.objects.filter(actor=nurse).order_by("id")
     assert [e.action for e in events] == ["case.claimed", "assessment.created", "case.decided"]
     assert {e.ip for e in events} == {"10.1.2.3"}
+
+
+def test_an_audit_case_is_scored_blind_until_decided(client_for, browser_for, nurse, neonate, model):
+    """A random automatic verdict sent to a nurse: no p(pain), verdict or confidence in the API, queue or page."""
+    audit = make_case(neonate=neonate, model=model, p_pain=0.97, is_audit=True)
+    listed = client_for(nurse).get(url("list")).json()["results"][0]
+    detail = client_for(nurse).get(url("detail", audit.pk)).json()
+    for body in (listed, detail):
+        assert body["is_audit"] is True and body["confidence"] is None
+        assert body["prediction"]["p_pain"] is None and body["prediction"]["label"] is None
+    page = browser_for(nurse).get(f"/cases/{audit.pk}/").content.decode()
+    assert "Audit case." in page and "0.97" not in page
+    queue = browser_for(nurse).get("/").content.decode()
+    assert "Audit: scored blind" in queue and "0.97" not in queue
+    TriageCase.objects.filter(pk=audit.pk).update(status=TriageCase.Status.DECIDED)
+    assert client_for(nurse).get(url("detail", audit.pk)).json()["prediction"]["p_pain"] == 0.97
