@@ -206,6 +206,24 @@ def test_retrain_compare_activate_end_to_end(
     assert candidate.metrics["thresholds"] == analysis["thresholds"]
     assert candidate.metrics["evaluation"].startswith("held-out dataset")
     assert candidate.metrics["previous_evaluations"] and plot.stat().st_size > 1000
+    assert analysis["n_excluded_training_images"] == 0  # the planted set never trained it
+    # On the unit's own labels the frames that trained the candidate are left out, and counted.
+    export = tmp_path / "export-again"
+    run("export_training_set", "--out", str(export), "--unit", unit.code)
+    again = last_json_line(
+        run(
+            "evaluate_model",
+            "--dataset",
+            str(export),
+            "--model",
+            str(candidate.pk),
+            "--cache",
+            str(crop_cache),
+            "--json",
+        )
+    )
+    assert again["n_excluded_training_images"] > 0
+    assert again["n"] + again["n_excluded_training_images"] == NEONATES * FRAMES_EACH + 1
 
     model_version_activate(model_version=candidate, actor=ml_engineer)
     assert active_model_for_unit(unit=unit) == candidate

@@ -160,12 +160,27 @@ class Command(TrainingCommand):
         loaded = load_bundle(version.bundle_path, expected_sha256=version.sha256)
         if not crops.crops:
             raise CommandError("No usable images in the dataset.")
+        from annotations.model_comparison import training_hashes
+
+        # An image that trained the weights says nothing about new babies: leave it out, and say so.
+        trained_on = training_hashes(version)
+        keep = [i for i, sha in enumerate(crops.file_sha256) if sha not in trained_on]
+        n_excluded = len(crops.crops) - len(keep)
+        if not keep:
+            raise CommandError(f"All {n_excluded} images of the dataset trained this model: none is held out.")
+        crops = crops.subset(keep)
+        self.stdout.write(
+            f"Left out {n_excluded} image(s) this model trained on; evaluating on {len(keep)} held-out images."
+        )
         p_pain = loaded.predict_proba(crops.crops)[:, loaded.pain_index]
         labels = crops.labels
         from annotations.model_metrics import unit_alpha
 
         alpha = options["alpha"] or unit_alpha(version.unit)
-        analysis = th.threshold_analysis(p_pain=p_pain, labels=labels, alpha=alpha)
+        analysis = th.threshold_analysis(
+            p_pain=p_pain, labels=labels, alpha=alpha, subjects=[image.subject for image in crops.images]
+        )
+        analysis["n_excluded_training_images"] = n_excluded
         analysis["dataset"] = {k: v for k, v in summary.items() if k != "per_subject"}
         analysis["evaluation"] = f"held-out dataset {options['dataset']}"
         self.stdout.write(
