@@ -131,6 +131,7 @@ def pick_peaks(
     noise_z: float = DEFAULT_NOISE_Z,
     persist: int = 1,
     settle: int | None = None,
+    merge_gap: int = 0,
 ) -> list[int]:
     """Frame indices of the changes in a score signal (noise units, ``scores[k]`` for ``indices[k]``).
 
@@ -139,6 +140,7 @@ def pick_peaks(
     its peak within its first ``settle`` frames (default: the whole run; the lag, for a lagged
     signal: a hand that stays a while is keyed when it arrives, not when it is most visible);
     runs are kept strongest first, at least ``min_gap_s`` apart, at most ``max_keyframes``.
+    Runs fewer than ``merge_gap`` frames apart are one change (a ramp whose score dips mid-way).
     """
     z = np.asarray(scores, dtype=np.float64)
     if z.size == 0:
@@ -148,6 +150,10 @@ def pick_peaks(
     above = np.concatenate(([False], held >= noise_z, [False]))
     starts = np.flatnonzero(~above[:-1] & above[1:])
     ends = np.flatnonzero(above[:-1] & ~above[1:])  # exclusive
+    if merge_gap > 0 and starts.size > 1:
+        joined = starts[1:] - ends[:-1] < merge_gap
+        starts = np.concatenate((starts[:1], starts[1:][~joined]))
+        ends = np.concatenate((ends[:-1][~joined], ends[-1:]))
     left = (persist - 1) // 2
     right = persist - 1 - left
     runs: list[tuple[float, int]] = []
@@ -286,6 +292,7 @@ def select_keyframes(
         noise_z=noise_z,
         persist=rates.persist,
         settle=rates.lag + rates.persist,
+        merge_gap=rates.lag,
     )
     reasons = dict.fromkeys(changes, "change")
     reasons.update(

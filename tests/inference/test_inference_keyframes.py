@@ -76,6 +76,10 @@ def test_peak_picking_ignores_noise_and_keeps_one_frame_per_change() -> None:
     assert pick_peaks(scores, indices=indices, fps=10, min_gap_s=0, max_keyframes=20, persist=2) == []
     plateau = np.array([0, 0, 5, 9, 9, 9, 0, 0, 0, 0], dtype=float)
     plateau_scores = noise_scores(plateau, min_sigma=0.5)
+    # A dip inside one change does not make two: runs closer than merge_gap frames are one.
+    dipped = noise_scores(np.array([0, 0, 9, 9, 1, 9, 9, 0, 0, 0], dtype=float), min_sigma=0.5)
+    assert pick_peaks(dipped, indices=indices, fps=10, min_gap_s=0, max_keyframes=5) == [2, 5]
+    assert pick_peaks(dipped, indices=indices, fps=10, min_gap_s=0, max_keyframes=5, merge_gap=2) == [2]
     # The first frame reaching 80% of the run's peak: the new state, not the half-way frame.
     assert pick_peaks(plateau_scores, indices=indices, fps=10, min_gap_s=0, max_keyframes=5, persist=2) == [3]
 
