@@ -135,14 +135,25 @@ class Command(TrainingCommand):
             w(f"{label:<25}" + "".join(f"{getter(results[n]):>{width}}" for n in names))
         w("* each subject scaled by a temperature fitted on the other subjects' out-of-fold predictions")
         w("")
-        w("Framework accuracy (nurse-routed cases counted correct) / cases to a nurse, pooled out-of-fold")
-        w(f"{'threshold':<11}" + "".join(f"{n:>{width + 8}}" for n in names))
+        w(
+            "Framework accuracy (nurse-routed cases counted correct) / model alone on its automatic verdicts / "
+            "cases to a nurse, pooled out-of-fold"
+        )
+        w(
+            "majority-class baseline"
+            + "".join(f"{fmt(results[n].get('majority_baseline')):>{width + 14}}" for n in names)
+        )
+        w(f"{'threshold':<11}" + "".join(f"{n:>{width + 14}}" for n in names))
         for t in REPORTED_THRESHOLDS:
             cells = []
             for n in names:
                 row = next((r for r in results[n]["thresholds"] if abs(r["threshold"] - t) < 1e-9), None)
-                cells.append("-" if row is None else f"{row['accuracy']:.3f} / {row['manual']:>3}/{row['n']}")
-            w(f"{t:<11.2f}" + "".join(f"{c:>{width + 8}}" for c in cells))
+                cells.append(
+                    "-"
+                    if row is None
+                    else f"{row['accuracy']:.3f} / {fmt(row['auto_accuracy'])} / {row['manual']:>3}/{row['n']}"
+                )
+            w(f"{t:<11.2f}" + "".join(f"{c:>{width + 14}}" for c in cells))
         w("")
         for n in names:
             w(f"{n}: {guarantee_line(results[n]['guarantee'])}")
@@ -188,10 +199,15 @@ class Command(TrainingCommand):
             f"{fmt(analysis['sensitivity'])}, specificity {fmt(analysis['specificity'])}, AURC {fmt(analysis['aurc'], 4)}, "
             f"ECE {fmt(analysis['ece'])} -> {fmt(analysis['ece_temperature_scaled'])} at T={analysis['temperature']:.2f} (in-sample)"
         )
+        self.stdout.write(
+            f"  majority-class baseline (always the commoner verdict): {fmt(analysis['majority_baseline'])}"
+        )
         for row in analysis["thresholds"]:
             if row["threshold"] in REPORTED_THRESHOLDS:
                 self.stdout.write(
-                    f"  threshold {row['threshold']:.2f}: accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse"
+                    f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f} (nurse cases counted "
+                    f"right), model alone on its automatic verdicts {fmt(row['auto_accuracy'])}, "
+                    f"{row['manual']}/{row['n']} to a nurse"
                 )
         self.stdout.write("  " + guarantee_line(analysis["guarantee"]))
         if options["plot"]:
