@@ -35,7 +35,7 @@ codec refreshes (0.8) and a one-pixel breathing sway (2.3) move the whole frame.
    frame and a slow change is still seen. If change and periodic keyframes together exceed
    ``max_keyframes`` the periodic ones are thinned evenly.
 
-:class:`LiveKeyframes` runs the same signals causally on a live camera: statistics over the
+:class:`inference.live_keyframes.LiveKeyframes` runs the same signals causally on a live camera: statistics over the
 trailing ``history_s``, a trailing persistence window, a keyframe as soon as a change has held
 ``persist_s``, and the same periodic rule. Frames are read twice rather than held in memory
 (offline), so long or high-resolution clips cost no more memory than one frame.
@@ -46,7 +46,6 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,7 +76,6 @@ __all__ = [
     "MIN_SIGMA",
     "ChangeSignal",
     "Keyframe",
-    "LiveKeyframes",
     "UnreadableClip",
     "combined_scores",
     "keyframes_from_bytes",
@@ -321,80 +319,6 @@ def keyframes_from_bytes(data: bytes, suffix: str = ".mp4", **options: object) -
         clip = Path(folder) / f"clip{suffix.lower()}"
         clip.write_bytes(data)
         return select_keyframes(clip, **options)  # type: ignore[arg-type]
-
-
-class LiveKeyframes:
-    """Keyframes of a live camera, decided frame by frame (causal): the same signals and rules.
-
-    ``push(frame_bgr)`` returns a :class:`Keyframe` when that frame is one, else None. The noise
-    floor comes from the trailing ``history_s`` of the stream; no change keyframe is taken
-    before ``warmup_s`` of history (the periodic sample, which starts with the first frame,
-    covers the start). A change is reported once it has held ``persist_s``, so a live keyframe
-    comes at most that much later than the offline one.
-    """
-
-    def __init__(
-        self,
-        *,
-        fps: float,
-        detector: FaceDetector | str | None = "retinaface",
-        period_s: float | None = DEFAULT_PERIOD_S,
-        min_gap_s: float = 0.5,
-        lag_s: float = DEFAULT_LAG_S,
-        persist_s: float = DEFAULT_PERSIST_S,
-        noise_z: float = DEFAULT_NOISE_Z,
-        detect_every_s: float = DEFAULT_DETECT_EVERY_S,
-        history_s: float = 30.0,
-        warmup_s: float = 3.0,
-    ) -> None:
-        if not math.isfinite(fps) or fps <= 0:
-            raise ValueError("fps must be > 0")
-        self.fps = fps
-        self.period_s = period_s
-        self.min_gap_s = min_gap_s
-        self.noise_z = noise_z
-        self.rates = _Rates.of(
-            fps=fps, sample_fps=None, lag_s=lag_s, persist_s=persist_s, detect_every_s=detect_every_s
-        )
-        self.signal = ChangeSignal(
-            lag_frames=self.rates.lag, detector=_resolve_detector(detector), detect_every=self.rates.detect_every
-        )
-        history = max(int(history_s * fps), 2)
-        self._scene: deque[float] = deque(maxlen=history)
-        self._face: deque[float] = deque(maxlen=history)
-        self._recent: deque[float] = deque(maxlen=self.rates.persist)
-        self._warmup = int(warmup_s * fps)
-        self._index = -1
-        self._last: int | None = None
-        self._last_change: int | None = None
-        self._in_change = False
-
-    def push(self, frame_bgr: np.ndarray) -> Keyframe | None:
-        self._index += 1
-        scene, face = self.signal.update(frame_bgr)
-        self._scene.append(scene)
-        self._face.append(face)
-        score = float(combined_scores(np.asarray(self._scene), np.asarray(self._face))[-1])
-        self._recent.append(score if math.isfinite(score) else -math.inf)
-        held = len(self._recent) == self._recent.maxlen and min(self._recent) >= self.noise_z
-        reason = None
-        if held and not self._in_change and self._index >= self._warmup:
-            gap_ok = self._last_change is None or self._index - self._last_change >= self.min_gap_s * self.fps
-            if gap_ok:
-                reason = "change"
-                self._last_change = self._index
-        self._in_change = held
-        if (
-            reason is None
-            and self.period_s
-            and (self._last is None or self._index - self._last >= self.period_s * self.fps - 1e-9)
-        ):
-            reason = "periodic"
-        if reason is None:
-            return None
-        self._last = self._index
-        image = Image.fromarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
-        return Keyframe(index=self._index, time_s=round(self._index / self.fps, 4), image=image, reason=reason)
 
 
 def sniff_container(head: bytes) -> str | None:

@@ -130,26 +130,6 @@ def expression_scripts(quick: bool) -> list[ExpressionScript]:
     return scripts
 
 
-def live_keyframes(path: Path) -> list:
-    """What :class:`LiveKeyframes` emits, fed frame by frame as a camera would."""
-    from inference.keyframes import LiveKeyframes
-
-    capture = cv2.VideoCapture(str(path))
-    live = LiveKeyframes(fps=capture.get(cv2.CAP_PROP_FPS) or FPS)
-    emitted = []
-    try:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            keyframe = live.push(frame)
-            if keyframe is not None:
-                emitted.append(keyframe)
-    finally:
-        capture.release()
-    return emitted
-
-
 def score_changes(script: ExpressionScript, keyframes: list) -> tuple[list[float], int]:
     """(delay of the first change keyframe after each scripted change, or nan; spurious change keyframes)."""
     times = [k.time_s for k in keyframes if k.reason == "change"]
@@ -165,6 +145,7 @@ def score_changes(script: ExpressionScript, keyframes: list) -> tuple[list[float
 def bench_expressions(folder: Path, quick: bool) -> str:
     """Run the expression matrix; print a row per clip and a summary; return the summary line."""
     from inference.keyframes import select_keyframes
+    from inference.live_keyframes import live_keyframes_replay
 
     print("# expressions: clip / offline: caught, delays (s), spurious / live: caught, delays, spurious / ms")
     totals = {"changes": 0, "caught": 0, "spurious": 0, "live_caught": 0, "live_spurious": 0}
@@ -180,7 +161,7 @@ def bench_expressions(folder: Path, quick: bool) -> str:
         analysis_s += time.perf_counter() - started
         video_s += script.seconds
         delays, spurious = score_changes(script, keyframes)
-        live_delays, live_spurious = score_changes(script, live_keyframes(clip))
+        live_delays, live_spurious = score_changes(script, live_keyframes_replay(clip))
         caught = [d for d in delays if d == d]
         live_caught = [d for d in live_delays if d == d]
         totals["changes"] += len(delays)

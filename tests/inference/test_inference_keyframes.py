@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from inference.keyframes import (
-    LiveKeyframes,
     UnreadableClip,
     keyframes_from_bytes,
     noise_scores,
@@ -17,6 +16,7 @@ from inference.keyframes import (
     select_keyframes,
     sniff_container,
 )
+from inference.live_keyframes import LiveKeyframes, live_keyframes_replay
 from tests.inference.expression_clips import ExpressionScript, change_times, write_expression_clip
 from tests.inference.inference_helpers import write_scene_clip
 
@@ -204,20 +204,8 @@ def test_without_a_face_tracker_the_expression_is_missed(tmp_path: Path) -> None
 
 
 def test_live_keyframes_catch_the_same_changes_causally(tmp_path: Path) -> None:
-    import cv2
-
     script = ExpressionScript(size=(640, 480), expression="eyes", sway=True, codec="mp4v", ramp_s=0.2)
-    capture = cv2.VideoCapture(str(_clip(tmp_path, script)))
-    live = LiveKeyframes(fps=capture.get(cv2.CAP_PROP_FPS))
-    emitted = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        keyframe = live.push(frame)
-        if keyframe is not None:
-            emitted.append(keyframe)
-    capture.release()
+    emitted = live_keyframes_replay(_clip(tmp_path, script))
     changes = [k.time_s for k in emitted if k.reason == "change"]
     assert _caught(script, changes) == change_times(script) and len(changes) == 3, changes
     periodic = [k.time_s for k in emitted if k.reason == "periodic"]
