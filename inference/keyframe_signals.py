@@ -46,8 +46,10 @@ class ChangeSignal:
         self.detect_every = max(1, detect_every)
         self.faces_found = 0
         self._scene: deque[np.ndarray] = deque(maxlen=lag_frames + 1)
-        self._faces: deque[np.ndarray | None] = deque(maxlen=lag_frames + 1)
+        # (box size epoch, patch): patches cut with boxes of different sizes are not compared.
+        self._faces: deque[tuple[int, np.ndarray] | None] = deque(maxlen=lag_frames + 1)
         self._box: tuple[int, int, int, int] | None = None
+        self._epoch = 0
         self._template: np.ndarray | None = None
         self._count = 0
         self._window = cv2.createHanningWindow((FACE_PATCH, FACE_PATCH), cv2.CV_64F)
@@ -60,13 +62,16 @@ class ChangeSignal:
             self._track(frame_bgr, small)
         self._count += 1
         self._scene.append(luv)
-        self._faces.append(self._face_patch(frame_bgr) if self._box is not None else None)
+        self._faces.append((self._epoch, self._face_patch(frame_bgr)) if self._box is not None else None)
         if len(self._scene) <= self.lag_frames:
             return math.nan, math.nan
         earlier = self._scene[0]
         scene = float(cv2.absdiff(luv, earlier).mean()) if earlier.shape == luv.shape else math.nan
         now, before = self._faces[-1], self._faces[0]
-        face = _face_difference(before, now, self._window) if now is not None and before is not None else math.nan
+        # A resized box is a different crop (a scale change, not an expression): no face signal for
+        # one lag after it.
+        comparable = now is not None and before is not None and now[0] == before[0]
+        face = _face_difference(before[1], now[1], self._window) if comparable else math.nan  # type: ignore[index]
         return scene, face
 
     def _track(self, frame_bgr: np.ndarray, small_bgr: np.ndarray) -> None:
@@ -89,7 +94,10 @@ class ChangeSignal:
                         x, y, w, h = x + (w - old_w) // 2, y + (h - old_h) // 2, old_w, old_h
                         if abs(x - old_x) <= 0.1 * w and abs(y - old_y) <= 0.1 * h:
                             x, y = old_x, old_y  # the tracker already holds it: no jump for the jitter
-                self._box = _clip_box((x, y, w, h), frame_bgr.shape)
+                new_box = _clip_box((x, y, w, h), frame_bgr.shape)
+                if self._box is None or new_box[2:] != self._box[2:]:
+                    self._epoch += 1
+                self._box = new_box
                 sx, sy, sw, sh = (round(v / scale) for v in self._box)
                 self._template = grey[sy : sy + sh, sx : sx + sw].copy()
                 self.faces_found += 1
