@@ -46,10 +46,9 @@ class ChangeSignal:
         self.detect_every = max(1, detect_every)
         self.faces_found = 0
         self._scene: deque[np.ndarray] = deque(maxlen=lag_frames + 1)
-        # (box size epoch, patch): patches cut with boxes of different sizes are not compared.
-        self._faces: deque[tuple[int, np.ndarray] | None] = deque(maxlen=lag_frames + 1)
+        # (box, patch): a patch cut with another box is mapped into the newer box before comparing.
+        self._faces: deque[tuple[tuple[int, int, int, int], np.ndarray] | None] = deque(maxlen=lag_frames + 1)
         self._box: tuple[int, int, int, int] | None = None
-        self._epoch = 0
         self._template: np.ndarray | None = None
         self._count = 0
         self._window = cv2.createHanningWindow((FACE_PATCH, FACE_PATCH), cv2.CV_64F)
@@ -62,25 +61,30 @@ class ChangeSignal:
             self._track(frame_bgr, small)
         self._count += 1
         self._scene.append(luv)
-        self._faces.append((self._epoch, self._face_patch(frame_bgr)) if self._box is not None else None)
+        self._faces.append((self._box, self._face_patch(frame_bgr)) if self._box is not None else None)
         if len(self._scene) <= self.lag_frames:
             return math.nan, math.nan
         earlier = self._scene[0]
         scene = float(cv2.absdiff(luv, earlier).mean()) if earlier.shape == luv.shape else math.nan
         now, before = self._faces[-1], self._faces[0]
-        # A resized box is a different crop (a scale change, not an expression): no face signal for
-        # one lag after it.
-        comparable = now is not None and before is not None and now[0] == before[0]
-        face = _face_difference(before[1], now[1], self._window) if comparable else math.nan  # type: ignore[index]
-        return scene, face
+        if now is None or before is None:
+            return scene, math.nan
+        valid = None
+        earlier_patch = before[1]
+        if before[0][2:] != now[0][2:]:
+            # The box was resized in between (a new detection): a different crop of the same face, so
+            # map the older patch into the newer box first; what it did not cover is left out.
+            earlier_patch, valid = _patch_into_box(earlier_patch, before[0], now[0])
+        return scene, _face_difference(earlier_patch, now[1], self._window, valid=valid)
 
     def _track(self, frame_bgr: np.ndarray, small_bgr: np.ndarray) -> None:
         """Detector every ``detect_every`` frames; template matching near the last box in between.
 
         The box (full-resolution pixels, the detector's tight box: a margin would bring in background
-        that does not move with the head) keeps its size while detections agree within 15% and its
-        place while they agree within 10%: the detector's few-pixel jitter would otherwise read as
-        the face moving, growing or shrinking.
+        that does not move with the head) keeps its size while detections agree within 30% (a small
+        face's box jitters by more than 15%) and its place while they agree within 10%: the
+        detector's jitter would otherwise read as the face moving, growing or shrinking. When the
+        size does change, the older patches are mapped into the new box before comparing.
         """
         grey = cv2.cvtColor(small_bgr, cv2.COLOR_BGR2GRAY)
         scale = frame_bgr.shape[1] / small_bgr.shape[1]
@@ -90,14 +94,11 @@ class ChangeSignal:
                 x, y, w, h = face
                 if self._box is not None:
                     old_x, old_y, old_w, old_h = self._box
-                    if abs(w - old_w) <= 0.15 * old_w and abs(h - old_h) <= 0.15 * old_h:
+                    if abs(w - old_w) <= 0.3 * old_w and abs(h - old_h) <= 0.3 * old_h:
                         x, y, w, h = x + (w - old_w) // 2, y + (h - old_h) // 2, old_w, old_h
                         if abs(x - old_x) <= 0.1 * w and abs(y - old_y) <= 0.1 * h:
                             x, y = old_x, old_y  # the tracker already holds it: no jump for the jitter
-                new_box = _clip_box((x, y, w, h), frame_bgr.shape)
-                if self._box is None or new_box[2:] != self._box[2:]:
-                    self._epoch += 1
-                self._box = new_box
+                self._box = _clip_box((x, y, w, h), frame_bgr.shape)
                 sx, sy, sw, sh = (round(v / scale) for v in self._box)
                 self._template = grey[sy : sy + sh, sx : sx + sw].copy()
                 self.faces_found += 1
@@ -151,8 +152,26 @@ def _clip_box(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[i
     return min(max(0, x), width - w), min(max(0, y), height - h), w, h
 
 
-def _face_difference(before: np.ndarray, now: np.ndarray, window: np.ndarray) -> float:
-    """Largest block-mean absolute difference of two normalised face patches after alignment."""
+def _patch_into_box(
+    patch: np.ndarray, box: tuple[int, int, int, int], target: tuple[int, int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``patch`` (cut from ``box``) as it would be cut from ``target``, and where it is defined."""
+    (x0, y0, w0, h0), (x1, y1, w1, h1) = box, target
+    sx, sy = w0 / w1, h0 / h1
+    matrix = np.float64([[sx, 0, (x0 - x1) * FACE_PATCH / w1], [0, sy, (y0 - y1) * FACE_PATCH / h1]])
+    size = (FACE_PATCH, FACE_PATCH)
+    mapped = cv2.warpAffine(patch, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    covered = cv2.warpAffine(np.ones(size, np.float64), matrix, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+    return mapped, covered > 0.999
+
+
+def _face_difference(
+    before: np.ndarray, now: np.ndarray, window: np.ndarray, *, valid: np.ndarray | None = None
+) -> float:
+    """Largest block-mean absolute difference of two normalised face patches after alignment.
+
+    ``valid`` (optional) marks the pixels ``before`` really covers; blocks with any other are left out.
+    """
     # Copies: OpenCV applies the window to its inputs in place.
     (dx, dy), _response = cv2.phaseCorrelate(before.copy(), now.copy(), window)
     if abs(dx) > FACE_PATCH / 4 or abs(dy) > FACE_PATCH / 4:  # no sensible alignment: compare as they are
@@ -162,11 +181,15 @@ def _face_difference(before: np.ndarray, now: np.ndarray, window: np.ndarray) ->
         before, shift, (FACE_PATCH, FACE_PATCH), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
     diff = np.abs(now - moved)
+    if valid is not None:
+        covered = cv2.warpAffine(valid.astype(np.float64), shift, (FACE_PATCH, FACE_PATCH), borderValue=0.0)
+        diff = np.where(covered > 0.999, diff, np.nan)
     border = FACE_BLOCK // 2  # the warp's reflected border is not the face
     inner = diff[border:-border, border:-border]
     side = inner.shape[0] // FACE_BLOCK * FACE_BLOCK
     blocks = inner[:side, :side].reshape(side // FACE_BLOCK, FACE_BLOCK, side // FACE_BLOCK, FACE_BLOCK)
-    return float(blocks.mean(axis=(1, 3)).max())
+    means = blocks.mean(axis=(1, 3))  # nan where a block is not fully covered
+    return float(np.nanmax(means)) if np.isfinite(means).any() else math.nan
 
 
 def noise_scores(values: np.ndarray, *, min_sigma: float) -> np.ndarray:
