@@ -27,7 +27,8 @@ def _mcnemar_exact(b: int, c: int) -> float:
     return float(min(1.0, 2 * tail))
 
 
-def _training_hashes(model_version: ModelVersion | None) -> set[str]:
+def training_hashes(model_version: ModelVersion | None) -> set[str]:
+    """sha256 of every image file the model's weights were trained on (its bundle's training data)."""
     if model_version is None:
         return set()
     data = (model_version.metadata or {}).get("training_data") or {}
@@ -74,7 +75,7 @@ def models_compare(
         crops = tr.face_crops(
             images, settings=tr.dataset_crop_settings(info), cache_dir=cache_dir or Path(tmp) / "cache", progress=False
         )
-    trained_on = _training_hashes(candidate) | _training_hashes(active)
+    trained_on = training_hashes(candidate) | training_hashes(active)
     keep = [i for i, sha in enumerate(crops.file_sha256) if sha not in trained_on]
     held_out = crops.subset(keep)
     labels = held_out.labels

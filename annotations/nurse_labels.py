@@ -45,6 +45,24 @@ class NurseLabel:
     box: tuple[int, int, int, int]
     box_source: str
     n_assessments: int
+    origin: str = "uncertain"
+
+    @property
+    def unbiased(self) -> bool:
+        """An audit label: a random automatic verdict, not chosen by the model's own uncertainty."""
+        return self.origin == "audit"
+
+
+def label_origin(case: TriageCase, n_assessments: int) -> str:
+    """Why a nurse scored this frame: ``audit`` (a random automatic verdict, scored blind),
+    ``double-scored`` (a nurse-routed case two nurses scored blind) or ``uncertain`` (nurse-routed).
+
+    Only ``audit`` labels are a random sample of the frames the model decides by itself; the others
+    were selected by the model's low confidence, which biases a calibration set built from them.
+    """
+    if case.is_audit:
+        return "audit"
+    return "double-scored" if n_assessments > 1 else "uncertain"
 
 
 def case_label(case: TriageCase) -> tuple[bool | None, str]:
@@ -116,6 +134,7 @@ def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter
                 box=tuple(int(v) for v in box),  # type: ignore[arg-type]
                 box_source=source,
                 n_assessments=len(case.assessments.all()),
+                origin=label_origin(case, len(case.assessments.all())),
             )
         )
     return labels, excluded

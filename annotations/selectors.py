@@ -18,8 +18,8 @@ from django.utils.functional import cached_property
 from annotations.models import NipsAssessment
 from triage.models import Alert, Neonate, Prediction, TriageCase, Unit, User
 
-QUEUE_ORDER = ("confidence", "created_at", "id")
-"""Most uncertain first (lowest confidence of the predicted class), oldest first among equals."""
+QUEUE_ORDER = ("-p_pain", "created_at", "id")
+"""Pain first: highest p(pain) first, so a likely-pain frame is never behind unlikely ones; oldest first among equals."""
 
 WORKLOAD_THRESHOLDS = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))  # 0.50 .. 0.95
 
@@ -147,7 +147,7 @@ def queue_after(queryset: QuerySet, *, case: TriageCase) -> QuerySet:
 
 def case_for_cursor(*, user: User, pk: int) -> TriageCase | None:
     """A case of the caller's unit, with its sort keys only, to continue a queue after it; ``None`` if none."""
-    fields = ("confidence", "created_at", "decided_at")
+    fields = ("p_pain", "confidence", "created_at", "decided_at")
     return _scope(TriageCase.objects.only(*fields), user).filter(pk=pk).first()
 
 
@@ -236,12 +236,12 @@ def case_neighbours(*, user: User, case: TriageCase) -> tuple[TriageCase | None,
     """(previous, next) open case in queue order, for J/K (their ids only: the page links to them)."""
     queue = queue_for_nurse(user=user).exclude(pk=case.pk).select_related(None).only("id")
     key_after = (
-        Q(confidence__gt=case.confidence)
-        | Q(confidence=case.confidence, created_at__gt=case.created_at)
-        | Q(confidence=case.confidence, created_at=case.created_at, id__gt=case.pk)
+        Q(p_pain__lt=case.p_pain)
+        | Q(p_pain=case.p_pain, created_at__gt=case.created_at)
+        | Q(p_pain=case.p_pain, created_at=case.created_at, id__gt=case.pk)
     )
     following = queue.filter(key_after).first()
-    preceding = queue.exclude(key_after).order_by("-confidence", "-created_at", "-id").first()
+    preceding = queue.exclude(key_after).order_by("p_pain", "-created_at", "-id").first()
     return preceding, following
 
 

@@ -24,7 +24,8 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
     Crops are made as serving makes them (decode, crop the prediction's box or the nurse's
     corrected box, letterbox to 224), so ``train_model`` runs no detector on them
     (``dataset.json`` says ``"cropped": true``). Also writes ``manifest.csv`` (path, subject,
-    label, frame_id, case_id). Returns the summary that ``dataset.json`` holds.
+    label, frame_id, case_id, box_source, origin: uncertain / double-scored / audit, see
+    :func:`annotations.nurse_labels.label_origin`). Returns the summary that ``dataset.json`` holds.
     """
     from inference.decode import UnreadableImage, decode_image
     from inference.preprocess import CROP_SIZE, DEFAULT_FILL, crop_face, letterbox
@@ -58,11 +59,12 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
                 frame.pk,
                 label.case_id,
                 label.box_source,
+                label.origin,
             ]
         )
     with (out / "manifest.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "subject", "label", "frame_id", "case_id", "box_source"])
+        writer.writerow(["path", "subject", "label", "frame_id", "case_id", "box_source", "origin"])
         writer.writerows(rows)
     summary = {
         "cropped": True,
@@ -73,6 +75,10 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
         "n_pain": sum(1 for r in rows if r[2] == "pain"),
         "n_subjects": len({r[1] for r in rows}),
         "excluded": dict(excluded),
+        # Only audit labels are a random sample of automatic verdicts: the ones to calibrate on.
+        "origins": {
+            origin: sum(1 for r in rows if r[6] == origin) for origin in ("uncertain", "double-scored", "audit")
+        },
         "label_rule": "the NIPS pain verdict stored with each assessment (the unit's rule in force); "
         "double-scored cases only when the nurses agree",
         "subject_id": "pseudonym nb-HMAC-SHA256(neonate pk), see annotations.learning",

@@ -150,6 +150,7 @@ class TriageCaseFactory(factory.django.DjangoModelFactory):
     unit = factory.SelfAttribute("prediction.frame.unit")
     neonate = factory.SelfAttribute("prediction.frame.neonate")
     confidence = factory.SelfAttribute("prediction.confidence")
+    p_pain = factory.SelfAttribute("prediction.p_pain")
     status = TriageCase.Status.OPEN
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 
@@ -82,7 +82,23 @@ class UnitSettings(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0.001), MaxValueValidator(0.5)],
-        help_text="Target ceiling on missed pain among automatic verdicts (guaranteed threshold).",
+        help_text=(
+            "alpha of the guaranteed threshold: expected missed pain among ALL frames (conformal risk control); "
+            "the rate among automatic verdicts is higher and is shown beside it."
+        ),
+    )
+    audit_share = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=(
+            "Random share of automatic verdicts also sent to a nurse as a blind audit case (the nurse does not "
+            "see the model's verdict): unbiased labels for calibration and live accuracy."
+        ),
+    )
+    keyframe_period_s = models.FloatField(
+        default=5.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
+        help_text="A clip yields at least one keyframe this often (seconds; 0 = only at changes).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -348,6 +364,11 @@ class TriageCase(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     # Copied from the prediction so the queue sorts on an index of this table alone.
     confidence = models.FloatField()
+    p_pain = models.FloatField(default=0.5, help_text="The model's p(pain), copied: the queue puts likely pain first.")
+    is_audit = models.BooleanField(
+        default=False,
+        help_text="A random automatic verdict sent to a nurse blind (she does not see the model's verdict).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -359,12 +380,15 @@ class TriageCase(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["unit", "status", "confidence", "created_at"], name="case_queue_order"),
-            # The open queue in its exact order: a nurse's first page reads ~50 index entries,
-            # not every open case of the unit (scripts/bench_queue.py, 1M predictions).
+            # The open queue in its exact order (pain first): a nurse's first page reads ~50 index
+            # entries, not every open case of the unit (scripts/bench_queue.py, 1M predictions).
             models.Index(
-                fields=["unit", "confidence", "created_at", "id"],
+                "unit",
+                F("p_pain").desc(),
+                "created_at",
+                "id",
                 condition=Q(status__in=["open", "claimed"]),
-                name="case_queue_open",
+                name="case_queue_open_pain",
             ),
         ]
 

@@ -24,7 +24,7 @@ PATH_PK = 987654321987
 """A stand-in primary key, reversed once and replaced per row (the routes take ``<int:pk>``)."""
 
 QUEUE_VALUES = (
-    *("status", "confidence", "created_at", "claimed_at", "claim_expires_at", "claimed_by_id"),
+    *("status", "confidence", "is_audit", "created_at", "claimed_at", "claim_expires_at", "claimed_by_id"),
     *("assessments_required", "decided_at", "final_pain", "unit__code", "neonate_id", "neonate__mrn", "neonate__bed"),
     *("claimed_by__username", "claimed_by__first_name", "claimed_by__last_name", "prediction_id"),
     *("prediction__p_pain", "prediction__label", "prediction__confidence", "prediction__threshold"),
@@ -56,50 +56,69 @@ def queue_row(row: dict, *, paths: dict[str, str], now) -> dict:
         }
     prediction_id, frame_id = row["prediction_id"], row["prediction__frame_id"]
     when = _DATETIME.to_representation
-    return {
-        "id": row["id"],
-        "status": row["status"],
-        "unit": row["unit__code"],
-        "neonate": {"id": row["neonate_id"], "mrn": row["neonate__mrn"], "bed": row["neonate__bed"]},
-        "prediction": {
-            "id": prediction_id,
-            "p_pain": row["prediction__p_pain"],
-            "label": row["prediction__label"],
-            "confidence": row["prediction__confidence"],
-            "threshold": row["prediction__threshold"],
-            "routed_to": row["prediction__routed_to"],
-            "model_version": {
-                "id": row["prediction__model_version_id"],
-                "label": f"{row['prediction__model_version__name']} v{row['prediction__model_version__version']}",
-                "is_bootstrap": row["prediction__model_version__is_bootstrap"],
+    return blind_audit(
+        {
+            "id": row["id"],
+            "status": row["status"],
+            "unit": row["unit__code"],
+            "neonate": {"id": row["neonate_id"], "mrn": row["neonate__mrn"], "bed": row["neonate__bed"]},
+            "prediction": {
+                "id": prediction_id,
+                "p_pain": row["prediction__p_pain"],
+                "label": row["prediction__label"],
+                "confidence": row["prediction__confidence"],
+                "threshold": row["prediction__threshold"],
+                "routed_to": row["prediction__routed_to"],
+                "model_version": {
+                    "id": row["prediction__model_version_id"],
+                    "label": f"{row['prediction__model_version__name']} v{row['prediction__model_version__version']}",
+                    "is_bootstrap": row["prediction__model_version__is_bootstrap"],
+                },
+                "frame_id": frame_id,
+                "captured_at": row["prediction__frame__captured_at"].isoformat(),
+                "box": [
+                    row["prediction__box_x"],
+                    row["prediction__box_y"],
+                    row["prediction__box_w"],
+                    row["prediction__box_h"],
+                ],
+                "crop_url": _pk_path(paths["triage:prediction_crop"], prediction_id)
+                if row["prediction__crop"]
+                else None,
+                "saliency_url": (
+                    _pk_path(paths["triage:prediction_saliency"], prediction_id)
+                    if row["prediction__saliency"]
+                    else None
+                ),
+                "frame_url": _pk_path(paths["triage:frame_image"], frame_id),
             },
-            "frame_id": frame_id,
-            "captured_at": row["prediction__frame__captured_at"].isoformat(),
-            "box": [
-                row["prediction__box_x"],
-                row["prediction__box_y"],
-                row["prediction__box_w"],
-                row["prediction__box_h"],
-            ],
-            "crop_url": _pk_path(paths["triage:prediction_crop"], prediction_id) if row["prediction__crop"] else None,
-            "saliency_url": (
-                _pk_path(paths["triage:prediction_saliency"], prediction_id) if row["prediction__saliency"] else None
-            ),
-            "frame_url": _pk_path(paths["triage:frame_image"], frame_id),
-        },
-        "confidence": row["confidence"],
-        "threshold": row["prediction__threshold"],
-        "created_at": when(row["created_at"]),
-        "age_seconds": max(0, int((now - row["created_at"]).total_seconds())),
-        "claimed_by": claimed_by,
-        "claimed_at": when(row["claimed_at"]) if row["claimed_at"] else None,
-        "claim_expires_at": when(row["claim_expires_at"]) if row["claim_expires_at"] else None,
-        "claim_live": live,
-        "assessments_required": row["assessments_required"],
-        "assessments_done": row["assessments_done"],
-        "decided_at": when(row["decided_at"]) if row["decided_at"] else None,
-        "final_pain": row["final_pain"],
-    }
+            "confidence": row["confidence"],
+            "threshold": row["prediction__threshold"],
+            "created_at": when(row["created_at"]),
+            "age_seconds": max(0, int((now - row["created_at"]).total_seconds())),
+            "claimed_by": claimed_by,
+            "claimed_at": when(row["claimed_at"]) if row["claimed_at"] else None,
+            "claim_expires_at": when(row["claim_expires_at"]) if row["claim_expires_at"] else None,
+            "claim_live": live,
+            "assessments_required": row["assessments_required"],
+            "assessments_done": row["assessments_done"],
+            "decided_at": when(row["decided_at"]) if row["decided_at"] else None,
+            "final_pain": row["final_pain"],
+            "is_audit": row["is_audit"],
+        }
+    )
+
+
+def blind_audit(case: dict) -> dict:
+    """An undecided audit case without the model's verdict: the nurse scores it blind (issue 15).
+
+    Audit labels are the unbiased ones calibration and live accuracy rest on; a nurse who sees
+    "no pain, 97%" would anchor on it.
+    """
+    if case["is_audit"] and case["status"] != "decided":
+        case["prediction"].update(p_pain=None, label=None, confidence=None, saliency_url=None)
+        case["confidence"] = None
+    return case
 
 
 def _pk_path(template: str, pk: int) -> str:
@@ -124,7 +143,8 @@ class CaseOutputSerializer(serializers.Serializer):
     unit = serializers.CharField(source="unit.code")
     neonate = serializers.SerializerMethodField()
     prediction = serializers.SerializerMethodField()
-    confidence = serializers.FloatField()
+    confidence = serializers.FloatField(allow_null=True)
+    is_audit = serializers.BooleanField()
     threshold = serializers.FloatField(source="prediction.threshold")
     created_at = serializers.DateTimeField()
     age_seconds = serializers.SerializerMethodField()
@@ -136,6 +156,9 @@ class CaseOutputSerializer(serializers.Serializer):
     assessments_done = serializers.SerializerMethodField()
     decided_at = serializers.DateTimeField(allow_null=True)
     final_pain = serializers.BooleanField(allow_null=True)
+
+    def to_representation(self, case) -> dict:
+        return blind_audit(dict(super().to_representation(case)))
 
     def get_neonate(self, case) -> dict:
         neonate = case.neonate

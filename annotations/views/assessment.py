@@ -54,6 +54,8 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     ]
     return {
         "case": case,
+        # An undecided audit case hides the model's verdict (blind scoring, unbiased labels).
+        "blind": case.is_audit and case.status != case.Status.DECIDED,
         "prediction": prediction,
         "frame": prediction.frame,
         "neonate": case.neonate,

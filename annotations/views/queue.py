@@ -1,4 +1,4 @@
-"""The nurse queue (dashboard): the unit's open cases, most uncertain first.
+"""The nurse queue (dashboard): the unit's open cases, most likely pain first.
 
 Live parts send the fingerprint of what they show (``v``): an unchanged queue answers 204 and htmx
 leaves the page alone (no image re-requests, no audit noise).
@@ -18,11 +18,11 @@ from triage.templatetags.neopain_ui import age_text, prob
 from triage.views.access import CLINICAL, has_role, is_poll, page_number
 
 QUEUE_LIMIT = 50
-"""Dashboard rows per page, most uncertain first. 200 rows took ~65 ms to render; a page of 50, ~2 ms
+"""Dashboard rows per page, most likely pain first. 200 rows took ~65 ms to render; a page of 50, ~2 ms
 (scripts/bench_queue.py). The total waiting is always shown and the next 50 are one link away."""
 QUEUE_ROW_VALUES = (
     *selectors.FINGERPRINT_VALUES,
-    *("confidence", "created_at", "assessments_required", "neonate__bed", "neonate__mrn"),
+    *("confidence", "is_audit", "created_at", "assessments_required", "neonate__bed", "neonate__mrn"),
     *("claimed_by__username", "claimed_by__first_name", "claimed_by__last_name", "prediction_id"),
     *("prediction__p_pain", "prediction__threshold", "prediction__crop"),
     *("prediction__model_version__name", "prediction__model_version__version"),
@@ -55,8 +55,10 @@ def _queue_rows(cases: list[dict], *, user) -> list[dict]:
                 else "",
                 "bed": case["neonate__bed"] or "—",
                 "mrn": case["neonate__mrn"],
-                "p_pain": prob(case["prediction__p_pain"]),
-                "confidence": prob(case["confidence"]),
+                # An audit case is scored blind: no model verdict on the row either.
+                "p_pain": "—" if case["is_audit"] else prob(case["prediction__p_pain"]),
+                "confidence": "—" if case["is_audit"] else prob(case["confidence"]),
+                "audit": case["is_audit"],
                 "threshold": prob(case["prediction__threshold"]),
                 "model": f"{case['prediction__model_version__name']} v{case['prediction__model_version__version']}",
                 "since": created.isoformat(),
@@ -73,7 +75,7 @@ def _queue_rows(cases: list[dict], *, user) -> list[dict]:
 
 @login_required
 def dashboard(request):
-    """The unit's open cases, most uncertain first, ``QUEUE_LIMIT`` a page. ML engineers and devices have no patient queue.
+    """The unit's open cases, most likely pain first, ``QUEUE_LIMIT`` a page. ML engineers and devices have no patient queue.
 
     The page always says how many cases wait in all and links to the next ones: a case beyond the
     first page is one click away, never silently left out.

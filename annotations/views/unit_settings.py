@@ -52,8 +52,34 @@ class UnitSettingsForm(forms.Form):
         max_value=0.5,
         widget=forms.NumberInput(attrs={"step": "0.005"}),
         label="Missed-pain target (optional)",
-        help_text="Ceiling on missed pain among automatic verdicts, for the guaranteed threshold.",
+        help_text=(
+            "alpha: the guaranteed threshold keeps expected missed pain at or under this share of ALL frames "
+            "(the rate among automatic verdicts is higher; both are shown below). Changing it recomputes the "
+            "threshold from the model's stored calibration scores."
+        ),
     )
+    audit_share = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        widget=forms.NumberInput(attrs={"step": "0.01"}),
+        label="Audit share",
+        help_text=(
+            "Random share of automatic verdicts also sent to a nurse as blind audit cases (she does not see the "
+            "model's verdict). Their labels are unbiased: the ones used for calibration and live accuracy."
+        ),
+    )
+    keyframe_period_s = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=600,
+        widget=forms.NumberInput(attrs={"step": "1"}),
+        label="Clip keyframe period (seconds)",
+        help_text="A clip gives at least one frame this often, besides the frames where the face changes (0 = changes only).",
+    )
+
+
+OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s")
 
 
 def _admin_unit(request) -> Unit:
@@ -77,7 +103,9 @@ def unit_settings(request):
         form = UnitSettingsForm(request.POST)
         if form.is_valid():
             try:
-                unit_settings_update(unit=unit, actor=request.user, changes=form.cleaned_data, request=request)
+                # Left empty: unchanged (they have no "none" value, unlike the missed-pain target).
+                changes = {k: v for k, v in form.cleaned_data.items() if not (v is None and k in OPTIONAL_UNCHANGED)}
+                unit_settings_update(unit=unit, actor=request.user, changes=changes, request=request)
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
@@ -108,7 +136,7 @@ def unit_settings(request):
         else {},
         "threshold_rows": threshold_rows(metrics, rules.threshold),
         "curve": workload_curve(metrics, rules.threshold),
-        "guarantee": guarantee_context(metrics, rules.threshold),
+        "guarantee": guarantee_context(metrics, rules.threshold, alpha=rules.missed_pain_target),
         "workload": workload,
         "recent_changes": recent_changes,
         "units": Unit.objects.all() if request.user.is_superuser and not request.user.unit_id else [],
@@ -228,13 +256,27 @@ def workload_curve(metrics: dict, current: float, width: int = 560, height: int 
     }
 
 
-def guarantee_context(metrics: dict, current: float) -> dict | None:
+def guarantee_context(metrics: dict, current: float, *, alpha: float | None = None) -> dict | None:
+    """The model's guarantee for the page; recomputed at once for the unit's alpha from the stored scores.
+
+    ``conditional`` is the Learn-then-Test threshold for missed pain among automatic verdicts.
+    """
+    from inference import thresholds as th
+
     guarantee = metrics.get("guarantee")
+    conditional = metrics.get("guarantee_conditional")
+    recomputed = False
+    if alpha and isinstance(guarantee, dict) and guarantee.get("alpha") != alpha:
+        fresh = th.guarantees_from_metrics(metrics, alpha=float(alpha))
+        if fresh is not None:
+            guarantee, conditional, recomputed = fresh["guarantee"], fresh["guarantee_conditional"], True
     if not isinstance(guarantee, dict) or not guarantee:
         return None
     threshold = guarantee.get("threshold")
     return {
         **guarantee,
+        "recomputed": recomputed,
+        "conditional": conditional if isinstance(conditional, dict) else None,
         "covers_current": isinstance(threshold, (int, float)) and current >= float(threshold),
         "confidence_level": (1 - float(guarantee["delta"]))
         if isinstance(guarantee.get("delta"), (int, float))

@@ -23,11 +23,17 @@ Where each part lives (this package re-exports the public names, so callers keep
 * :mod:`~inference.thresholds.metrics`: confidence, verdict, accuracy/sensitivity/AUC, kappa.
 * :mod:`~inference.thresholds.tables`: the accuracy/workload table, risk-coverage, AURC.
 * :mod:`~inference.thresholds.calibration`: ECE and temperature scaling.
-* :mod:`~inference.thresholds.guarantee`: conformal risk control and Learn-then-Test.
+* :mod:`~inference.thresholds.risk_control`: conformal risk control and Learn-then-Test, per baby.
+* :mod:`~inference.thresholds.guarantee`: the guarantee as a model's metrics store it.
 * :mod:`~inference.thresholds.analysis`: all figures for a model's metrics, and their plot.
 """
 
-from inference.thresholds.analysis import plot_threshold_analysis, threshold_analysis
+from inference.thresholds.analysis import (
+    guarantees_for_alpha,
+    guarantees_from_metrics,
+    plot_threshold_analysis,
+    threshold_analysis,
+)
 from inference.thresholds.calibration import (
     confidence_bins,
     expected_calibration_error,
@@ -64,6 +70,8 @@ __all__ = [
     "expected_calibration_error",
     "guarantee_statement",
     "guaranteed_threshold",
+    "guarantees_for_alpha",
+    "guarantees_from_metrics",
     "logit_of",
     "missed_pain_loss",
     "plot_threshold_analysis",

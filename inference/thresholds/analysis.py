@@ -33,6 +33,7 @@ def threshold_analysis(
     thresholds: Iterable[float] = DEFAULT_THRESHOLDS,
     calibration_p_pain: Sequence[float] | None = None,
     calibration_labels: Sequence[int] | None = None,
+    subjects: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """All threshold figures for a labelled held-out set, keyed as ModelVersion.metrics stores them.
 
@@ -41,6 +42,11 @@ def threshold_analysis(
     as the workers will see it (softmax with the bundle's temperature): the table, AURC and
     the guarantee are computed on it unchanged. A temperature changes no ranking, so the set of
     automatic verdicts at the guaranteed threshold does not depend on it.
+
+    ``subjects`` (the baby of each frame) make the guarantees per baby (each baby weighs the same,
+    at least :data:`~inference.thresholds.risk_control.DEFAULT_MIN_SUBJECTS` babies). The scores are
+    kept under ``calibration_scores`` so :func:`guarantees_for_alpha` can recompute the guarantees
+    for another alpha without the model.
     """
     p, y = as_arrays(p_pain, labels)
     if calibration_p_pain is not None and calibration_labels is not None:
@@ -68,9 +74,36 @@ def threshold_analysis(
         "temperature_fitted_on": temperature_source,
         "thresholds": threshold_table(p_pain=p, labels=y, thresholds=thresholds),
         "risk_coverage": risk_coverage_curve(p_pain=p, labels=y, max_points=RISK_COVERAGE_POINTS),
-        "guarantee": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="crc"),
-        "guarantee_conditional": guaranteed_threshold(p_pain=p, labels=y, alpha=alpha, method="ltt", delta=0.1),
+        "majority_baseline": max(basic["n_pain"], basic["n"] - basic["n_pain"]) / basic["n"] if basic["n"] else None,
+        "calibration_scores": {
+            "p_pain": [round(float(v), 6) for v in p],
+            "labels": [int(v) for v in y],
+            "subjects": [str(s) for s in subjects] if subjects is not None else None,
+        },
+        **guarantees_for_alpha(p_pain=p, labels=y, subjects=subjects, alpha=alpha),
     }
+
+
+def guarantees_for_alpha(
+    *, p_pain: Sequence[float], labels: Sequence[int], alpha: float, subjects: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """``{"guarantee": CRC (missed pain among all frames), "guarantee_conditional": LTT (among automatic verdicts)}``."""
+    return {
+        "guarantee": guaranteed_threshold(p_pain=p_pain, labels=labels, alpha=alpha, method="crc", subjects=subjects),
+        "guarantee_conditional": guaranteed_threshold(
+            p_pain=p_pain, labels=labels, alpha=alpha, method="ltt", delta=0.1, loss="auto", subjects=subjects
+        ),
+    }
+
+
+def guarantees_from_metrics(metrics: dict[str, Any], *, alpha: float) -> dict[str, Any] | None:
+    """The guarantees recomputed for ``alpha`` from a model's stored ``calibration_scores`` (None if absent)."""
+    scores = metrics.get("calibration_scores")
+    if not isinstance(scores, dict) or not scores.get("p_pain"):
+        return None
+    return guarantees_for_alpha(
+        p_pain=scores["p_pain"], labels=scores["labels"], subjects=scores.get("subjects"), alpha=alpha
+    )
 
 
 def plot_threshold_analysis(

@@ -133,7 +133,7 @@ def losocv(
                 "epochs_run": result.epochs_run,
             }
         )
-    analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha)
+    analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha, subjects=list(subjects))
     # Out-of-sample calibration: each subject's temperature is fitted on the other subjects' predictions.
     subjects_arr = np.asarray(subjects)
     scaled = np.empty_like(oof)

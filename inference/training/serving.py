@@ -21,8 +21,9 @@ from inference.training.fit import TrainResult, train_painnet
 
 #: Limits on the served temperature. A small validation split is often perfectly separated,
 #: where the NLL keeps falling as T -> 0 and would let the model claim certainty it has not
-#: earned; sharpening is therefore capped at 2x, softening at 5x.
-SERVED_TEMPERATURE_BOUNDS = (0.5, 5.0)
+#: earned; sharpening is therefore capped at 2x. Softening is capped at 20x (an over-confident
+#: model's optimum was 20 in one run; 5 hid it). A clipped value is reported, never silent.
+SERVED_TEMPERATURE_BOUNDS = (0.5, 20.0)
 #: Fewer validation images than this (or one class only): serve uncalibrated (T = 1).
 MIN_CALIBRATION_IMAGES = 20
 
@@ -51,6 +52,21 @@ def served_temperature(p_pain: np.ndarray, labels: np.ndarray, calibrate: bool =
     return float(min(high, max(low, fitted))), fitted
 
 
+def _calibration_halves(val_subjects: list[str], *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks over the validation images: (fit the temperature here, set the guarantee there).
+
+    Split by subject, seeded; with a single validation subject both masks are all of it.
+    """
+    unique = sorted(set(val_subjects))
+    if len(unique) < 2:
+        everything = np.ones(len(val_subjects), dtype=bool)
+        return everything, everything
+    rng = random.Random(f"calibration-halves:{seed}")
+    for_temperature = set(rng.sample(unique, len(unique) // 2))
+    mask = np.array([s in for_temperature for s in val_subjects], dtype=bool)
+    return mask, ~mask
+
+
 def train_model(
     crops: CropSet,
     *,
@@ -76,18 +92,37 @@ def train_model(
         val_idx = sorted(rng.sample(range(len(subjects)), max(1, len(subjects) // 5))) if len(subjects) >= 5 else []
         train_idx = [i for i in range(len(subjects)) if i not in set(val_idx)]
     result = train_painnet(crops=crops, train_indices=train_idx, val_indices=val_idx, config=config, progress=progress)
-    temperature, fitted = served_temperature(result.val_p_pain, result.val_labels, config.calibrate)
+    val_subject_of = [subjects[i] for i in val_idx]
+    # Temperature and guarantee on separate validation subjects (half each, by subject): the
+    # threshold is not set on the frames the temperature was fitted to. Early stopping saw both.
+    temperature_mask, calibration_mask = _calibration_halves(val_subject_of, seed=config.seed)
+    temperature, fitted = served_temperature(
+        result.val_p_pain[temperature_mask], result.val_labels[temperature_mask], config.calibrate
+    )
     served = th.temperature_apply(result.val_p_pain, temperature) if result.val_labels.size else result.val_p_pain
     metrics: dict[str, Any] = {}
     if result.val_labels.size:
-        analysis = th.threshold_analysis(p_pain=served, labels=result.val_labels, alpha=alpha)
+        analysis = th.threshold_analysis(p_pain=served, labels=result.val_labels, alpha=alpha, subjects=val_subject_of)
+        # The guarantee (and the scores kept to recompute it) only from the half the temperature did not see.
+        calibration_half = th.threshold_analysis(
+            p_pain=served[calibration_mask],
+            labels=result.val_labels[calibration_mask],
+            alpha=alpha,
+            subjects=[s for s, keep in zip(val_subject_of, calibration_mask) if keep],
+        )
+        for key in ("guarantee", "guarantee_conditional", "calibration_scores"):
+            analysis[key] = calibration_half[key]
         analysis["ece"] = th.expected_calibration_error(p_pain=result.val_p_pain, labels=result.val_labels)
         analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=served, labels=result.val_labels)
         analysis["temperature"] = temperature
         analysis["temperature_fitted"] = fitted
+        analysis["temperature_clipped"] = fitted is not None and abs(fitted - temperature) > 1e-9
+        separate = not np.array_equal(temperature_mask, calibration_mask)
         analysis["temperature_fitted_on"] = (
-            f"validation subjects (NLL); served value clipped to {list(SERVED_TEMPERATURE_BOUNDS)}, "
-            f"1.0 when fewer than {MIN_CALIBRATION_IMAGES} validation images or one class"
+            f"{'half of the ' if separate else ''}validation subjects (NLL), "
+            f"{'the other half set the guarantee' if separate else 'the same subject as the guarantee (only one)'}; "
+            f"served value clipped to {list(SERVED_TEMPERATURE_BOUNDS)} (reported when clipped), "
+            f"1.0 when fewer than {MIN_CALIBRATION_IMAGES} images or one class"
         )
         metrics.update(analysis)
         per_subject = per_subject_accuracy(served, result.val_labels, [subjects[i] for i in val_idx])

@@ -93,11 +93,11 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     expect(queue).not_to_contain_text("MRN-SOUTH-77")
     assert page.locator(f'img[src="/predictions/{ward["auto"].pk}/crop"]').count() == 0
     expect(page.locator(".banner")).to_contain_text("Bootstrap model in use")
-    # Most uncertain first: p 0.51 (confidence 0.51) before p 0.47 (0.53).
+    # Pain first: p 0.51 before p 0.47.
     expect(rows.nth(0)).to_contain_text("MRN-204311")
 
     # A new case arrives without a reload within 5 s.
-    late = make_case(neonate=ward["twin"], model=ward["model"], p_pain=0.54, age_minutes=0)
+    late = make_case(neonate=ward["twin"], model=ward["model"], p_pain=0.49, age_minutes=0)
     expect(rows).to_have_count(3, timeout=5000)
     wait_until(
         page,
@@ -105,7 +105,7 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     )
     screenshot(page, "dashboard")
 
-    # J focuses the first (most uncertain) case, Enter opens it, Enter on the focused Claim button claims it.
+    # J focuses the first (most pain-like) case, Enter opens it, Enter on the focused Claim button claims it.
     page.keyboard.press("j")
     page.keyboard.press("Enter")
     page.wait_for_url(f"{base}/cases/{ward['first'].pk}/")

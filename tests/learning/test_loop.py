@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
@@ -115,6 +116,8 @@ def run(*args) -> str:
 
 
 def test_export_labels_by_nurse_decision_with_pseudonymous_subjects(nurse_decisions, unit, tmp_path):
+    audit = nurse_decisions[0]
+    TriageCase.objects.filter(pk=audit.pk).update(is_audit=True)
     out = run("export_training_set", "--out", str(tmp_path / "export"), "--unit", unit.code)
     assert "excluded" in out
     summary = learning.training_set_export(unit=unit, out_dir=tmp_path / "again")
@@ -127,6 +130,11 @@ def test_export_labels_by_nurse_decision_with_pseudonymous_subjects(nurse_decisi
     assert subjects == sorted({learning.subject_pseudonym(neonate_id=c.neonate_id) for c in nurse_decisions})
     pain_files = list((tmp_path / "export").glob("*/pain/*.png"))
     assert len(pain_files) == NEONATES * FRAMES_EACH // 2 + 1
+    # Each label says why a nurse scored it: only audit labels are a random sample of automatic verdicts.
+    assert summary["origins"] == {"uncertain": NEONATES * FRAMES_EACH - 1, "double-scored": 1, "audit": 1}
+    with (tmp_path / "export" / "manifest.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["origin"] for r in rows if r["case_id"] == str(audit.pk)} == {"audit"}
 
 
 def test_retrain_compare_activate_end_to_end(
@@ -198,6 +206,24 @@ def test_retrain_compare_activate_end_to_end(
     assert candidate.metrics["thresholds"] == analysis["thresholds"]
     assert candidate.metrics["evaluation"].startswith("held-out dataset")
     assert candidate.metrics["previous_evaluations"] and plot.stat().st_size > 1000
+    assert analysis["n_excluded_training_images"] == 0  # the planted set never trained it
+    # On the unit's own labels the frames that trained the candidate are left out, and counted.
+    export = tmp_path / "export-again"
+    run("export_training_set", "--out", str(export), "--unit", unit.code)
+    again = last_json_line(
+        run(
+            "evaluate_model",
+            "--dataset",
+            str(export),
+            "--model",
+            str(candidate.pk),
+            "--cache",
+            str(crop_cache),
+            "--json",
+        )
+    )
+    assert again["n_excluded_training_images"] > 0
+    assert again["n"] + again["n_excluded_training_images"] == NEONATES * FRAMES_EACH + 1
 
     model_version_activate(model_version=candidate, actor=ml_engineer)
     assert active_model_for_unit(unit=unit) == candidate

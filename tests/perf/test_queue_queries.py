@@ -126,9 +126,10 @@ def test_the_queue_api_query_count_does_not_grow_with_the_queue(client_for, nurs
 def test_the_queue_api_keyset_page_query_count_does_not_grow_with_the_queue(client_for, nurse, queue_setup):
     client = client_for(nurse)
     queue_setup(4)
-    first = TriageCase.objects.order_by("confidence", "created_at", "id").first()
+    first = TriageCase.objects.order_by("-p_pain", "created_at", "id").first()  # the queue order
     short = queries_for(client, f"/api/v1/cases/?after={first.pk}")
     queue_setup(60)
+    first = TriageCase.objects.order_by("-p_pain", "created_at", "id").first()  # the longer queue's head
     body = client.get(f"/api/v1/cases/?after={first.pk}").json()
     assert len(body["results"]) == 50 and body["next"]
     assert queries_for(client, f"/api/v1/cases/?after={first.pk}") == short

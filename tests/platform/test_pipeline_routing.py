@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -366,3 +367,26 @@ def test_a_neonate_in_another_unit_is_routed_by_that_units_threshold(active_mode
     services.frames_process(frame_ids=[frame.pk])
 
     assert Prediction.objects.get(frame=frame).routed_to == "nurse"
+
+
+def test_an_audited_automatic_verdict_opens_a_blind_case_and_keeps_its_alert(neonate, active_model, fake_pipeline):
+    set_policy(neonate.unit, audit_share=1.0)
+    frame, data = queued_frame(neonate)
+    fake_pipeline.set(data, p_pain=0.95)
+
+    services.frames_process(frame_ids=[frame.pk])
+
+    prediction = Prediction.objects.get(frame=frame)
+    case = TriageCase.objects.get()
+    assert prediction.routed_to == "auto" and case.is_audit and case.p_pain == pytest.approx(0.95)
+    assert Alert.objects.get().source == "auto", "the automatic pain verdict still pages"
+
+
+def test_the_audit_draw_is_a_uniform_share_of_frames_and_the_same_on_a_rerun(neonate):
+    from triage.services.predictions import audit_drawn
+
+    frames = [FrameFactory.build(neonate=neonate, sha256=hashlib.sha256(b"%d" % i).hexdigest()) for i in range(2000)]
+    drawn = [audit_drawn(frame=f, share=0.05) for f in frames]
+    assert 0.03 < sum(drawn) / len(drawn) < 0.07
+    assert drawn == [audit_drawn(frame=f, share=0.05) for f in frames]
+    assert not any(audit_drawn(frame=f, share=0.0) for f in frames)

@@ -82,22 +82,23 @@ def test_anonymous_session_gets_401_json_not_a_login_page(api_client, case):
 # --- queue -------------------------------------------------------------------------------
 
 
-def test_queue_lists_own_unit_open_cases_most_uncertain_first(client_for, nurse, neonate, other_neonate, model):
+def test_queue_lists_own_unit_open_cases_pain_first(client_for, nurse, neonate, other_neonate, model):
+    """Highest p(pain) first, oldest first among equals: a likely-pain frame is never behind unlikely ones."""
     older_equal = make_case(neonate=neonate, model=model, p_pain=0.53, age_minutes=30)
     newer_equal = make_case(neonate=neonate, model=model, p_pain=0.53, age_minutes=2)
     most_uncertain = make_case(neonate=neonate, model=model, p_pain=0.50, age_minutes=1)
-    less_uncertain = make_case(neonate=neonate, model=model, p_pain=0.46, age_minutes=60)  # confidence 0.54
+    less_uncertain = make_case(neonate=neonate, model=model, p_pain=0.46, age_minutes=60)  # least pain-like
     decided = make_case(neonate=neonate, model=model, p_pain=0.51, status=TriageCase.Status.DECIDED)
     foreign = make_case(neonate=other_neonate, model=model, p_pain=0.5)
     response = client_for(nurse).get(url("list"))
     assert response.status_code == 200
     ids = [row["id"] for row in response.json()["results"]]
-    assert ids == [most_uncertain.pk, older_equal.pk, newer_equal.pk, less_uncertain.pk]
+    assert ids == [older_equal.pk, newer_equal.pk, most_uncertain.pk, less_uncertain.pk]
     assert decided.pk not in ids and foreign.pk not in ids
     row = response.json()["results"][0]
     assert row["neonate"] == {"id": neonate.pk, "mrn": "MRN-N-001", "bed": "4"}
     assert row["prediction"]["model_version"]["label"] == "painnet v2.1"
-    assert row["prediction"]["crop_url"] == f"/predictions/{most_uncertain.prediction.pk}/crop"
+    assert row["prediction"]["crop_url"] == f"/predictions/{older_equal.prediction.pk}/crop"
     assert row["threshold"] == 0.55 and row["claimed_by"] is None
 
 
@@ -117,7 +118,7 @@ def test_queue_pages_count_and_cover_every_waiting_case_once(client_for, nurse, 
     scored = cases[4]  # double-scored, and she scored it: blind, so not in her queue nor in her count
     TriageCase.objects.filter(pk=scored.pk).update(assessments_required=2)
     NipsAssessment.objects.create(case=scored, nurse=nurse, face=0, cry=0, breathing=0, arms=0, legs=0, arousal=0)
-    expected = [c.pk for c in sorted(cases, key=lambda c: (c.confidence, c.created_at, c.pk)) if c.pk != scored.pk]
+    expected = [c.pk for c in sorted(cases, key=lambda c: (-c.p_pain, c.created_at, c.pk)) if c.pk != scored.pk]
     client = client_for(nurse)
     seen = []
     for page in (1, 2, 3):
@@ -132,7 +133,7 @@ def test_queue_pages_count_and_cover_every_waiting_case_once(client_for, nurse, 
 
 def test_queue_keyset_pages_follow_the_queue_order_from_any_case(client_for, nurse, neonate, other_neonate, model):
     cases = [make_case(neonate=neonate, model=model, p_pain=0.5 + (i % 3) / 100, crop=False) for i in range(11)]
-    expected = [c.pk for c in sorted(cases, key=lambda c: (c.confidence, c.created_at, c.pk))]
+    expected = [c.pk for c in sorted(cases, key=lambda c: (-c.p_pain, c.created_at, c.pk))]
     client = client_for(nurse)
     first = client.get(f"{url('list')}&page_size=4").json()
     seen, body = [row["id"] for row in first["results"]], first
@@ -329,3 +330,19 @@ def test_every_write_is_audited_with_the_ip(client_for, nurse, case):
     events = AuditEvent.objects.filter(actor=nurse).order_by("id")
     assert [e.action for e in events] == ["case.claimed", "assessment.created", "case.decided"]
     assert {e.ip for e in events} == {"10.1.2.3"}
+
+
+def test_an_audit_case_is_scored_blind_until_decided(client_for, browser_for, nurse, neonate, model):
+    """A random automatic verdict sent to a nurse: no p(pain), verdict or confidence in the API, queue or page."""
+    audit = make_case(neonate=neonate, model=model, p_pain=0.97, is_audit=True)
+    listed = client_for(nurse).get(url("list")).json()["results"][0]
+    detail = client_for(nurse).get(url("detail", audit.pk)).json()
+    for body in (listed, detail):
+        assert body["is_audit"] is True and body["confidence"] is None
+        assert body["prediction"]["p_pain"] is None and body["prediction"]["label"] is None
+    page = browser_for(nurse).get(f"/cases/{audit.pk}/").content.decode()
+    assert "Audit case." in page and "0.97" not in page
+    queue = browser_for(nurse).get("/").content.decode()
+    assert "Audit: scored blind" in queue and "0.97" not in queue
+    TriageCase.objects.filter(pk=audit.pk).update(status=TriageCase.Status.DECIDED)
+    assert client_for(nurse).get(url("detail", audit.pk)).json()["prediction"]["p_pain"] == 0.97

@@ -131,7 +131,7 @@ def queue_ids(page: str) -> list[int]:
     return [int(pk) for pk in re.findall(r'class="case-link" href="/cases/(\d+)/"', page)]
 
 
-def test_a_long_queue_shows_the_total_and_pages_through_every_case_most_uncertain_first(
+def test_a_long_queue_shows_the_total_and_pages_through_every_case_pain_first(
     browser_for, nurse, second_nurse, neonate, model, settings
 ):
     from annotations.views import QUEUE_LIMIT
@@ -144,12 +144,12 @@ def test_a_long_queue_shows_the_total_and_pages_through_every_case_most_uncertai
     TriageCase.objects.filter(pk=scored.pk).update(assessments_required=2)
     NipsAssessmentFactory(case=scored, nurse=nurse)
     waiting = [c for c in cases if c.pk != scored.pk]
-    expected = [c.pk for c in sorted(waiting, key=lambda c: (c.confidence, c.created_at, c.pk))]
+    expected = [c.pk for c in sorted(waiting, key=lambda c: (-c.p_pain, c.created_at, c.pk))]
     client = browser_for(nurse)
 
     first = html(client.get("/"))
     assert f"<strong>{len(waiting)}</strong> cases waiting" in first
-    assert f"Showing the {QUEUE_LIMIT} most uncertain" in first and "6 more waiting" in first
+    assert f"Showing the {QUEUE_LIMIT} most pain-like" in first and "6 more waiting" in first
     assert queue_ids(first) == expected[:QUEUE_LIMIT]
     assert 'href="/?page=2" rel="next"' in first and "Next 6 of 6 waiting" in first
 
@@ -278,9 +278,9 @@ def test_case_view_renders_saliency_when_present(browser_for, nurse, case):
 
 
 def test_j_and_k_neighbours_follow_queue_order(browser_for, nurse, neonate, model):
-    first = make_case(neonate=neonate, model=model, p_pain=0.50)
+    first = make_case(neonate=neonate, model=model, p_pain=0.54)
     middle = make_case(neonate=neonate, model=model, p_pain=0.52)
-    last = make_case(neonate=neonate, model=model, p_pain=0.54)
+    last = make_case(neonate=neonate, model=model, p_pain=0.50)
     page = html(browser_for(nurse).get(f"/cases/{middle.pk}/"))
     assert f'data-next-url="/cases/{last.pk}/"' in page and f'data-prev-url="/cases/{first.pk}/"' in page
 
@@ -489,3 +489,26 @@ def test_login_page_renders_and_signs_in(client, nurse, password):
 
     bad = Client().post("/login/", {"username": "alice", "password": "wrong"})
     assert "did not match" in html(bad)
+
+
+def test_settings_page_recomputes_the_guarantee_for_the_units_alpha(browser_for, unit_admin, db):
+    """Calibration scores are stored with the model: a new alpha changes the guaranteed threshold at once."""
+    import numpy as np
+
+    from inference import thresholds as th
+    from triage.models import ModelVersion
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(600) < 0.3).astype(int)
+    p = 1 / (1 + np.exp(-(1.5 * (2 * y - 1) + rng.normal(0, 2.0, 600))))
+    metrics = th.threshold_analysis(p_pain=p, labels=y, alpha=0.05)
+    ModelVersion.objects.all().delete()
+    ModelVersionFactory(unit=None, metrics=metrics)
+    client = browser_for(unit_admin)
+    stored = metrics["guarantee"]["threshold"]
+    assert f"{stored:.2f}" in html(client.get("/unit/settings/"))
+    UnitSettings.objects.filter(unit=unit_admin.unit).update(missed_pain_target=0.08)
+    page = html(client.get("/unit/settings/"))
+    fresh = th.guaranteed_threshold(p_pain=p, labels=y, alpha=0.08)["threshold"]
+    assert fresh < stored and f"{fresh:.2f}" in page and "recomputed now" in page
+    assert "missed pain among all frames" in page and "Majority-class baseline" in page

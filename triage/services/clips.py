@@ -11,6 +11,7 @@ from django.utils import timezone
 from triage.models import Clip, Neonate, User
 from triage.services import enqueue
 from triage.services.ingest import frame_captured_at_check, frame_ingest, upload_read_capped
+from triage.services.units import unit_settings_get
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,10 @@ def clip_process(*, clip_id: int) -> int:
     try:
         with clip.video.open("rb") as handle:
             data = handle.read(settings.NEOPAIN_MAX_CLIP_BYTES + 1)
-        keyframes = keyframes_from_bytes(data, clip.extension, max_pixels=settings.NEOPAIN_MAX_CLIP_PIXELS)
+        period = unit_settings_get(unit=clip.neonate.unit).keyframe_period_s
+        keyframes = keyframes_from_bytes(
+            data, clip.extension, period_s=period or None, max_pixels=settings.NEOPAIN_MAX_CLIP_PIXELS
+        )
     except Exception as exc:
         reason = f"keyframe extraction failed: {type(exc).__name__}: {exc}"[:500]
         Clip.objects.filter(pk=clip_id).update(status=Clip.Status.FAILED, reason=reason)

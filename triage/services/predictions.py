@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from django.db import transaction
@@ -83,17 +84,35 @@ def _prediction_build(
         _prediction_files_delete(prediction)
         raise
     case = None
-    if routed_to == Prediction.Route.NURSE:
+    # A random share of automatic verdicts also goes to a nurse, blind: the only labels that are not
+    # selected by the model's own uncertainty (calibration and live accuracy need those).
+    # Drawn from the frame's content hash, not the clock: a redelivered frame gets the same answer.
+    audit = routed_to == Prediction.Route.AUTO and audit_drawn(frame=frame, share=unit_policy.audit_share)
+    if routed_to == Prediction.Route.NURSE or audit:
         double = unit_policy.double_scoring_share > 0 and random.random() < unit_policy.double_scoring_share
         case = TriageCase(
             prediction=prediction,
             unit_id=frame.unit_id,
             neonate_id=frame.neonate_id,
             confidence=confidence,
+            p_pain=float(outcome.p_pain),
+            is_audit=audit,
             created_at=now,
             assessments_required=2 if double else 1,
         )
     return prediction, case
+
+
+def audit_drawn(*, frame, share: float) -> bool:
+    """Whether an automatic verdict on ``frame`` is also a blind audit case: a uniform draw at ``share``.
+
+    The draw is the frame's sha256 read as a number in [0, 1): independent of the model's output,
+    so the audited frames are a random sample of the automatic ones, and the same on every rerun.
+    """
+    if share <= 0:
+        return False
+    digest = frame.sha256 or hashlib.sha256(str(frame.pk).encode()).hexdigest()
+    return int(digest[:13], 16) / float(16**13) < share
 
 
 def _prediction_files_delete(prediction) -> None:
@@ -167,7 +186,8 @@ def prediction_record(
             if case is not None:
                 case.prediction = prediction
                 case.save(force_insert=True)
-            elif prediction.label == Prediction.Label.PAIN:
+            if (case is None or case.is_audit) and prediction.label == Prediction.Label.PAIN:
+                # An audit case does not hold back the automatic verdict's alert.
                 alert_raise(neonate=frame.neonate, source=Alert.Source.AUTO, prediction=prediction, at=now)
             Frame.objects.filter(pk=frame.pk).update(status=Frame.Status.DONE, reason="", status_changed_at=now)
     except IntegrityError:
@@ -227,7 +247,7 @@ def predictions_record(
                     if case is not None:
                         case.prediction = prediction
                         cases.append(case)
-                    elif prediction.label == Prediction.Label.PAIN:
+                    if (case is None or case.is_audit) and prediction.label == Prediction.Label.PAIN:
                         frame = frames[index]
                         alert_raise(neonate=frame.neonate, source=Alert.Source.AUTO, prediction=prediction, at=now)
                 if cases:

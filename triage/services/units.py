@@ -26,6 +26,8 @@ UNIT_SETTINGS_EDITABLE = (
     "claim_timeout_minutes",
     "double_scoring_share",
     "missed_pain_target",
+    "audit_share",
+    "keyframe_period_s",
 )
 
 

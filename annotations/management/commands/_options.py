@@ -213,14 +213,18 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def guarantee_line(g: dict[str, Any]) -> str:
-    """One line on the conformal threshold, saying so when alpha cannot be met with this n."""
+    """One line on the conformal threshold: the loss named, the rate among automatic verdicts beside it."""
     if g["all_to_nurse"]:
-        needed = math.ceil(1 / g["alpha"] - 1)
-        return (
-            f"guaranteed threshold: none below 1.0 meets missed pain <= {g['alpha']} with n={g['n_calibration']} "
-            f"calibration frames (CRC needs n >= {needed} for this alpha, and few misses): every case to a nurse"
+        reason = g.get("reason") or (
+            f"none below 1.0 meets missed pain <= {g['alpha']} with n={g['n_calibration']} calibration frames "
+            f"(CRC needs n >= {math.ceil(1 / g['alpha'] - 1)} for this alpha, and few misses)"
         )
+        return f"guaranteed threshold: none: {reason}; every case to a nurse"
+    units = (
+        f"{g['n_subjects']} babies, {g['n_calibration']} frames" if g.get("per_subject") else f"n={g['n_calibration']}"
+    )
     return (
-        f"guaranteed threshold {g['threshold']:.3f}: expected missed pain <= {g['alpha']} of all frames "
-        f"(conformal risk control, n={g['n_calibration']}); {g['expected_manual_share']:.1%} of cases to a nurse"
+        f"guaranteed threshold {g['threshold']:.3f}: expected missed pain among ALL frames <= {g['alpha']} "
+        f"(conformal risk control, {units}); {g['expected_manual_share']:.1%} of cases to a nurse; missed pain "
+        f"among automatic verdicts on these frames {g['empirical_missed_pain_rate_auto']:.1%} (not bounded by it)"
     )

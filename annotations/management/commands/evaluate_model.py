@@ -151,14 +151,25 @@ class Command(TrainingCommand):
             w(f"{label:<25}" + "".join(f"{getter(results[n]):>{width}}" for n in names))
         w("* each subject scaled by a temperature fitted on the other subjects' out-of-fold predictions")
         w("")
-        w("Framework accuracy (nurse-routed cases counted correct) / cases to a nurse, pooled out-of-fold")
-        w(f"{'threshold':<11}" + "".join(f"{n:>{width + 8}}" for n in names))
+        w(
+            "Framework accuracy (nurse-routed cases counted correct) / model alone on its automatic verdicts / "
+            "cases to a nurse, pooled out-of-fold"
+        )
+        w(
+            "majority-class baseline"
+            + "".join(f"{fmt(results[n].get('majority_baseline')):>{width + 14}}" for n in names)
+        )
+        w(f"{'threshold':<11}" + "".join(f"{n:>{width + 14}}" for n in names))
         for t in REPORTED_THRESHOLDS:
             cells = []
             for n in names:
                 row = next((r for r in results[n]["thresholds"] if abs(r["threshold"] - t) < 1e-9), None)
-                cells.append("-" if row is None else f"{row['accuracy']:.3f} / {row['manual']:>3}/{row['n']}")
-            w(f"{t:<11.2f}" + "".join(f"{c:>{width + 8}}" for c in cells))
+                cells.append(
+                    "-"
+                    if row is None
+                    else f"{row['accuracy']:.3f} / {fmt(row['auto_accuracy'])} / {row['manual']:>3}/{row['n']}"
+                )
+            w(f"{t:<11.2f}" + "".join(f"{c:>{width + 14}}" for c in cells))
         w("")
         for n in names:
             w(f"{n}: {guarantee_line(results[n]['guarantee'])}")
@@ -176,12 +187,27 @@ class Command(TrainingCommand):
         loaded = load_bundle(version.bundle_path, expected_sha256=version.sha256)
         if not crops.crops:
             raise CommandError("No usable images in the dataset.")
+        from annotations.model_comparison import training_hashes
+
+        # An image that trained the weights says nothing about new babies: leave it out, and say so.
+        trained_on = training_hashes(version)
+        keep = [i for i, sha in enumerate(crops.file_sha256) if sha not in trained_on]
+        n_excluded = len(crops.crops) - len(keep)
+        if not keep:
+            raise CommandError(f"All {n_excluded} images of the dataset trained this model: none is held out.")
+        crops = crops.subset(keep)
+        self.stdout.write(
+            f"Left out {n_excluded} image(s) this model trained on; evaluating on {len(keep)} held-out images."
+        )
         p_pain = loaded.predict_proba(crops.crops)[:, loaded.pain_index]
         labels = crops.labels
         from annotations.model_metrics import unit_alpha
 
         alpha = options["alpha"] or unit_alpha(version.unit)
-        analysis = th.threshold_analysis(p_pain=p_pain, labels=labels, alpha=alpha)
+        analysis = th.threshold_analysis(
+            p_pain=p_pain, labels=labels, alpha=alpha, subjects=[image.subject for image in crops.images]
+        )
+        analysis["n_excluded_training_images"] = n_excluded
         analysis["dataset"] = {k: v for k, v in summary.items() if k != "per_subject"}
         analysis["evaluation"] = f"held-out dataset {options['dataset']}"
         self.stdout.write(
@@ -189,10 +215,15 @@ class Command(TrainingCommand):
             f"{fmt(analysis['sensitivity'])}, specificity {fmt(analysis['specificity'])}, AURC {fmt(analysis['aurc'], 4)}, "
             f"ECE {fmt(analysis['ece'])} -> {fmt(analysis['ece_temperature_scaled'])} at T={analysis['temperature']:.2f} (in-sample)"
         )
+        self.stdout.write(
+            f"  majority-class baseline (always the commoner verdict): {fmt(analysis['majority_baseline'])}"
+        )
         for row in analysis["thresholds"]:
             if row["threshold"] in REPORTED_THRESHOLDS:
                 self.stdout.write(
-                    f"  threshold {row['threshold']:.2f}: accuracy {row['accuracy']:.3f}, {row['manual']}/{row['n']} to a nurse"
+                    f"  threshold {row['threshold']:.2f}: framework accuracy {row['accuracy']:.3f} (nurse cases counted "
+                    f"right), model alone on its automatic verdicts {fmt(row['auto_accuracy'])}, "
+                    f"{row['manual']}/{row['n']} to a nurse"
                 )
         self.stdout.write("  " + guarantee_line(analysis["guarantee"]))
         if options["plot"]:

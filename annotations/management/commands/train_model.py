@@ -98,7 +98,9 @@ class Command(TrainingCommand):
             else:
                 w(
                     f"Calibration: ECE {fmt(m['ece'])} -> {fmt(m['ece_temperature_scaled'])} at served temperature "
-                    f"{m['temperature']:.2f} (NLL optimum {m['temperature_fitted']:.2f})"
+                    f"{m['temperature']:.2f} (NLL optimum {m['temperature_fitted']:.2f}"
+                    f"{', CLIPPED to the allowed range' if m.get('temperature_clipped') else ''}); "
+                    f"fitted on {m['temperature_fitted_on']}"
                 )
             for row in m["thresholds"]:
                 if row["threshold"] in (0.55, 0.6):
