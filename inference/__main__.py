@@ -64,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     keyframes.add_argument("--min-gap", type=float, default=0.5, metavar="SECONDS")
     keyframes.add_argument("--max", type=_positive_int, default=20, dest="max_keyframes")
     keyframes.add_argument("--sample-fps", type=float, default=None)
+    keyframes.add_argument(
+        "--period",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a keyframe at least this often (0: only changes; default 5)",
+    )
+    keyframes.add_argument(
+        "--detector",
+        choices=("retinaface", "yolo", "none"),
+        default="retinaface",
+        help="face tracker for the expression signal (none: whole-frame changes only)",
+    )
     keyframes.add_argument("--save-dir", metavar="DIR", help="also write the keyframes as PNG files here")
     keyframes.add_argument("--json", action="store_true")
 
@@ -204,7 +217,12 @@ def _cmd_keyframes(args: argparse.Namespace) -> int:
 
     try:
         keyframes = select_keyframes(
-            args.clip, min_gap_s=args.min_gap, max_keyframes=args.max_keyframes, sample_fps=args.sample_fps
+            args.clip,
+            min_gap_s=args.min_gap,
+            max_keyframes=args.max_keyframes,
+            sample_fps=args.sample_fps,
+            period_s=args.period or None,
+            detector=args.detector,
         )
     except UnreadableClip as exc:
         if args.json:
@@ -222,14 +240,19 @@ def _cmd_keyframes(args: argparse.Namespace) -> int:
             saved[keyframe.index] = str(target)
     if args.json:
         rows = [
-            {"index": k.index, "time_s": k.time_s, **({"path": saved[k.index]} if k.index in saved else {})}
+            {
+                "index": k.index,
+                "time_s": k.time_s,
+                "reason": k.reason,
+                **({"path": saved[k.index]} if k.index in saved else {}),
+            }
             for k in keyframes
         ]
         print(json.dumps({"file": args.clip, "status": "ok", "reason": "", "keyframes": rows}))
     else:
-        print(f"{'INDEX':>7} {'TIME_S':>9}")
+        print(f"{'INDEX':>7} {'TIME_S':>9}  REASON")
         for keyframe in keyframes:
-            print(f"{keyframe.index:>7} {keyframe.time_s:>9.3f}")
+            print(f"{keyframe.index:>7} {keyframe.time_s:>9.3f}  {keyframe.reason}")
     return EXIT_OK
 
 

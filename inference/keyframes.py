@@ -69,15 +69,17 @@ ACCEPTED_SUFFIXES = (".mp4", ".mov", ".avi", ".m4v", ".mkv")
 DEFAULT_PERIOD_S = 5.0
 DEFAULT_LAG_S = 0.4
 DEFAULT_PERSIST_S = 0.12
-DEFAULT_NOISE_Z = 6.0
+DEFAULT_NOISE_Z = 4.5
 DEFAULT_DETECT_EVERY_S = 1.0
 #: Side of the normalised face patch and of its blocks (64 / 8 = an 8x8 grid).
 FACE_PATCH = 64
 FACE_BLOCK = 8
 #: Share of the detector box added on every side, so brows and chin stay in the patch.
 FACE_MARGIN = 0.0
-#: Below these a signal's spread is not noise but a perfectly still synthetic clip.
-MIN_SIGMA = {"scene": 0.05, "face": 0.01}
+#: Least sigma per signal. Scene (mean LUV, 0-255): a change must move the whole frame by ~1 unit,
+#: so a codec refresh of a still clip (0.1 -> 0.6) is not one, while a hand, a lamp or a cut (20-100)
+#: is. Face (normalised patch units): a perfectly still synthetic clip has no noise to measure.
+MIN_SIGMA = {"scene": 0.15, "face": 0.02}
 #: Reported when a keyframe is chosen for a change, to keep the clip sampled, or as the still fallback.
 REASONS = ("change", "periodic", "still")
 

@@ -123,16 +123,28 @@ def test_keyframes_command(scene_clip: Path, tmp_path: Path) -> None:
     text = run_cli("keyframes", str(scene_clip), data_dir=tmp_path, cwd=tmp_path)
     assert text.returncode == 0, text.stderr
     assert [line.split() for line in text.stdout.splitlines()[1:]] == [
-        ["15", "1.000"],
-        ["30", "2.000"],
-        ["45", "3.000"],
+        ["0", "0.000", "periodic"],
+        ["15", "1.000", "change"],
+        ["30", "2.000", "change"],
+        ["45", "3.000", "change"],
     ]
     as_json = run_cli(
-        "keyframes", "--json", "--save-dir", str(tmp_path / "kf"), str(scene_clip), data_dir=tmp_path, cwd=tmp_path
+        "keyframes",
+        "--json",
+        "--period",
+        "0",
+        "--detector",
+        "none",
+        "--save-dir",
+        str(tmp_path / "kf"),
+        str(scene_clip),
+        data_dir=tmp_path,
+        cwd=tmp_path,
     )
     report = json.loads(as_json.stdout)
     assert [k["index"] for k in report["keyframes"]] == [15, 30, 45]
     assert [k["time_s"] for k in report["keyframes"]] == [1.0, 2.0, 3.0]
+    assert {k["reason"] for k in report["keyframes"]} == {"change"}
     assert all(Image.open(k["path"]).size == (320, 240) for k in report["keyframes"])
     bad = tmp_path / "photo.mp4"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not a clip")
