@@ -84,6 +84,9 @@ class UnitSettings(models.Model):
         validators=[MinValueValidator(0.001), MaxValueValidator(0.5)],
         help_text="Target ceiling on missed pain among automatic verdicts (guaranteed threshold).",
     )
+    device_offline_minutes = models.PositiveIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)], help_text="Camera silence = offline."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -157,6 +160,13 @@ class Device(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Device health, from the bedside agent's heartbeat (python -m bedside): issue 17.
+    neonate = models.ForeignKey(
+        "Neonate", null=True, blank=True, on_delete=models.SET_NULL, related_name="cameras", help_text="Watched now."
+    )
+    agent_version = models.CharField(max_length=32, blank=True)
+    spool_backlog = models.PositiveIntegerField(null=True, blank=True, help_text="Keyframes waiting on the camera.")
+    health_reported_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.unit})"

@@ -54,6 +54,12 @@ class UnitSettingsForm(forms.Form):
         label="Missed-pain target (optional)",
         help_text="Ceiling on missed pain among automatic verdicts, for the guaranteed threshold.",
     )
+    device_offline_minutes = forms.IntegerField(
+        min_value=1,
+        max_value=24 * 60,
+        label="Camera offline after (minutes)",
+        help_text="A bedside camera silent this long is shown offline; one watching a baby is a warning on the queue.",
+    )
 
 
 def _admin_unit(request) -> Unit:

@@ -20,18 +20,19 @@ from pathlib import Path
 import pytest
 from rest_framework.authtoken.models import Token
 
+import bedside
 from bedside.spool import entry_read
 from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory
 from tests.inference.expression_clips import ExpressionScript, change_times, write_expression_clip
 from tests.inference.inference_helpers import write_scene_clip
 from tests.platform.test_e2e import BASE_DIR, celery_worker_process, worker_log  # noqa: F401 - the fixture
 from triage import services
-from triage.models import Frame, Role
+from triage.models import Device, Frame, Neonate, Role
 
 DEADLINE_SECONDS = 240
 
 
-def camera_for(mrn: str) -> tuple[str, Frame]:
+def camera_for(mrn: str) -> tuple[str, Neonate]:
     unit = UnitFactory(name=f"NICU {mrn}", code=mrn.lower())
     neonate = NeonateFactory(mrn=mrn, unit=unit)
     camera = DeviceFactory(unit=unit, user=UserFactory(username=f"cam-{mrn.lower()}", role=Role.DEVICE, unit=unit))
@@ -147,3 +148,5 @@ def test_an_outage_loses_no_keyframe_and_stores_none_twice(live_server, tmp_path
         assert frame.captured_at == spooled[frame.sha256].captured_at
         assert frame.device is not None and frame.device.user.auth_token.key == token
     assert "sent=4" in up.stderr and "spooled=0 rejected=0" in up.stderr
+    camera = Device.objects.get(user__auth_token__key=token)  # the agent's heartbeat: device health
+    assert (camera.agent_version, camera.spool_backlog, camera.neonate) == (bedside.__version__, 4, neonate)

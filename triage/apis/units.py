@@ -22,6 +22,7 @@ class UnitSettingsOutputSerializer(serializers.Serializer):
     claim_timeout_minutes = serializers.IntegerField()
     double_scoring_share = serializers.FloatField()
     missed_pain_target = serializers.FloatField(allow_null=True)
+    device_offline_minutes = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
 
 
@@ -57,6 +58,7 @@ class UnitDetailApi(APIView):
         claim_timeout_minutes = serializers.IntegerField(required=False, min_value=1, max_value=240)
         double_scoring_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
         missed_pain_target = serializers.FloatField(required=False, allow_null=True, min_value=0.001, max_value=0.5)
+        device_offline_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60)
 
         def validate(self, attrs):
             unknown = sorted(set(self.initial_data) - set(self.fields))

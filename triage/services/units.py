@@ -26,6 +26,7 @@ UNIT_SETTINGS_EDITABLE = (
     "claim_timeout_minutes",
     "double_scoring_share",
     "missed_pain_target",
+    "device_offline_minutes",
 )
 
 
