@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -87,6 +88,10 @@ class UnitSettings(models.Model):
     device_offline_minutes = models.PositiveIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)], help_text="Camera silence = offline."
     )
+    # Automatic pain alerts: at least k of the neonate's last n automatic verdicts within W s (issue 17).
+    alert_rule_k = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    alert_rule_n = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    alert_rule_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(10), MaxValueValidator(3600)])
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -94,6 +99,10 @@ class UnitSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Settings for {self.unit}"
+
+    def clean(self) -> None:
+        if self.alert_rule_k > self.alert_rule_n:
+            raise ValidationError({"alert_rule_k": ["k (pain verdicts) cannot exceed n (verdicts looked at)."]})
 
     @property
     def nips_rule(self) -> str:

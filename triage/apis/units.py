@@ -23,6 +23,9 @@ class UnitSettingsOutputSerializer(serializers.Serializer):
     double_scoring_share = serializers.FloatField()
     missed_pain_target = serializers.FloatField(allow_null=True)
     device_offline_minutes = serializers.IntegerField()
+    alert_rule_k = serializers.IntegerField()
+    alert_rule_n = serializers.IntegerField()
+    alert_rule_window_seconds = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
 
 
@@ -59,6 +62,9 @@ class UnitDetailApi(APIView):
         double_scoring_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
         missed_pain_target = serializers.FloatField(required=False, allow_null=True, min_value=0.001, max_value=0.5)
         device_offline_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60)
+        alert_rule_k = serializers.IntegerField(required=False, min_value=1, max_value=20)
+        alert_rule_n = serializers.IntegerField(required=False, min_value=1, max_value=20)
+        alert_rule_window_seconds = serializers.IntegerField(required=False, min_value=10, max_value=3600)
 
         def validate(self, attrs):
             unknown = sorted(set(self.initial_data) - set(self.fields))

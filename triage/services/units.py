@@ -27,6 +27,9 @@ UNIT_SETTINGS_EDITABLE = (
     "double_scoring_share",
     "missed_pain_target",
     "device_offline_minutes",
+    "alert_rule_k",
+    "alert_rule_n",
+    "alert_rule_window_seconds",
 )
 
 
