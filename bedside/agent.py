@@ -161,9 +161,13 @@ class Agent:
             if self.closed:
                 logger.info("frame %d read after the stop: not spooled", frame.index)
                 return
-            path = self.spool.add(
-                neonate=self.config.neonate, captured_at=frame.captured_at, reason=reason, jpeg=encoded.tobytes()
-            )
+            try:
+                path = self.spool.add(
+                    neonate=self.config.neonate, captured_at=frame.captured_at, reason=reason, jpeg=encoded.tobytes()
+                )
+            except OSError as exc:  # a full or failing disk: keep watching, the next keyframe may fit
+                logger.error("keyframe %s (%s) NOT spooled: %s", frame.captured_at.isoformat(), reason, exc)
+                return
         self.counters.add("keyframes")
         if path is None:
             logger.info("keyframe %s (%s): already spooled", frame.captured_at.isoformat(), reason)

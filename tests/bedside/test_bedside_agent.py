@@ -188,3 +188,22 @@ def test_the_command_line_reads_the_environment_and_refuses_bad_input(monkeypatc
     assert main(["--source", str(tmp_path / "missing.mp4")]) == 2
     with pytest.raises(SystemExit):
         main(["--max-interval", "0"])
+
+
+def test_a_failed_spool_write_is_logged_and_capture_goes_on(fake_server, scene_video, tmp_path, monkeypatch, caplog):
+    from bedside import spool as spool_module
+
+    real = spool_module._write_durably
+    calls = []
+
+    def full_disk_once(path, data):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(spool_module, "_write_durably", full_disk_once)
+    agent = agent_for(fake_server.url, scene_video, tmp_path / "spool")
+
+    assert agent.run() == EXIT_OK
+    assert len(fake_server.frames) == 3 and "NOT spooled: [Errno 28] No space left on device" in caplog.text
