@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from tests.factories import FrameFactory, png_bytes
+from tests.factories import AlertFactory, FrameFactory, png_bytes
 from triage import services
 from triage.management.commands.replay_alerts import Rule, Verdict, replay
 from triage.models import Alert, AuditEvent, Frame, UnitSettings
@@ -68,6 +68,17 @@ def test_the_worker_alerts_on_the_second_pain_verdict_of_three_not_the_first(neo
 
     alert = Alert.objects.get()
     assert (alert.source, alert.prediction.frame_id) == ("auto", second.pk)
+
+
+def test_the_timeline_shades_each_alert_span(browser_for, nurse, neonate):
+    start = timezone.now() - timedelta(hours=2)
+    AlertFactory(neonate=neonate, created_at=start, last_event_at=start + timedelta(minutes=30))
+
+    page = browser_for(nurse).get(f"/neonates/{neonate.pk}/timeline/?hours=6").content.decode()
+
+    span = page.split('class="tl-alert-span"')[1].split(">")[0]
+    width = float(span.split('width="')[1].split('"')[0])
+    assert 70 < width < 80, span  # 30 min of a 6 h axis 876 px wide
 
 
 def test_pain_verdicts_further_apart_than_the_window_do_not_alert(neonate, active_model, fake_pipeline):
