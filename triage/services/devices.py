@@ -25,7 +25,7 @@ def device_heartbeat_record(
     """
     from django.core.exceptions import ValidationError
 
-    device = Device.objects.select_for_update().select_related("neonate").get(pk=device.pk)
+    device = Device.objects.select_for_update(of=("self",)).select_related("neonate").get(pk=device.pk)
     neonate = device.neonate
     if neonate_mrn:
         neonate = Neonate.objects.filter(unit_id=device.unit_id, mrn=neonate_mrn, active=True).first()
