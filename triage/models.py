@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -100,6 +101,13 @@ class UnitSettings(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
         help_text="A clip yields at least one keyframe this often (seconds; 0 = only at changes).",
     )
+    device_offline_minutes = models.PositiveIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)], help_text="Camera silence = offline."
+    )
+    # Automatic pain alerts: at least k of the neonate's last n automatic verdicts within W s (issue 17).
+    alert_rule_k = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    alert_rule_n = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
+    alert_rule_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(10), MaxValueValidator(3600)])
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -107,6 +115,10 @@ class UnitSettings(models.Model):
 
     def __str__(self) -> str:
         return f"Settings for {self.unit}"
+
+    def clean(self) -> None:
+        if self.alert_rule_k > self.alert_rule_n:
+            raise ValidationError({"alert_rule_k": ["k (pain verdicts) cannot exceed n (verdicts looked at)."]})
 
     @property
     def nips_rule(self) -> str:
@@ -175,6 +187,13 @@ class Device(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Device health, from the bedside agent's heartbeat (python -m bedside): issue 17.
+    neonate = models.ForeignKey(
+        "Neonate", null=True, blank=True, on_delete=models.SET_NULL, related_name="cameras", help_text="Watched now."
+    )
+    agent_version = models.CharField(max_length=32, blank=True)
+    spool_backlog = models.PositiveIntegerField(null=True, blank=True, help_text="Keyframes waiting on the camera.")
+    health_reported_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.unit})"

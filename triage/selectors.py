@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from django.db.models import Q
 
-from triage.models import ModelVersion, Unit
+from triage.models import Device, ModelVersion, Neonate, Unit
 
 
 def active_model_for_unit(*, unit: Unit | None, kind: str = ModelVersion.Kind.CLASSIFIER) -> ModelVersion | None:
@@ -131,3 +134,51 @@ def model_versions_visible(*, user):
     if user.is_superuser or user.role == Role.ML_ENGINEER:
         return qs
     return qs.filter(Q(unit__isnull=True) | Q(unit_id=user.unit_id))
+
+
+@dataclass(frozen=True)
+class CameraHealth:
+    """A bedside camera as the devices page and the queue show it."""
+
+    device: Device
+    last_contact_at: datetime | None
+    offline: bool
+
+    @property
+    def watching(self) -> Neonate | None:
+        return self.device.neonate
+
+    @property
+    def warning(self) -> bool:
+        """Offline while assigned to a neonate: that baby is not being watched."""
+        return self.offline and self.device.neonate_id is not None and self.device.active
+
+
+def camera_offline_minutes(*, unit: Unit) -> int:
+    """The unit's silence after which a camera is offline (its settings, else the default)."""
+    from triage.models import UnitSettings
+
+    minutes = UnitSettings.objects.filter(unit=unit).values_list("device_offline_minutes", flat=True).first()
+    return minutes or UnitSettings._meta.get_field("device_offline_minutes").default
+
+
+def cameras_health(
+    *, unit: Unit, offline_minutes: int | None = None, now: datetime | None = None
+) -> list[CameraHealth]:
+    """The unit's active cameras with last contact and the offline state (silent past the unit's limit).
+
+    ``offline_minutes``: the unit's setting when the caller has read it already (saves the query).
+    """
+    from django.utils import timezone
+
+    now = now or timezone.now()
+    silence = timedelta(minutes=offline_minutes or camera_offline_minutes(unit=unit))
+    cameras = Device.objects.filter(unit=unit, active=True).select_related("neonate").order_by("name")
+    return [
+        CameraHealth(
+            device=camera,
+            last_contact_at=camera.last_seen_at,
+            offline=camera.last_seen_at is None or now - camera.last_seen_at > silence,
+        )
+        for camera in cameras
+    ]

@@ -1,4 +1,4 @@
-"""Browser routes of the ``triage`` namespace that need only triage: the audit log and patient images.
+"""Browser routes of the ``triage`` namespace that need only triage: the audit log, the bedside cameras and patient images.
 
 The rest of the namespace (the dashboard at the root URL, cases, alerts, neonates, unit settings) is
 served by :mod:`annotations.views` and listed in :data:`annotations.urls.ward_urlpatterns`;
@@ -13,6 +13,7 @@ app_name = "triage"
 
 urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
+    path("unit/devices/", views.devices, name="devices"),
     # Patient images: never a public media URL; authorised, audited, not cached.
     path("frames/<int:pk>/image", views.frame_image, name="frame_image"),
     path("predictions/<int:pk>/crop", views.prediction_crop, name="prediction_crop"),

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations import selectors
+from triage.selectors import cameras_health
 from triage.services import unit_settings_get
 from triage.templatetags.neopain_ui import age_text, prob
 from triage.views.access import CLINICAL, has_role, is_poll, page_number
@@ -113,4 +114,7 @@ def dashboard(request):
     if is_poll(request):
         return render(request, "triage/_queue.html", context)
     context["unit_settings"] = unit_settings_get(unit=user.unit) if user.unit_id else None
+    if user.unit_id:
+        offline_minutes = context["unit_settings"].device_offline_minutes
+        context["cameras"] = cameras_health(unit=user.unit, offline_minutes=offline_minutes)
     return render(request, "triage/dashboard.html", context)

@@ -58,6 +58,27 @@ class UnitSettingsForm(forms.Form):
             "threshold from the model's stored calibration scores."
         ),
     )
+    device_offline_minutes = forms.IntegerField(
+        min_value=1,
+        max_value=24 * 60,
+        label="Camera offline after (minutes)",
+        help_text="A bedside camera silent this long is shown offline; one watching a baby is a warning on the queue.",
+    )
+    alert_rule_k = forms.IntegerField(
+        min_value=1,
+        max_value=20,
+        label="Automatic alert: pain verdicts (k)",
+        help_text="An automatic pain alert needs at least k pain verdicts among the baby's last n automatic ones.",
+    )
+    alert_rule_n = forms.IntegerField(
+        min_value=1, max_value=20, label="… among the last (n)", help_text="1 of 1: every automatic pain verdict alerts."
+    )
+    alert_rule_window_seconds = forms.IntegerField(
+        min_value=10,
+        max_value=3600,
+        label="… within (seconds)",
+        help_text="Only verdicts on keyframes captured this recently count. Nurse-confirmed pain always alerts at once.",
+    )
     audit_share = forms.FloatField(
         required=False,
         min_value=0,

@@ -48,9 +48,6 @@ def alert_acknowledge(request, pk: int):
     return redirect("triage:alerts")
 
 
-
-
-
 @role_required(*CLINICAL)
 def neonates(request):
     return render(request, "triage/neonates.html", {"neonates": selectors.neonates_for_unit(user=request.user)})
@@ -137,5 +134,10 @@ def timeline_chart(
         "alert_lane_y": 22,
         "nips_lane_y": 50,
         "alert_marks": [{"x": x_at(a.created_at), "a": a} for a in alerts],
+        # Each alert's span: from its first pain verdict to the last one counted on it (repeats).
+        "alert_spans": [
+            {"x": x_at(a.created_at), "w": max(2.0, round(x_at(a.last_event_at) - x_at(a.created_at), 1)), "a": a}
+            for a in alerts
+        ],
         "nips_marks": [{"x": x_at(a.created_at), "a": a} for a in assessments],
     }

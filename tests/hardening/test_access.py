@@ -53,6 +53,7 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("api-clips", "POST"): (202, 400, 202, 403, 202, 401),
     ("api-clip-detail", "GET"): (200, 404, 200, 403, 200, 401),
     ("api-alerts", "GET"): (200, 200, 200, 403, 403, 401),
+    ("api-device-heartbeat", "POST"): (403, 403, 403, 403, 200, 401),
     ("api-models", "GET"): (200, 200, 200, 200, 403, 401),
     ("api-model-activate", "POST"): (403, 403, 403, 200, 403, 401),
     ("api-case-list", "GET"): (200, 200, 200, 403, 403, 401),
@@ -111,6 +112,7 @@ def send(client, method: str, route, objects: dict, clip_bytes: bytes = b""):
         ("api-unit-detail", "PATCH"): {"threshold": 0.6},
         ("api-case-assessment", "POST"): SCORES,
         ("api-alert-acknowledge", "POST"): {"note": "seen"},
+        ("api-device-heartbeat", "POST"): {"agent_version": "0.1.0", "spool_backlog": 0},
     }.get((name, method))
     call = getattr(client, method.lower())
     return call(path, body, format="json") if body is not None else call(path)

@@ -43,7 +43,9 @@ def stored_crops() -> set[str]:
 
 def test_a_mixed_batch_is_recorded_as_frame_by_frame_would(neonate, active_model, settings):
     settings.NEOPAIN_SALIENCY = False
-    UnitSettings.objects.filter(unit=neonate.unit).update(threshold=0.6, alert_cooldown_minutes=0)
+    UnitSettings.objects.filter(unit=neonate.unit).update(
+        threshold=0.6, alert_cooldown_minutes=0, alert_rule_k=1, alert_rule_n=1  # one pain verdict alerts
+    )
     frames, blobs = processing_frames(neonate, 4)
     outcomes = [
         make_outcome(data=blobs[0], p_pain=0.55),  # nurse

@@ -143,6 +143,8 @@ def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(
     live_server, celery_worker_process, bootstrap_bundle, tmp_path
 ):
     unit = UnitFactory(name="NICU E2E", code="e2e")
+    # One frame: every automatic pain verdict alerts (the default rule wants 2 of the last 3).
+    services.unit_settings_update(unit=unit, actor=None, changes={"alert_rule_k": 1, "alert_rule_n": 1})
     neonate = NeonateFactory(mrn="E2E-0001", unit=unit)
     camera = DeviceFactory(unit=unit, user=UserFactory(username="e2e-camera", role=Role.DEVICE, unit=unit))
     token = Token.objects.create(user=camera.user).key

@@ -81,6 +81,7 @@ def test_it_stores_the_units_threshold_in_force(neonate, active_model, fake_pipe
 
 
 def test_an_automatic_pain_verdict_raises_an_auto_alert(neonate, active_model, fake_pipeline):
+    set_policy(neonate.unit, alert_rule_k=1, alert_rule_n=1)  # every automatic pain verdict alerts
     frame, data = queued_frame(neonate)
     fake_pipeline.set(data, p_pain=0.95)
 
@@ -103,7 +104,7 @@ def test_an_automatic_no_pain_verdict_raises_nothing(neonate, active_model, fake
 
 
 def test_repeats_inside_the_cooldown_are_counted_not_realerted(neonate, active_model, fake_pipeline):
-    set_policy(neonate.unit, alert_cooldown_minutes=10)
+    set_policy(neonate.unit, alert_cooldown_minutes=10, alert_rule_k=1, alert_rule_n=1)
     fake_pipeline.p_pain = 0.95
     frames = [queued_frame(neonate, seed=i)[0] for i in range(3)]
 

@@ -350,6 +350,10 @@ def test_threshold_change_is_audited_with_actor_utc_time_old_and_new(browser_for
         "claim_timeout_minutes": "15",
         "double_scoring_share": "0",
         "missed_pain_target": "",
+        "device_offline_minutes": "2",
+        "alert_rule_k": "2",
+        "alert_rule_n": "3",
+        "alert_rule_window_seconds": "60",
     }
     before = timezone.now()
     response = browser_for(unit_admin).post("/unit/settings/", form, REMOTE_ADDR="10.0.0.7")

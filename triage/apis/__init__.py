@@ -1,4 +1,5 @@
-"""REST API v1 for the triage domain: neonates, units, frame/clip ingest, alerts, models, health.
+"""REST API v1 for the triage domain: neonates, units, frame/clip ingest, alerts, models, health,
+camera heartbeats.
 
 One view per resource, nested Input/Output serializers, querysets scoped to the caller's unit
 (another unit's object is a 404). Every error body is JSON with a ``detail`` (:mod:`.errors`).
@@ -8,6 +9,7 @@ The list views share :class:`~triage.apis.common.UnitScopedListApi`.
 from triage.apis.alerts import AlertListApi, AlertOutputSerializer
 from triage.apis.clips import ClipCreateApi, ClipDetailApi, ClipOutputSerializer
 from triage.apis.common import CappedUploadHandler, CappedUploadMixin, UnitScopedListApi, paginate
+from triage.apis.devices import DeviceHeartbeatApi
 from triage.apis.errors import exception_handler, not_found, server_error
 from triage.apis.frames import FrameDetailApi, FrameListCreateApi, FrameOutputSerializer, PredictionOutputSerializer
 from triage.apis.health import HealthApi
@@ -23,6 +25,7 @@ __all__ = [
     "ClipCreateApi",
     "ClipDetailApi",
     "ClipOutputSerializer",
+    "DeviceHeartbeatApi",
     "FrameDetailApi",
     "FrameListCreateApi",
     "FrameOutputSerializer",

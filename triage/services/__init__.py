@@ -16,12 +16,14 @@ nothing here imports ``triage.tasks``: enqueueing goes through :mod:`triage.serv
 - :mod:`~triage.services.predictions`  routing and recording predictions
 - :mod:`~triage.services.sweeper`      re-publishing stuck work
 - :mod:`~triage.services.neonates`     neonate creation
+- :mod:`~triage.services.devices`      bedside camera heartbeats (device health)
 """
 
 from triage.services.alerts import alert_raise
 from triage.services.audit import audit_record, client_ip, image_view_record
 from triage.services.claims import frames_claim, frames_fail, frames_release
 from triage.services.clips import clip_ingest, clip_process, video_sniff
+from triage.services.devices import device_heartbeat_record
 from triage.services.enqueue import BROKER_PUBLISH_RETRY, clips_enqueue, frames_enqueue, task_publish
 from triage.services.ingest import (
     DEVICE_SEEN_RESOLUTION,
@@ -57,6 +59,7 @@ __all__ = [
     "audit_record",
     "client_ip",
     "clip_ingest",
+    "device_heartbeat_record",
     "clip_process",
     "clips_enqueue",
     "frame_captured_at_check",

@@ -1,11 +1,18 @@
-"""Alerts to the pain-management team (one per neonate inside the cooldown)."""
+"""Alerts to the pain-management team (one per neonate inside the cooldown).
+
+An automatic pain verdict alerts only when the unit's rule over time holds: at least ``k`` of the
+neonate's last ``n`` automatic verdicts, on keyframes captured within ``W`` seconds, are pain
+(:func:`alert_rule_fires`). Nurse-confirmed pain alerts at once.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from triage.models import Alert, Neonate, Prediction
@@ -13,6 +20,36 @@ from triage.services.audit import audit_record
 from triage.services.units import unit_settings_get
 
 logger = logging.getLogger(__name__)
+
+
+def alert_rule_fires(verdicts: Iterable[tuple[object, bool]], *, at, k: int, n: int, window) -> bool:
+    """True when at least ``k`` of the last ``n`` verdicts ``(time, is_pain)`` in ``(at - window, at]`` are pain.
+
+    Times may be datetimes (``window`` a timedelta) or seconds (``window`` a number): the worker and
+    the ``replay_alerts`` command share this one rule.
+    """
+    recent = sorted((t, pain) for t, pain in verdicts if at - window < t <= at)[-n:]
+    return sum(1 for _t, pain in recent if pain) >= k
+
+
+def _auto_rule_holds(*, neonate: Neonate, prediction: Prediction, rules) -> bool:
+    """The unit's k-of-n-within-W rule at this automatic verdict's keyframe (its capture time)."""
+    if rules.alert_rule_k <= 1:
+        return True  # this verdict is pain and is among its own last n
+    at = prediction.frame.captured_at
+    window = timedelta(seconds=rules.alert_rule_window_seconds)
+    recent = (
+        Prediction.objects.filter(
+            frame__neonate=neonate, routed_to=Prediction.Route.AUTO, frame__captured_at__gt=at - window
+        )
+        # Up to this verdict: a batch records its predictions before raising alerts, and a later
+        # keyframe (or one captured at the same instant, scored after it) must not count yet.
+        .filter(Q(frame__captured_at__lt=at) | Q(frame__captured_at=at, pk__lte=prediction.pk))
+        .order_by("-frame__captured_at", "-pk")
+        .values_list("frame__captured_at", "label")[: rules.alert_rule_n]
+    )
+    verdicts = [(captured_at, label == Prediction.Label.PAIN) for captured_at, label in recent]
+    return alert_rule_fires(verdicts, at=at, k=rules.alert_rule_k, n=rules.alert_rule_n, window=window)
 
 
 @transaction.atomic
@@ -23,14 +60,30 @@ def alert_raise(
     prediction: Prediction | None = None,
     assessment=None,
     at=None,
-) -> tuple[Alert, bool]:
+) -> tuple[Alert | None, bool]:
     """Raise a pain alert, or count it on the open episode's alert if inside the cooldown.
 
-    Returns (alert, created). The neonate row is locked so two workers can't open two episodes.
+    Returns (alert, created); ``(None, False)`` for an automatic verdict the unit's rule over time
+    does not (yet) back. The neonate row is locked so two workers can't open two episodes.
     """
     at = at or timezone.now()
     Neonate.objects.select_for_update().filter(pk=neonate.pk).first()
-    cooldown = timedelta(minutes=unit_settings_get(unit=neonate.unit).alert_cooldown_minutes)
+    rules = unit_settings_get(unit=neonate.unit)
+    if (
+        source == Alert.Source.AUTO
+        and prediction is not None
+        and not _auto_rule_holds(neonate=neonate, prediction=prediction, rules=rules)
+    ):
+        logger.info(
+            "neonate %s: pain verdict %s below the alert rule (%d of %d in %d s)",
+            neonate.pk,
+            prediction.pk,
+            rules.alert_rule_k,
+            rules.alert_rule_n,
+            rules.alert_rule_window_seconds,
+        )
+        return None, False
+    cooldown = timedelta(minutes=rules.alert_cooldown_minutes)
     latest = Alert.objects.filter(neonate=neonate).order_by("-last_event_at").first()
     if latest is not None and latest.acknowledged_at is None and cooldown and latest.in_cooldown(at, cooldown):
         Alert.objects.filter(pk=latest.pk).update(suppressed_count=latest.suppressed_count + 1, last_event_at=at)

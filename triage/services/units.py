@@ -26,6 +26,10 @@ UNIT_SETTINGS_EDITABLE = (
     "claim_timeout_minutes",
     "double_scoring_share",
     "missed_pain_target",
+    "device_offline_minutes",
+    "alert_rule_k",
+    "alert_rule_n",
+    "alert_rule_window_seconds",
     "audit_share",
     "keyframe_period_s",
 )

@@ -1,4 +1,5 @@
-"""Server-rendered pages that need only triage: the audit log and the private patient images.
+"""Server-rendered pages that need only triage: the audit log, the bedside cameras and the
+private patient images.
 
 The pages that read or write nurse decisions (queue, case, alerts, timeline, unit settings) live in
 :mod:`annotations.views`, above this app; they share the role checks of :mod:`triage.views.access`.
@@ -6,11 +7,13 @@ The pages that read or write nurse decisions (queue, case, alerts, timeline, uni
 
 from triage.views.access import CLINICAL, has_role, is_poll, page_number, role_required
 from triage.views.audit_log import audit_log
+from triage.views.devices import devices
 from triage.views.images import frame_image, prediction_crop, prediction_saliency
 
 __all__ = [
     "CLINICAL",
     "audit_log",
+    "devices",
     "frame_image",
     "has_role",
     "is_poll",
