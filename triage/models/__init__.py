@@ -1,0 +1,42 @@
+"""Core data model, one module per concern; every model is importable from ``triage.models``.
+
+- :mod:`triage.models.units`: units and their settings, people and roles, neonates, bedside cameras.
+- :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
+- :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
+"""
+
+from triage.models.units import Device, Neonate, Role, Unit, UnitSettings, User  # noqa: I001 (order: units first)
+from triage.models.frames import (
+    Clip,
+    Frame,
+    ModelVersion,
+    Prediction,
+    clip_upload_to,
+    crop_upload_to,
+    frame_upload_to,
+    private_upload_name,
+    saliency_upload_to,
+)
+from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
+
+__all__ = [
+    "Alert",
+    "AppendOnlyQuerySet",
+    "AuditEvent",
+    "Clip",
+    "Device",
+    "Frame",
+    "ModelVersion",
+    "Neonate",
+    "Prediction",
+    "Role",
+    "TriageCase",
+    "Unit",
+    "UnitSettings",
+    "User",
+    "clip_upload_to",
+    "crop_upload_to",
+    "frame_upload_to",
+    "private_upload_name",
+    "saliency_upload_to",
+]
