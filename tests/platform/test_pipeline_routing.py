@@ -371,7 +371,7 @@ def test_a_neonate_in_another_unit_is_routed_by_that_units_threshold(active_mode
 
 
 def test_an_audited_automatic_verdict_opens_a_blind_case_and_keeps_its_alert(neonate, active_model, fake_pipeline):
-    set_policy(neonate.unit, audit_share=1.0)
+    set_policy(neonate.unit, audit_share=1.0, alert_rule_k=1, alert_rule_n=1)  # every automatic pain verdict alerts
     frame, data = queued_frame(neonate)
     fake_pipeline.set(data, p_pain=0.95)
 
