@@ -140,8 +140,9 @@ def train_model(
     if not val_idx:
         # One subject only: hold out a seeded 20% of its images instead (documented weaker check).
         rng = random.Random(f"val-images:{config.seed}")
-        val_idx = sorted(rng.sample(range(len(subjects)), max(1, len(subjects) // 5))) if len(subjects) >= 5 else []
-        train_idx = [i for i in range(len(subjects)) if i not in set(val_idx)]
+        pool = [i for i in range(len(subjects)) if i not in held_for_audit]
+        val_idx = sorted(rng.sample(pool, max(1, len(pool) // 5))) if len(pool) >= 5 else []
+        train_idx = [i for i in pool if i not in set(val_idx)]
     roles = validation_roles([subjects[i] for i in val_idx], seed=config.seed, groups=2 if use_audit else 3)
     early_idx = [i for i in val_idx if subjects[i] in set(roles["early_stopping"])]
     result = train_painnet(

@@ -88,3 +88,19 @@ def test_served_figures_are_the_early_stopped_models(crops):
     val_idx = tr.subject_indices(crops.subjects, trained.metrics["validation_subjects"])
     again = tr.predict_p_pain(trained.model, [crops.crops[i] for i in val_idx], config=_config())
     np.testing.assert_allclose(again, trained.result.val_p_pain, atol=1e-6)
+
+
+def test_one_subject_holds_out_images_but_never_audit_ones(crops, monkeypatch):
+    monkeypatch.setattr(serving, "MIN_AUDIT_LABELS", 2)
+    one = [i for i, s in enumerate(crops.subjects) if s == crops.subjects[0]]
+    single = tr.CropSet(
+        images=[crops.images[i] for i in one],
+        crops=[crops.crops[i] for i in one],
+        file_sha256=[crops.file_sha256[i] for i in one],
+        settings=crops.settings,
+    )
+    audit = [k < 2 for k in range(len(one))]
+    trained = tr.train_model(single, config=_config(), progress=False, audit=audit)
+    assert trained.metrics["calibration_source"]["source"] == "audit"
+    assert not {single.file_sha256[0], single.file_sha256[1]} & set(trained.metadata["training_data"]["train_sha256"])
+    assert trained.result.val_labels.size == (len(one) - 2) // 5
