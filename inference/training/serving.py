@@ -55,7 +55,8 @@ def served_temperature(p_pain: np.ndarray, labels: np.ndarray, calibrate: bool =
 
 
 #: Audit labels (blind nurse scores of a random share of automatic verdicts) needed before the
-#: guarantee is set on them instead of on validation subjects.
+#: guarantee is set on them instead of on validation subjects. A floor on frames only: the
+#: guarantee itself still needs its minimum number of babies and says so when there are fewer.
 MIN_AUDIT_LABELS = 30
 
 #: Why a guarantee set on validation subjects of nurse labels is biased (stored and printed).
