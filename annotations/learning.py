@@ -33,7 +33,7 @@ from annotations.model_metrics import (
     unit_threshold,
 )
 from annotations.nurse_labels import NurseLabel, case_label, labels_since, nurse_labels, subject_pseudonym
-from annotations.training_sets import detector_samples, training_set_export
+from annotations.training_sets import audit_flags, detector_samples, training_set_export
 from triage.models import ModelVersion, Unit, User
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "THRESHOLD_METRIC_KEYS",
     "NurseLabel",
     "agreement_by_model_version",
+    "audit_flags",
     "case_label",
     "detector_samples",
     "labels_since",
@@ -95,7 +96,14 @@ def retrain_from_assessments(
             "excluded": summary["excluded"],
         }
         dataset.pop("per_subject", None)
-        trained = tr.train_model(crops, config=config, alpha=unit_alpha(unit), progress=progress, dataset=dataset)
+        trained = tr.train_model(
+            crops,
+            config=config,
+            alpha=unit_alpha(unit),
+            progress=progress,
+            dataset=dataset,
+            audit=audit_flags(tmp, crops.images),
+        )
     target = Path(out) if out else Path(settings.MODELS_DIR) / f"painnet-{scope}-{config.backbone}-{stamp}.pt"
     tr.bundle_write(trained, target, name=f"painnet-{scope}", version=stamp)
     model_version = model_version_register(bundle_path=target, unit=unit, actor=actor, metrics=trained.metrics)

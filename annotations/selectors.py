@@ -375,3 +375,31 @@ def assessments_for_export(
     if as_of is not None:
         qs = qs.filter(created_at__lte=as_of)
     return qs.order_by("created_at", "id")
+
+
+def live_accuracy(*, unit: Unit, model_version) -> dict:
+    """The model's live accuracy against nurse verdicts on ``unit``'s decided cases, two ways apart.
+
+    ``audit``: blind audit cases (a random share of automatic verdicts, the nurse not shown the
+    model's verdict), an unbiased estimate of accuracy on the frames the model decides by itself.
+    ``uncertain``: the cases the model routed to a nurse because it was unsure, the hard cases,
+    biased low. Each ``{"n", "accuracy"}`` (accuracy None when n is 0); one query.
+    """
+    decided = TriageCase.objects.filter(
+        unit=unit, status=TriageCase.Status.DECIDED, final_pain__isnull=False, prediction__model_version=model_version
+    )
+    model_pain = Q(prediction__label=Prediction.Label.PAIN)
+    right = (model_pain & Q(final_pain=True)) | (~model_pain & Q(final_pain=False))
+    counts = decided.aggregate(
+        n_audit=Count("pk", filter=Q(is_audit=True)),
+        right_audit=Count("pk", filter=Q(is_audit=True) & right),
+        n_uncertain=Count("pk", filter=Q(is_audit=False)),
+        right_uncertain=Count("pk", filter=Q(is_audit=False) & right),
+    )
+    return {
+        kind: {
+            "n": counts[f"n_{kind}"],
+            "accuracy": counts[f"right_{kind}"] / counts[f"n_{kind}"] if counts[f"n_{kind}"] else None,
+        }
+        for kind in ("audit", "uncertain")
+    }

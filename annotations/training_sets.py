@@ -87,6 +87,18 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
     return summary
 
 
+def audit_flags(export_dir: str | os.PathLike[str], images: list[Any]) -> list[bool]:
+    """Per image of a set written by :func:`training_set_export`: is its label an audit label?
+
+    Read from ``manifest.csv``'s ``origin`` column; ``train_model`` sets the guarantee on these
+    (a random share of automatic verdicts, scored blind) when there are enough of them.
+    """
+    root = Path(export_dir)
+    with (root / "manifest.csv").open(newline="") as handle:
+        audit = {(root / row["path"]).resolve() for row in csv.DictReader(handle) if row.get("origin") == "audit"}
+    return [Path(image.path).resolve() in audit for image in images]
+
+
 def detector_samples(*, unit: Unit | None = None, limit: int = 5000) -> tuple[list[Any], Counter]:
     """Frames with face boxes for detector training: a nurse's latest correction, else the teacher.
 

@@ -158,6 +158,7 @@ def unit_settings(request):
         "threshold_rows": threshold_rows(metrics, rules.threshold),
         "curve": workload_curve(metrics, rules.threshold),
         "guarantee": guarantee_context(metrics, rules.threshold, alpha=rules.missed_pain_target),
+        "live": selectors.live_accuracy(unit=unit, model_version=model) if model else None,
         "workload": workload,
         "recent_changes": recent_changes,
         "units": Unit.objects.all() if request.user.is_superuser and not request.user.unit_id else [],

@@ -83,12 +83,14 @@ from inference.training.datasets import (
 from inference.training.finetune import FeatureBank, backbone_split
 from inference.training.fit import TrainResult, lr_schedule, predict_p_pain, train_painnet
 from inference.training.serving import (
+    MIN_AUDIT_LABELS,
     MIN_CALIBRATION_IMAGES,
     SERVED_TEMPERATURE_BOUNDS,
     TrainedModel,
     bundle_write,
     served_temperature,
     train_model,
+    validation_roles,
 )
 
 __all__ = [
@@ -98,6 +100,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "LABEL_NAMES",
     "MANIFEST_NAME",
+    "MIN_AUDIT_LABELS",
     "MIN_CALIBRATION_IMAGES",
     "RECIPES",
     "SERVED_TEMPERATURE_BOUNDS",
@@ -130,6 +133,7 @@ __all__ = [
     "subject_summary",
     "subject_indices",
     "train_model",
+    "validation_roles",
     "train_painnet",
     "validation_split",
 ]

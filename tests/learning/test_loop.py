@@ -135,6 +135,13 @@ def test_export_labels_by_nurse_decision_with_pseudonymous_subjects(nurse_decisi
     with (tmp_path / "export" / "manifest.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {r["origin"] for r in rows if r["case_id"] == str(audit.pk)} == {"audit"}
+    # What train_model --from-assessments reads to set the guarantee on audit labels.
+    from inference import training as tr
+
+    images = tr.dataset_read(tmp_path / "again")
+    flags = learning.audit_flags(tmp_path / "again", images)
+    audit_paths = {tmp_path / "again" / r["path"] for r in rows if r["origin"] == "audit"}
+    assert sum(flags) == 1 and {i.path for i, f in zip(images, flags) if f} == audit_paths
 
 
 def test_retrain_compare_activate_end_to_end(
@@ -144,22 +151,25 @@ def test_retrain_compare_activate_end_to_end(
     from triage.selectors import active_model_for_unit
     from triage.services import model_version_activate
 
-    trained = last_json_line(
-        run(
-            "train_model",
-            "--from-assessments",
-            "--unit",
-            unit.code,
-            "--backbone",
-            "mobilenet_v2",
-            *FAST,
-            "--cache",
-            str(crop_cache),
-            "--out",
-            str(tmp_path / "unit-model.pt"),
-            "--json",
-        )
+    output = run(
+        "train_model",
+        "--from-assessments",
+        "--unit",
+        unit.code,
+        "--backbone",
+        "mobilenet_v2",
+        *FAST,
+        "--cache",
+        str(crop_cache),
+        "--out",
+        str(tmp_path / "unit-model.pt"),
+        "--json",
     )
+    trained = last_json_line(output)
+    # One audit label is too few: the guarantee falls back to validation subjects, and says why.
+    assert "guarantee fell back to validation subjects: 0 audit labels" in output
+    assert trained["metrics"]["calibration_source"]["source"] == "validation subjects"
+    assert "biased" in trained["metrics"]["calibration_source"]["note"]
     candidate = ModelVersion.objects.get(pk=trained["model_version_id"])
     assert candidate.status == ModelVersion.Status.CANDIDATE and candidate.unit == unit
     assert candidate.sha256 == trained["sha256"]
@@ -244,6 +254,22 @@ def test_kappa_per_model_version(nurse_decisions, unit, bootstrap_active):
     # Model vs nurse: every decided case with a verdict (the unable one has none).
     assert row["n_model_nurse"] == NEONATES * FRAMES_EACH + 2
     assert row["kappa_model_nurse"] is not None and -1 <= row["kappa_model_nurse"] <= 1
+    assert row["n_audit"] == 0 and row["accuracy_audit"] is None
+    assert row["n_uncertain"] == row["n_model_nurse"]
+
+
+def test_live_accuracy_on_audit_cases_is_reported_apart_from_uncertain_cases(nurse_decisions, unit):
+    from triage.models import Prediction
+
+    audited = [c for c in nurse_decisions if c.final_pain is not None][:3]
+    TriageCase.objects.filter(pk__in=[c.pk for c in audited]).update(is_audit=True)
+    right = sum((c.prediction.label == Prediction.Label.PAIN) == bool(c.final_pain) for c in audited)
+    row = learning.agreement_by_model_version(unit=unit)[0]
+    assert row["n_audit"] == 3 and row["accuracy_audit"] == pytest.approx(right / 3)
+    assert row["n_uncertain"] == NEONATES * FRAMES_EACH + 2 - 3
+    assert row["n_model_nurse"] == row["n_audit"] + row["n_uncertain"]
+    everyone = (row["agreement_uncertain"] * row["n_uncertain"] + right) / row["n_model_nurse"]
+    assert row["agreement_model_nurse"] == pytest.approx(everyone)
 
 
 def test_retraining_job_is_off_by_default(monkeypatch, unit):

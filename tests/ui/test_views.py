@@ -8,7 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.utils import timezone
 
-from annotations import services
+from annotations import selectors, services
 from annotations.selectors import threshold_workload_estimate
 from tests.factories import (
     AlertFactory,
@@ -516,3 +516,18 @@ def test_settings_page_recomputes_the_guarantee_for_the_units_alpha(browser_for,
     fresh = th.guaranteed_threshold(p_pain=p, labels=y, alpha=0.08)["threshold"]
     assert fresh < stored and f"{fresh:.2f}" in page and "recomputed now" in page
     assert "missed pain among all frames" in page and "Majority-class baseline" in page
+
+
+def test_settings_page_shows_live_accuracy_on_audit_cases_apart_from_uncertain_cases(browser_for, unit_admin, neonate):
+    model = ModelVersionFactory(unit=None, metrics={})
+    decided = TriageCase.Status.DECIDED
+    # Audit: 3 of 4 right (p 0.9 -> pain). Uncertain: 1 of 2 right.
+    for p_pain, final in ((0.9, True), (0.9, True), (0.1, False), (0.9, False)):
+        make_case(neonate=neonate, model=model, p_pain=p_pain, is_audit=True, status=decided, final_pain=final)
+    for p_pain, final in ((0.52, True), (0.52, False)):
+        make_case(neonate=neonate, model=model, p_pain=p_pain, status=decided, final_pain=final)
+    make_case(neonate=neonate, model=model, p_pain=0.9, is_audit=True)  # open: not counted
+    live = selectors.live_accuracy(unit=unit_admin.unit, model_version=model)
+    assert live == {"audit": {"n": 4, "accuracy": 0.75}, "uncertain": {"n": 2, "accuracy": 0.5}}
+    page = html(browser_for(unit_admin).get("/unit/settings/"))
+    assert "75.0% (n = 4)" in page and "50.0% (n = 2)" in page

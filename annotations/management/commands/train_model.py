@@ -36,7 +36,7 @@ class Command(TrainingCommand):
 
     def handle(self, *args, **options):
         from annotations.model_metrics import DEFAULT_ALPHA, unit_alpha
-        from annotations.training_sets import training_set_export
+        from annotations.training_sets import audit_flags, training_set_export
         from inference import training as tr
         from triage.services import model_version_register
 
@@ -69,8 +69,11 @@ class Command(TrainingCommand):
                 f"seed {config.seed}) on {dataset['n_images']} images of {dataset['n_subjects']} subjects "
                 f"({dataset['n_pain']} pain); {crops.cache_hits} crops from cache, {len(crops.skipped)} skipped"
             )
+            audit = audit_flags(tmp, crops.images) if options["from_assessments"] else None
             try:
-                trained = tr.train_model(crops, config=config, alpha=alpha, progress=progress, dataset=dataset)
+                trained = tr.train_model(
+                    crops, config=config, alpha=alpha, progress=progress, dataset=dataset, audit=audit
+                )
             except (tr.DatasetError, FileNotFoundError) as exc:
                 raise CommandError(str(exc)) from exc
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
@@ -109,6 +112,12 @@ class Command(TrainingCommand):
                         f"{row['manual']}/{row['n']} to a nurse"
                     )
             w("  " + guarantee_line(m["guarantee"]))
+            roles = m["validation_roles"]
+            w(
+                f"  Validation subjects' uses: early stopping {', '.join(roles['early_stopping'])}; temperature "
+                f"{', '.join(roles['temperature'])}; guarantee {m['calibration_source']['note']}"
+                + (f" ({roles['reuse']})" if roles["reuse"] else "")
+            )
         result = {
             "bundle": str(out.resolve()),
             "sha256": sha256,
