@@ -102,8 +102,17 @@ class Spool:
             leftover.unlink(missing_ok=True)
 
     def pending(self) -> list[Path]:
-        """Spooled keyframes, oldest capture first."""
-        return sorted(p for p in self.folder.iterdir() if p.suffix == SUFFIX and p.is_file())
+        """Spooled keyframes, oldest capture first.
+
+        A keyframe still being written (its temporary name also ends in ``.kf``) is not pending yet:
+        sending it would send it twice (once more under its final name) or, half-written, move it to
+        ``corrupt/``.
+        """
+        return sorted(
+            p
+            for p in self.folder.iterdir()
+            if p.suffix == SUFFIX and not p.name.startswith(TEMP_PREFIX) and p.is_file()
+        )
 
     def backlog(self) -> int:
         return len(self.pending())

@@ -146,6 +146,26 @@ def test_a_half_written_or_damaged_entry_is_never_sent(tmp_path):
     )
 
 
+def test_a_keyframe_being_written_is_not_pending_until_renamed(tmp_path, monkeypatch):
+    """The sender thread lists the spool while the capture thread writes: the temporary file (its
+    name also ends in .kf) must not be sent, or the keyframe goes out twice (CI saw duplicates=1)."""
+    import bedside.spool as spool_module
+
+    spool = Spool(tmp_path)
+    seen_during_write = []
+    real_replace = spool_module.os.replace
+
+    def replace_after_looking(source, target):
+        seen_during_write.append([p.name for p in spool.pending()])
+        real_replace(source, target)
+
+    monkeypatch.setattr(spool_module.os, "replace", replace_after_looking)
+    path = spool.add(neonate="M", captured_at=datetime(2026, 1, 1, tzinfo=UTC), reason="change", jpeg=b"\xff\xd8jpeg")
+
+    assert seen_during_write == [[]]
+    assert [p.name for p in spool.pending()] == [path.name]
+
+
 def test_retry_after_and_backoff():
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     assert retry_after_seconds("120") == 120.0
