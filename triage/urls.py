@@ -14,6 +14,9 @@ app_name = "triage"
 urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("unit/devices/", views.devices, name="devices"),
+    path("unit/devices/<int:pk>/tokens/new", views.camera_token_create, name="camera_token_create"),
+    path("unit/devices/<int:pk>/tokens/rotate", views.camera_token_rotate, name="camera_token_rotate"),
+    path("unit/tokens/<int:pk>/revoke", views.api_token_revoke, name="api_token_revoke"),
     # Patient images: never a public media URL; authorised, audited, not cached.
     path("frames/<int:pk>/image", views.frame_image, name="frame_image"),
     path("predictions/<int:pk>/crop", views.prediction_crop, name="prediction_crop"),

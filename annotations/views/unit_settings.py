@@ -71,7 +71,10 @@ class UnitSettingsForm(forms.Form):
         help_text="An automatic pain alert needs at least k pain verdicts among the baby's last n automatic ones.",
     )
     alert_rule_n = forms.IntegerField(
-        min_value=1, max_value=20, label="… among the last (n)", help_text="1 of 1: every automatic pain verdict alerts."
+        min_value=1,
+        max_value=20,
+        label="… among the last (n)",
+        help_text="1 of 1: every automatic pain verdict alerts.",
     )
     alert_rule_window_seconds = forms.IntegerField(
         min_value=10,
@@ -98,9 +101,23 @@ class UnitSettingsForm(forms.Form):
         label="Clip keyframe period (seconds)",
         help_text="A clip gives at least one frame this often, besides the frames where the face changes (0 = changes only).",
     )
+    device_token_days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=3 * 365,
+        label="Camera token lifetime (days)",
+        help_text="New bedside camera tokens expire after this (existing tokens keep their date).",
+    )
+    person_token_hours = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=30 * 24,
+        label="Staff API token lifetime (hours)",
+        help_text="New API tokens of people expire after this (a shift by default).",
+    )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s")
+OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "device_token_days", "person_token_hours")
 
 
 def _admin_unit(request) -> Unit:

@@ -219,3 +219,38 @@ def test_page_permission_matrix(browser_for, page_person, prediction_with_images
     if expected == 302:
         login = "/django-admin/login/" if key.startswith("GET django-admin") else "/login/"
         assert response["Location"].startswith(login)
+
+
+# --- the camera-token pages (issue 18): unit admins of the camera's unit and superusers only -------
+TOKEN_PAGE_MATRIX = {
+    "GET devices page": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST camera token new": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST camera token rotate": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST token revoke": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "who", "expected"),
+    [(key, who, codes[i]) for key, codes in TOKEN_PAGE_MATRIX.items() for i, who in enumerate(PAGE_PEOPLE)],
+    ids=[f"{key}-{who}" for key in TOKEN_PAGE_MATRIX for who in PAGE_PEOPLE],
+)
+def test_token_page_permission_matrix(browser_for, page_person, device, key, who, expected):
+    from tests.factories import api_token_for
+    from triage.models import ApiToken
+
+    api_token_for(device.user)
+    token = ApiToken.objects.get(user=device.user)
+    client = browser_for(page_person(who))
+    response = {
+        "GET devices page": lambda: client.get("/unit/devices/"),
+        "POST camera token new": lambda: client.post(f"/unit/devices/{device.pk}/tokens/new"),
+        "POST camera token rotate": lambda: client.post(f"/unit/devices/{device.pk}/tokens/rotate"),
+        "POST token revoke": lambda: client.post(f"/unit/tokens/{token.pk}/revoke"),
+    }[key]()
+
+    assert response.status_code == expected, response.content[:200]
+    token.refresh_from_db()
+    changed = key != "GET devices page" and expected in (200, 302) and who != "anonymous"
+    assert (token.revoked_at is not None) == (changed and key != "POST camera token new")
+    assert ApiToken.objects.filter(user=device.user).count() == (2 if changed and key != "POST token revoke" else 1)

@@ -3,6 +3,7 @@
 - :mod:`triage.models.units`: units and their settings, people and roles, neonates, bedside cameras.
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
+- :mod:`triage.models.tokens`: API tokens (hashed, expiring, revocable).
 """
 
 from triage.models.units import Device, Neonate, Role, Unit, UnitSettings, User  # noqa: I001 (order: units first)
@@ -18,9 +19,12 @@ from triage.models.frames import (
     saliency_upload_to,
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
+from triage.models.tokens import TOKEN_PREFIX_LENGTH, ApiToken, token_digest
 
 __all__ = [
+    "TOKEN_PREFIX_LENGTH",
     "Alert",
+    "ApiToken",
     "AppendOnlyQuerySet",
     "AuditEvent",
     "Clip",
@@ -39,4 +43,5 @@ __all__ = [
     "frame_upload_to",
     "private_upload_name",
     "saliency_upload_to",
+    "token_digest",
 ]
