@@ -3,6 +3,7 @@
 - :mod:`triage.models.units`: units and their settings, people and roles, neonates, bedside cameras.
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
+- :mod:`triage.models.baselines`: each neonate's baseline per model version.
 """
 
 from triage.models.units import Device, Neonate, Role, Unit, UnitSettings, User  # noqa: I001 (order: units first)
@@ -18,6 +19,7 @@ from triage.models.frames import (
     saliency_upload_to,
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
+from triage.models.baselines import NeonateBaseline
 
 __all__ = [
     "Alert",
@@ -28,6 +30,7 @@ __all__ = [
     "Frame",
     "ModelVersion",
     "Neonate",
+    "NeonateBaseline",
     "Prediction",
     "Role",
     "TriageCase",
