@@ -156,6 +156,7 @@ PHI_READ_ROUTES: dict[str, str] = {
     "alerts": "",
     "neonates": "",
     "neonate_timeline": "triage.Neonate",
+    "unit_babies": "",
 }
 
 

@@ -143,7 +143,8 @@ def test_an_inactive_user_is_refused(client_for, nurse):
 # Signed in with a session (these are browser URLs). Extra people: an ML engineer bound to a unit,
 # a unit admin who was given ``is_staff``, and a nurse without a unit. Images of another unit: 404;
 # roles that never see patient images (ML engineer, device): 403; the Django admin: superusers only
-# (everyone else is sent to its sign-in page, 302).
+# (anonymous visitors are sent to its sign-in page, 302; anyone signed in gets a 403 saying why,
+# never a second sign-in form: issue 13).
 
 PAGE_PEOPLE = [
     "nurse", "other_nurse", "unit_admin", "staff_unit_admin", "ml_engineer", "ml_engineer_with_unit",
@@ -153,10 +154,24 @@ PAGE_MATRIX = {
     "GET frame image": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
     "GET prediction crop": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
     "GET prediction saliency": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
-    "GET django-admin": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
-    "GET django-admin neonates": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
-    "GET django-admin audit log": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
-    "GET django-admin user": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+    "GET django-admin": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin neonates": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin audit log": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin user": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin login": [403, 403, 403, 403, 403, 403, 403, 403, 302, 200],
+    # Unit-admin pages in the app (issue 13): unit admins of the unit and superusers only.
+    "GET unit people": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "GET unit babies": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "GET unit devices": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST unit baby discharge": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+    "POST unit person deactivate": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+    "POST unit device assign": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+}
+# Where a signed-in person's 302 goes (anonymous visitors go to a sign-in page).
+PAGE_REDIRECTS = {
+    "POST unit baby discharge": "/unit/babies/",
+    "POST unit person deactivate": "/unit/people/",
+    "POST unit device assign": "/unit/devices/",
 }
 
 
@@ -202,7 +217,7 @@ def prediction_with_images(neonate, model):
     [(key, who, codes[i]) for key, codes in PAGE_MATRIX.items() for i, who in enumerate(PAGE_PEOPLE)],
     ids=[f"{key}-{who}" for key in PAGE_MATRIX for who in PAGE_PEOPLE],
 )
-def test_page_permission_matrix(browser_for, page_person, prediction_with_images, key, who, expected):
+def test_page_permission_matrix(request, browser_for, page_person, prediction_with_images, key, who, expected):
     target = {
         "GET frame image": f"/frames/{prediction_with_images.frame_id}/image",
         "GET prediction crop": f"/predictions/{prediction_with_images.pk}/crop",
@@ -211,11 +226,19 @@ def test_page_permission_matrix(browser_for, page_person, prediction_with_images
         "GET django-admin neonates": "/django-admin/triage/neonate/",
         "GET django-admin audit log": "/django-admin/triage/auditevent/",
         "GET django-admin user": "/django-admin/triage/user/",
+        "GET django-admin login": "/django-admin/login/",
+        "GET unit people": "/unit/people/",
+        "GET unit babies": "/unit/babies/",
+        "GET unit devices": "/unit/devices/",
+        "POST unit baby discharge": f"/unit/babies/{prediction_with_images.frame.neonate_id}/discharge/",
+        "POST unit person deactivate": f"/unit/people/{request.getfixturevalue('second_nurse').pk}/",
+        "POST unit device assign": f"/unit/devices/{request.getfixturevalue('device').pk}/assign/",
     }[key]
 
-    response = browser_for(page_person(who)).get(target)
+    client = browser_for(page_person(who))
+    response = client.post(target) if key.startswith("POST") else client.get(target)
 
     assert response.status_code == expected, response.content[:200]
     if expected == 302:
-        login = "/django-admin/login/" if key.startswith("GET django-admin") else "/login/"
-        assert response["Location"].startswith(login)
+        login = "/django-admin/" if key.startswith("GET django-admin") else "/login/"
+        assert response["Location"].startswith(login if who == "anonymous" else PAGE_REDIRECTS.get(key, login))
