@@ -156,6 +156,10 @@ PHI_READ_ROUTES: dict[str, str] = {
     "alerts": "",
     "neonates": "",
     "neonate_timeline": "triage.Neonate",
+    # FHIR (ehr app): observations name the patient by MRN.
+    "fhir-observation-search": "",
+    "fhir-observation-read": "",
+    "fhir-patient-read": "triage.Neonate",
 }
 
 
