@@ -184,6 +184,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Passwords (unless NEOPAIN_LOCAL_LOGIN switches them off), then the OpenID Connect provider when
+# NEOPAIN_OIDC_ISSUER is set (neopain_site/sso_settings.py, docs/sso.md).
+AUTHENTICATION_BACKENDS = ["triage.sso.backends.LocalPasswordBackend", "triage.sso.backends.OIDCBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "triage:dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -278,6 +281,9 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+from neopain_site.sso_settings import *  # noqa: E402, F403 (single sign-on, all from the environment)
+
+CONTENT_SECURITY_POLICY = csp_with_provider(CONTENT_SECURITY_POLICY, NEOPAIN_OIDC_ISSUER)  # noqa: F405
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:

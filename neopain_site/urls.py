@@ -8,10 +8,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from annotations.urls import ward_urlpatterns
 from triage import urls as triage_urls
 from triage.auth import NeoPainLoginView, NeoPainPasswordChangeView
+from triage.sso.views import NeoPainLogoutView
 
 urlpatterns = [
     path("login/", NeoPainLoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Also ends the identity provider's session when the provider signed the person in (triage.sso).
+    path("logout/", NeoPainLogoutView.as_view(), name="logout"),
+    path("oidc/", include("triage.sso.urls")),
     path("password/", NeoPainPasswordChangeView.as_view(), name="password_change"),
     path(
         "password/done/",

@@ -188,6 +188,7 @@ PAGE_MATRIX = {
     "GET django-admin neonates": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
     "GET django-admin audit log": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
     "GET django-admin user": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+    "GET django-admin external identities": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
 }
 
 
@@ -242,6 +243,7 @@ def test_page_permission_matrix(browser_for, page_person, prediction_with_images
         "GET django-admin neonates": "/django-admin/triage/neonate/",
         "GET django-admin audit log": "/django-admin/triage/auditevent/",
         "GET django-admin user": "/django-admin/triage/user/",
+        "GET django-admin external identities": "/django-admin/triage/externalidentity/",
     }[key]
 
     response = browser_for(page_person(who)).get(target)
