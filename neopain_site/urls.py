@@ -9,6 +9,7 @@ from annotations.urls import ward_urlpatterns
 from triage import urls as triage_urls
 from triage.admin_site import NOT_FOR_YOU
 from triage.auth import NeoPainLoginView, NeoPainPasswordChangeView
+from triage.sso.views import NeoPainLogoutView
 
 
 def admin_login(request, *args, **kwargs):
@@ -25,7 +26,9 @@ def admin_login(request, *args, **kwargs):
 
 urlpatterns = [
     path("login/", NeoPainLoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Also ends the identity provider's session when the provider signed the person in (triage.sso).
+    path("logout/", NeoPainLogoutView.as_view(), name="logout"),
+    path("oidc/", include("triage.sso.urls")),
     path("password/", NeoPainPasswordChangeView.as_view(), name="password_change"),
     path(
         "password/done/",
@@ -47,6 +50,8 @@ urlpatterns = [
     path("api/v1/", include("triage.api_urls")),
     path("api/v1/", include("annotations.api_urls")),
     path("annotations/", include("annotations.urls")),
+    # FHIR R4 for the EHR (docs/fhir.md): every answer application/fhir+json, every error an OperationOutcome.
+    path("fhir/", include("ehr.urls")),
     # One ``triage`` namespace for the ward pages, whichever app serves them (see triage/urls.py).
     path("", include((ward_urlpatterns + triage_urls.urlpatterns, triage_urls.app_name))),
 ]

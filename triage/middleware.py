@@ -157,6 +157,10 @@ PHI_READ_ROUTES: dict[str, str] = {
     "neonates": "",
     "neonate_timeline": "triage.Neonate",
     "unit_babies": "",
+    # FHIR (ehr app): observations name the patient by MRN.
+    "fhir-observation-search": "",
+    "fhir-observation-read": "",
+    "fhir-patient-read": "triage.Neonate",
 }
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0008_device_health_alert_rule'),
+        ('triage', '0009_h18b_external_identity'),
     ]
 
     operations = [
