@@ -17,7 +17,7 @@ def copy_captured_at(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("triage", "0008_device_health_alert_rule"),
+        ("triage", "0010_h13d_neonate_discharged_at"),
     ]
 
     operations = [
