@@ -4,6 +4,7 @@
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
 - :mod:`triage.models.baselines`: each neonate's baseline per model version.
+- :mod:`triage.models.identities`: accounts at an identity provider (single sign-on).
 """
 
 from triage.models.units import Device, Neonate, Role, Unit, UnitSettings, User  # noqa: I001 (order: units first)
@@ -20,6 +21,7 @@ from triage.models.frames import (
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
 from triage.models.baselines import NeonateBaseline
+from triage.models.identities import ExternalIdentity
 
 __all__ = [
     "Alert",
@@ -27,6 +29,7 @@ __all__ = [
     "AuditEvent",
     "Clip",
     "Device",
+    "ExternalIdentity",
     "Frame",
     "ModelVersion",
     "Neonate",

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0008_device_health_alert_rule'),
+        ('triage', '0011_h13b_case_captured_at_stale_after'),
     ]
 
     operations = [
