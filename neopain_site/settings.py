@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "csp",
     "triage",
     "annotations",
+    "ehr",
 ]
 
 MIDDLEWARE = [
@@ -412,6 +413,12 @@ if NEOPAIN_RETRAIN_EVERY_N_LABELS:
         "task": "annotations.tasks.retrain_when_new_labels",
         "schedule": timedelta(hours=1),
     }
+
+# FHIR R4 for the EHR (ehr app, docs/fhir.md). The MRN's identifier system is the hospital's (ask the
+# EHR team, e.g. urn:oid:...); NeoPain's own identifiers (observation ids, user names, model hashes)
+# live under NEOPAIN_FHIR_IDENTIFIER_SYSTEM.
+NEOPAIN_FHIR_MRN_SYSTEM = env.str("NEOPAIN_FHIR_MRN_SYSTEM", default="urn:neopain:mrn")
+NEOPAIN_FHIR_IDENTIFIER_SYSTEM = env.str("NEOPAIN_FHIR_IDENTIFIER_SYSTEM", default="urn:neopain").rstrip("/")
 
 LOGGING = {
     "version": 1,

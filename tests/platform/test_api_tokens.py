@@ -162,7 +162,7 @@ def test_another_units_admin_gets_404_for_the_camera_and_its_tokens(browser_for,
 
 
 def test_legacy_drf_tokens_are_hashed_keep_working_and_their_table_is_dropped(device, nurse):
-    migration = importlib.import_module("triage.migrations.0011_h18c_hash_drf_tokens")
+    migration = importlib.import_module("triage.migrations.0014_h18c_hash_drf_tokens")
     camera_key, nurse_key = "a" * 40, "b1" * 20
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, created timestamp, user_id int)")

@@ -4,6 +4,7 @@
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
 - :mod:`triage.models.tokens`: API tokens (hashed, expiring, revocable).
+- :mod:`triage.models.baselines`: each neonate's baseline per model version.
 - :mod:`triage.models.identities`: accounts at an identity provider (single sign-on).
 """
 
@@ -21,6 +22,7 @@ from triage.models.frames import (
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
 from triage.models.tokens import TOKEN_PREFIX_LENGTH, ApiToken, token_digest
+from triage.models.baselines import NeonateBaseline
 from triage.models.identities import ExternalIdentity
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Frame",
     "ModelVersion",
     "Neonate",
+    "NeonateBaseline",
     "Prediction",
     "Role",
     "TriageCase",

@@ -34,6 +34,7 @@ UNIT_SETTINGS_EDITABLE = (
     "keyframe_period_s",
     "device_token_days",
     "person_token_hours",
+    "stale_after_minutes",
 )
 
 

@@ -1,5 +1,6 @@
-"""The unit admin's bedside cameras page: last contact, agent version, spool backlog, offline state, and
-each camera's API tokens (created, last used, expires), which the admin creates, rotates and revokes.
+"""The unit admin's bedside cameras page: last contact, agent version, spool backlog, offline state;
+assign a camera to a baby; and each camera's API tokens (created, last used, expires), which the
+admin creates, rotates and revokes.
 
 A new key is shown once, in the answer to the POST that made it (``Cache-Control: no-store``); the
 database keeps only its hash. Every change is audited by ``triage.services.tokens``.
@@ -8,25 +9,15 @@ database keeps only its hash. Every change is audited by ``triage.services.token
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
+from django.core.exceptions import ValidationError
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_POST
 
 from triage import selectors, services
-from triage.models import ApiToken, Device, Role, Unit
+from triage.models import ApiToken, Device, Neonate, Role, Unit
+from triage.services.devices import device_assign
 from triage.views.access import role_required
-
-
-def _unit_for(request) -> Unit:
-    user = request.user
-    unit = user.unit
-    if unit is None:  # a superuser without a unit picks one
-        code = request.GET.get("unit")
-        unit = Unit.objects.filter(code=code).first() if code else Unit.objects.order_by("name").first()
-    if unit is None:
-        raise Http404("No unit.")
-    return unit
+from triage.views.unit_admin import admin_unit, back_to
 
 
 def _page(request, unit: Unit, *, issued: services.IssuedToken | None = None):
@@ -38,6 +29,8 @@ def _page(request, unit: Unit, *, issued: services.IssuedToken | None = None):
         "issued": issued,
         "offline_minutes": selectors.camera_offline_minutes(unit=unit),
         "units": Unit.objects.order_by("name") if user.unit_id is None else None,
+        "can_assign": True,
+        "babies": Neonate.objects.filter(unit=unit, active=True).order_by("bed", "mrn"),
     }
     response = render(request, "triage/devices.html", context)
     if issued is not None:
@@ -47,7 +40,25 @@ def _page(request, unit: Unit, *, issued: services.IssuedToken | None = None):
 
 @role_required(Role.UNIT_ADMIN)
 def devices(request):
-    return _page(request, _unit_for(request))
+    return _page(request, admin_unit(request))
+
+
+@require_POST
+@role_required(Role.UNIT_ADMIN)
+def device_assign_view(request, pk: int):
+    unit = admin_unit(request)
+    camera = get_object_or_404(Device, pk=pk, unit=unit, active=True)
+    raw = request.POST.get("neonate") or ""
+    baby = get_object_or_404(Neonate, pk=raw, unit=unit) if raw.isdigit() else None
+    try:
+        camera = device_assign(device=camera, neonate=baby, actor=request.user, request=request)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request, f"{camera.name} now watches " + (f"bed {baby.bed or '—'} ({baby.mrn})." if baby else "no baby.")
+        )
+    return back_to("triage:devices", request, unit)
 
 
 def _camera(request, pk: int) -> Device:
@@ -81,5 +92,4 @@ def api_token_revoke(request, pk: int):
     )
     services.api_token_revoke(token=token, actor=request.user, request=request)
     messages.success(request, f"Token {token.prefix}… of {token.user.device.name} revoked. It no longer works.")
-    suffix = f"?unit={token.user.device.unit.code}" if request.user.unit_id is None else ""
-    return redirect(reverse("triage:devices") + suffix)
+    return back_to("triage:devices", request, token.user.device.unit)

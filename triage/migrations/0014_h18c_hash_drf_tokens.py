@@ -41,6 +41,6 @@ def hash_legacy_tokens(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("triage", "0010_h18c_api_tokens")]
+    dependencies = [("triage", "0013_h18c_api_tokens")]
 
     operations = [migrations.RunPython(hash_legacy_tokens, migrations.RunPython.noop)]

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0009_h18b_external_identity'),
+        ('triage', '0012_h14_neonate_baseline'),
     ]
 
     operations = [
