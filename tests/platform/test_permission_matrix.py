@@ -178,8 +178,16 @@ def test_an_inactive_user_is_refused(client_for, nurse):
 # never a second sign-in form: issue 13).
 
 PAGE_PEOPLE = [
-    "nurse", "other_nurse", "unit_admin", "staff_unit_admin", "ml_engineer", "ml_engineer_with_unit",
-    "nurse_without_unit", "device", "superuser", "anonymous",
+    "nurse",
+    "other_nurse",
+    "unit_admin",
+    "staff_unit_admin",
+    "ml_engineer",
+    "ml_engineer_with_unit",
+    "nurse_without_unit",
+    "device",
+    "superuser",
+    "anonymous",
 ]
 PAGE_MATRIX = {
     "GET frame image": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
@@ -198,12 +206,18 @@ PAGE_MATRIX = {
     "POST unit baby discharge": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
     "POST unit person deactivate": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
     "POST unit device assign": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+    # The ML engineer's models page (issue 13): ML engineers (with or without a unit) and superusers.
+    "GET models page": [403, 403, 403, 403, 200, 200, 403, 403, 200, 302],
+    "POST models page activate": [403, 403, 403, 403, 302, 302, 403, 403, 302, 302],
+    "POST models page compare": [403, 403, 403, 403, 302, 302, 403, 403, 302, 302],
 }
 # Where a signed-in person's 302 goes (anonymous visitors go to a sign-in page).
 PAGE_REDIRECTS = {
     "POST unit baby discharge": "/unit/babies/",
     "POST unit person deactivate": "/unit/people/",
     "POST unit device assign": "/unit/devices/",
+    "POST models page activate": "/annotations/models/",
+    "POST models page compare": "/annotations/models/",
 }
 
 
@@ -266,6 +280,9 @@ def test_page_permission_matrix(request, browser_for, page_person, prediction_wi
         "POST unit baby discharge": f"/unit/babies/{prediction_with_images.frame.neonate_id}/discharge/",
         "POST unit person deactivate": f"/unit/people/{request.getfixturevalue('second_nurse').pk}/",
         "POST unit device assign": f"/unit/devices/{request.getfixturevalue('device').pk}/assign/",
+        "GET models page": "/annotations/models/",
+        "POST models page activate": f"/annotations/models/{request.getfixturevalue('model').pk}/activate/",
+        "POST models page compare": f"/annotations/models/{request.getfixturevalue('model').pk}/compare/",
     }[key]
 
     client = browser_for(page_person(who))
