@@ -61,6 +61,22 @@ def time_ago(moment):
 
 
 @register.filter
+def clock(moment):
+    """``<time>`` with the local clock time ("07:03"), the full date and how long ago on hover: tables and charts."""
+    if not moment:
+        return ""
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    local = timezone.localtime(moment)
+    return format_html(
+        '<time datetime="{}" title="{} ({})">{}</time>',
+        moment.isoformat(),
+        local_stamp(moment),
+        ago_text(seconds),
+        f"{local:%H:%M}",
+    )
+
+
+@register.filter
 def prob(value, digits: int = 2) -> str:
     if value is None or value == "":
         return "—"
