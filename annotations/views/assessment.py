@@ -65,6 +65,10 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         "held_live": held_live,
         "held_by_me": held_by_me,
         "held_by_other": held_live and not held_by_me,
+        "claim_seconds_left": max(0, int((case.claim_expires_at - now).total_seconds())) if held_by_me else 0,
+        "claim_timeout_seconds": rules.claim_timeout_minutes * 60,
+        # Entries sent back after a refusal (held by another nurse, decided meanwhile): shown, never dropped.
+        "kept_entries": bool(form_values) and (decided or already_scored),
         "already_scored": already_scored,
         "decided": decided,
         "can_claim": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
@@ -112,7 +116,6 @@ def case_release(request, pk: int):
     return redirect("triage:dashboard")
 
 
-
 @require_POST
 @role_required(Role.NURSE)
 def assessment_submit(request, case_id: int):
@@ -140,8 +143,11 @@ def assessment_submit(request, case_id: int):
         context = case_context(request, case, form_values=values, form_errors=exc.message_dict)
         return render(request, "triage/case_detail.html", context, status=400)
     except services.CaseConflict as exc:
-        messages.error(request, f"Not saved: {exc.message}")
-        return redirect("triage:case_detail", pk=case.pk)
+        # Her scores and note come back in the form (never an empty form); the page says why.
+        case = selectors.case_get(user=request.user, pk=case_id)
+        context = case_context(request, case, form_values=values)
+        context["conflict"] = exc.message
+        return render(request, "triage/case_detail.html", context, status=409)
     if assessment.unable_to_assess:
         verdict = "unable to assess"
     else:
@@ -152,7 +158,20 @@ def assessment_submit(request, case_id: int):
     elif assessment.case.status != "decided":
         tail = " A second nurse will score it blind."
     messages.success(request, f"Case {case.pk} saved: {verdict}.{tail}")
-    return redirect("triage:dashboard")
+    return redirect_to_next_case(request, case)
+
+
+def redirect_to_next_case(request, case: TriageCase):
+    """After a submit, straight on to the next case she can score in queue order (from the top when
+    she scored the last one), else back to the queue."""
+    _previous, following = selectors.case_neighbours(user=request.user, case=case)
+    if following is None:
+        following = selectors.cases_free_for(
+            user=request.user, cases=selectors.queue_for_nurse(user=request.user)
+        ).first()
+    if following is None:
+        return redirect("triage:dashboard")
+    return redirect("triage:case_detail", pk=following.pk)
 
 
 @require_POST

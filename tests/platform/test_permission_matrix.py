@@ -38,6 +38,9 @@ MATRIX = {
     "POST model activate": [403, 403, 403, 200, 403, 200, 401],
     "GET health": [200, 200, 200, 200, 200, 200, 200],
     "GET schema": [200, 200, 200, 200, 200, 200, 401],
+    # The case page's heartbeat (issue 13): nurses only; nobody holds the case here, so a nurse of
+    # the unit (and a superuser) get the 409 "not_held" the page shows, another unit's nurse a 404.
+    "POST case heartbeat": [409, 404, 403, 403, 403, 409, 401],
 }
 
 
@@ -51,7 +54,10 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     model = ModelVersionFactory(
         status="candidate", unit=None, bundle_path=str(bootstrap_bundle), sha256=sha256_file(bootstrap_bundle)
     )
-    return {"frame": frame, "clip": clip, "model": model}
+    from tests.ui.conftest import make_case
+
+    case = make_case(neonate=neonate, crop=False)
+    return {"frame": frame, "clip": clip, "model": model, "case": case}
 
 
 def call(client, key, *, unit, neonate, objects, clip_bytes):
@@ -85,6 +91,8 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/models/")
     if key == "POST model activate":
         return client.post(f"/api/v1/models/{objects['model'].pk}/activate/")
+    if key == "POST case heartbeat":
+        return client.post(f"/api/v1/cases/{objects['case'].pk}/heartbeat/")
     if key == "GET health":
         return client.get("/api/v1/health/")
     if key == "GET schema":
