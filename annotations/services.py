@@ -131,13 +131,19 @@ def case_claim_extend(*, case: TriageCase, nurse: User, request=None) -> TriageC
 
 
 @transaction.atomic
-def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
-    """Give a claimed case back to the queue. Only the holder releases a live claim."""
+def case_release(*, case: TriageCase, nurse: User, if_expires_at=None, request=None) -> TriageCase:
+    """Give a claimed case back to the queue. Only the holder releases a live claim.
+
+    ``if_expires_at``: release only if the claim still ends then (the case page leaving sends the
+    end it knew; a reload of the page has extended the claim since, and keeps it).
+    """
     _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE, Role.UNIT_ADMIN))
     now = timezone.now()
     case = _lock_undecided_case(case)
     if not case.claimed_by_id:
         return case
+    if if_expires_at is not None and case.claim_expires_at != if_expires_at:
+        raise CaseConflict("The claim was renewed since; it stays.", code="renewed")
     if case.claimed_by_id != nurse.pk and case.claim_is_live(now) and not nurse.is_unit_admin:
         raise CaseConflict("Only the nurse holding this case can release it.", code="held")
     before = _claim_snapshot(case)

@@ -309,13 +309,23 @@ class CaseClaimApi(APIView):
 
 
 class CaseReleaseApi(APIView):
-    """Give the case back to the queue (the holder, or a unit admin for a stuck claim)."""
+    """Give the case back to the queue (the holder, or a unit admin for a stuck claim).
+
+    Optional ``claim_expires_at``: release only if the claim still ends then, else 409 ``renewed``
+    (the case page sends it when the nurse leaves; a reload has renewed the claim meanwhile).
+    """
 
     permission_classes = [IsClinician]
 
-    @extend_schema(request=None, responses={200: CaseDetailOutputSerializer, 409: OpenApiTypes.OBJECT})
+    class InputSerializer(serializers.Serializer):
+        claim_expires_at = serializers.DateTimeField(required=False)
+
+    @extend_schema(request=InputSerializer, responses={200: CaseDetailOutputSerializer, 409: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
-        return _case_action(request, pk, services.case_release)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if_expires_at = serializer.validated_data.get("claim_expires_at")
+        return _case_action(request, pk, partial(services.case_release, if_expires_at=if_expires_at))
 
 
 class CaseHeartbeatApi(APIView):

@@ -9,7 +9,7 @@
   "use strict";
 
   var BEAT_EVERY_MS = 30000; // at most one heartbeat per 30 s of editing...
-  var BEAT_MIN_GAP_MS = 4000; // ...and never two within 4 s, even near the end of the claim
+  var BEAT_MIN_GAP_MS = 2000; // ...and never two within 2 s, even near the end of the claim
   var WARN_LEFT_S = 120; // the countdown turns amber with two minutes left
   var RECLAIM_WITHIN_MS = 15000; // a reload within this of our own release takes the claim again
   var DRAFT_MAX_AGE_MS = 12 * 3600 * 1000;
@@ -146,9 +146,11 @@
     var caseKey = box.getAttribute("data-user") + ":" + box.getAttribute("data-case");
 
     var deadline = Date.now() + parseInt(box.getAttribute("data-seconds-left") || "0", 10) * 1000;
+    var expiresAt = box.getAttribute("data-expires-at") || ""; // the claim's end as the server wrote it
     var lastActivity = 0;
     var lastBeat = Date.now();
     var beating = false;
+    var reclaim = false; // set in 3.: a reload takes back a claim our own release gave up
     var lost = false; // another nurse holds it, it was released or decided: stop beating
     var leaving = false; // our own form is being submitted: no release, no warning
 
@@ -194,10 +196,14 @@
     });
 
     // 3. A reload right after our own release takes the claim again (she never left the case).
+    //    The release is conditional on the claim's end it knew: renewing the claim at once makes a
+    //    release still in flight a no-op, and one that landed first is undone by claiming again.
     var releasedAt = s ? parseInt(s.getItem("neopain:released:" + caseKey) || "0", 10) : 0;
     if (s) s.removeItem("neopain:released:" + caseKey);
+    var returning = releasedAt && Date.now() - releasedAt < RECLAIM_WITHIN_MS;
+    reclaim = !!returning;
     var claimButton = document.getElementById("claim-button");
-    if (!heldByMe && claimButton && releasedAt && Date.now() - releasedAt < RECLAIM_WITHIN_MS) {
+    if (returning && !heldByMe && claimButton) {
       leaving = true;
       claimButton.form.submit();
       return;
@@ -206,7 +212,7 @@
     // 4. The countdown and the heartbeat (only while she holds the case).
     function render() {
       var left = (deadline - Date.now()) / 1000;
-      var label = mmss(left);
+      var label = lost ? "lost" : mmss(left);
       if (clock) clock.textContent = label;
       pinClocks.forEach(function (el) {
         el.textContent = label;
@@ -223,28 +229,57 @@
       }
     }
 
+    function post(url) {
+      return fetch(url, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+      }).then(function (response) {
+        return response.json().then(
+          function (body) {
+            return { status: response.status, body: body };
+          },
+          function () {
+            return { status: response.status, body: null };
+          }
+        );
+      });
+    }
+
     function heartbeat() {
       if (beating || lost) return;
       beating = true;
       lastBeat = Date.now();
       var started = Date.now();
-      fetch(box.getAttribute("data-heartbeat-url"), {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
-      })
-        .then(function (response) {
-          return response.json().then(function (body) {
-            return { status: response.status, body: body };
-          });
+      post(box.getAttribute("data-heartbeat-url"))
+        .then(function (answer) {
+          if (answer.status === 409 && answer.body && answer.body.code === "not_held" && reclaim) {
+            reclaim = false; // our own release landed first: take the case back once
+            return post(box.getAttribute("data-claim-url")).then(function (again) {
+              if (again.status === 200) {
+                lastBeat = 0;
+                lastActivity = Date.now();
+              }
+              return again;
+            });
+          }
+          return answer;
         })
         .then(function (answer) {
           if (answer.status === 200) {
-            deadline = started + answer.body.claim_seconds_left * 1000;
+            if (answer.body.claim_seconds_left !== undefined) deadline = started + answer.body.claim_seconds_left * 1000;
+            if (answer.body.claim_expires_at) expiresAt = answer.body.claim_expires_at;
             if (problem && problem.getAttribute("data-from") === "heartbeat") problem.hidden = true;
           } else if (answer.status === 409 || answer.status === 404 || answer.status === 403) {
             lost = true;
             box.classList.add("claim-timer--lost");
+            // "You hold this case" and its release button no longer hold.
+            var status = box.closest(".claim-status");
+            if (status) {
+              status.querySelectorAll(".state--mine, .state--mine + form").forEach(function (el) {
+                el.hidden = true;
+              });
+            }
             var why = (answer.body && answer.body.detail) || "You no longer hold this case.";
             if (text) text.textContent = "";
             if (keep) keep.hidden = true;
@@ -283,6 +318,7 @@
       }
       render();
       setInterval(tick, 1000);
+      if (returning) heartbeat(); // a reload: renew now (see 3.)
     }
 
     // 5. Leaving the case gives it back to the queue (a reload takes it again: step 3).
@@ -290,6 +326,7 @@
       if (!heldByMe || lost || leaving) return;
       var body = new FormData();
       body.append("csrfmiddlewaretoken", csrfToken());
+      if (expiresAt) body.append("claim_expires_at", expiresAt);
       if (navigator.sendBeacon && navigator.sendBeacon(box.getAttribute("data-release-url"), body)) {
         if (s) s.setItem("neopain:released:" + caseKey, String(Date.now()));
       }

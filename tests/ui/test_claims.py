@@ -89,9 +89,7 @@ def test_a_nurse_who_never_held_the_case_cannot_heartbeat_it_into_her_hands(clie
 # --- conflicts keep her entries -----------------------------------------------------------------
 
 
-def test_a_refused_submit_shows_her_scores_and_note_again_never_an_empty_form(
-    browser_for, nurse, second_nurse, case
-):
+def test_a_refused_submit_shows_her_scores_and_note_again_never_an_empty_form(browser_for, nurse, second_nurse, case):
     services.case_claim(case=case, nurse=nurse)
     lapse(case)
     services.case_claim(case=case, nurse=second_nurse)  # her claim lapsed and Bella took the case
