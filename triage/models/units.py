@@ -136,6 +136,7 @@ class Neonate(models.Model):
     unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="neonates")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    discharged_at = models.DateTimeField(null=True, blank=True, help_text="Set on discharge (active false).")
 
     class Meta:
         ordering = ["bed", "mrn"]
