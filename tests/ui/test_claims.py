@@ -133,6 +133,19 @@ def test_next_case_skips_cases_another_nurse_holds(nurse, second_nurse, neonate,
     assert selectors.case_neighbours(user=nurse, case=first)[1] == held
 
 
+def test_the_case_pages_next_link_skips_a_case_another_nurse_holds(browser_for, nurse, second_nurse, neonate, model):
+    first = make_case(neonate=neonate, model=model, p_pain=0.54)
+    held = make_case(neonate=neonate, model=model, p_pain=0.52)
+    free = make_case(neonate=neonate, model=model, p_pain=0.50)
+    services.case_claim(case=held, nurse=second_nurse)
+
+    page = browser_for(nurse).get(f"/cases/{first.pk}/").content.decode()
+    assert f'data-next-url="/cases/{free.pk}/"' in page
+    page = browser_for(nurse).get(f"/cases/{free.pk}/").content.decode()
+    assert f'data-prev-url="/cases/{first.pk}/"' in page
+    assert f'data-next-url="/cases/{held.pk}/"' in browser_for(second_nurse).get(f"/cases/{first.pk}/").content.decode()
+
+
 def test_after_a_submit_the_nurse_goes_straight_to_the_next_case_she_can_score(
     browser_for, nurse, second_nurse, neonate, model
 ):
