@@ -57,7 +57,7 @@ def ward(unit, other_unit, nurse, second_nurse):
     baby = NeonateFactory(mrn="MRN-204311", bed="4", unit=unit)
     twin = NeonateFactory(mrn="MRN-204312", bed="5", unit=unit)
     south_baby = NeonateFactory(mrn="MRN-SOUTH-77", bed="12", unit=other_unit)
-    first = make_case(neonate=baby, model=model, p_pain=0.51, age_minutes=12)
+    first = make_case(neonate=baby, model=model, p_pain=0.51, age_minutes=4)  # fresh (stale after 10 min)
     second = make_case(neonate=twin, model=model, p_pain=0.47, age_minutes=3)
     foreign = make_case(neonate=south_baby, model=model, p_pain=0.5, age_minutes=8)
     auto = PredictionFactory(frame=FrameFactory(neonate=baby), model_version=model, p_pain=0.97)
