@@ -232,9 +232,19 @@ def case_get(*, user: User, pk: int) -> TriageCase:
     return case
 
 
+def cases_free_for(*, user: User, cases: QuerySet) -> QuerySet:
+    """``cases`` without those another nurse's live claim holds (hers, unclaimed and lapsed stay)."""
+    held_by_other = Q(claimed_by__isnull=False, claim_expires_at__gt=timezone.now()) & ~Q(claimed_by=user)
+    return cases.exclude(held_by_other)
+
+
 def case_neighbours(*, user: User, case: TriageCase) -> tuple[TriageCase | None, TriageCase | None]:
-    """(previous, next) open case in queue order, for J/K (their ids only: the page links to them)."""
-    queue = queue_for_nurse(user=user).exclude(pk=case.pk).select_related(None).only("id")
+    """(previous, next) open case in queue order, for J/K (their ids only: the page links to them).
+
+    Cases another nurse holds now are skipped: J lands only on a case she can score.
+    """
+    queue = cases_free_for(user=user, cases=queue_for_nurse(user=user).exclude(pk=case.pk))
+    queue = queue.select_related(None).only("id")
     key_after = (
         Q(p_pain__lt=case.p_pain)
         | Q(p_pain=case.p_pain, created_at__gt=case.created_at)

@@ -77,6 +77,16 @@ def clock(moment):
 
 
 @register.filter
+def mmss(seconds) -> str:
+    """A countdown as m:ss ('14:05', '0:09'); negative or missing reads 0:00."""
+    try:
+        seconds = max(0, int(seconds))
+    except (TypeError, ValueError):
+        seconds = 0
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@register.filter
 def prob(value, digits: int = 2) -> str:
     if value is None or value == "":
         return "—"
