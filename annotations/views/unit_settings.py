@@ -64,6 +64,16 @@ class UnitSettingsForm(forms.Form):
         label="Camera offline after (minutes)",
         help_text="A bedside camera silent this long is shown offline; one watching a baby is a warning on the queue.",
     )
+    stale_after_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=24 * 60,
+        label="Frame stale after (minutes)",
+        help_text=(
+            "A frame captured longer ago than this is stale: the queue lists it after fresh frames (grouped per baby) "
+            "and the case warns that the baby may look different now."
+        ),
+    )
     alert_rule_k = forms.IntegerField(
         min_value=1,
         max_value=20,
@@ -103,7 +113,7 @@ class UnitSettingsForm(forms.Form):
     )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s")
+OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "stale_after_minutes")
 
 
 def _admin_unit(request) -> Unit:

@@ -3,6 +3,7 @@
 - :mod:`triage.models.units`: units and their settings, people and roles, neonates, bedside cameras.
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
+- :mod:`triage.models.baselines`: each neonate's baseline per model version.
 - :mod:`triage.models.identities`: accounts at an identity provider (single sign-on).
 """
 
@@ -19,6 +20,7 @@ from triage.models.frames import (
     saliency_upload_to,
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
+from triage.models.baselines import NeonateBaseline
 from triage.models.identities import ExternalIdentity
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "Frame",
     "ModelVersion",
     "Neonate",
+    "NeonateBaseline",
     "Prediction",
     "Role",
     "TriageCase",

@@ -17,10 +17,12 @@ nothing here imports ``triage.tasks``: enqueueing goes through :mod:`triage.serv
 - :mod:`~triage.services.sweeper`      re-publishing stuck work
 - :mod:`~triage.services.neonates`     neonate creation
 - :mod:`~triage.services.devices`      bedside camera heartbeats (device health)
+- :mod:`~triage.services.baselines`    per-neonate baselines: rescore, update, rebuild
 """
 
 from triage.services.alerts import alert_raise
 from triage.services.audit import audit_record, client_ip, image_view_record
+from triage.services.baselines import baselines_apply, baselines_update, neonate_baseline_rebuild
 from triage.services.claims import frames_claim, frames_fail, frames_release
 from triage.services.clips import clip_ingest, clip_process, video_sniff
 from triage.services.devices import device_heartbeat_record
@@ -57,6 +59,8 @@ __all__ = [
     "_saliency_image",
     "alert_raise",
     "audit_record",
+    "baselines_apply",
+    "baselines_update",
     "client_ip",
     "clip_ingest",
     "device_heartbeat_record",
@@ -74,6 +78,7 @@ __all__ = [
     "model_version_activate",
     "model_version_can_manage",
     "model_version_register",
+    "neonate_baseline_rebuild",
     "neonate_create",
     "pipelines_warm",
     "prediction_record",

@@ -61,17 +61,28 @@ class Command(TrainingCommand):
         alpha = options["alpha"] or 0.05
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
-        for backbone in options["backbone"]:
-            config = self.train_config(options, backbone)
+        runs = [(b, mode) for b in options["backbone"] for mode in dict.fromkeys(options["baseline"])]
+        several_modes = len(set(options["baseline"])) > 1
+        banks: dict[tuple, Any] = {}  # frozen features shared by runs that differ only in the baseline
+        for backbone, mode in runs:
+            # With --baseline none neonate the two runs sit side by side as "<backbone>+<mode>".
+            name = f"{backbone}+{mode}" if several_modes else backbone
+            config = self.train_config(options, backbone, baseline=mode)
+            key = (backbone, config.finetune, config.augment_views, config.augment, config.flip_tta, config.seed)
             try:
-                result = tr.losocv(crops, config=config, alpha=alpha, progress=self.show_progress(options))
+                if config.finetune != "all" and key not in banks:
+                    banks[key] = tr.FeatureBank(crops.crops, config=config, progress=self.show_progress(options))
+                result = tr.losocv(
+                    crops, config=config, alpha=alpha, progress=self.show_progress(options), bank=banks.get(key)
+                )
             except tr.DatasetError as exc:
                 raise CommandError(str(exc)) from exc
             except (FileNotFoundError, RuntimeError) as exc:  # e.g. resnet50 without operator weights
-                errors[backbone] = str(exc)
-                self.stderr.write(f"{backbone}: skipped: {exc}")
+                errors[name] = str(exc)
+                self.stderr.write(f"{name}: skipped: {exc}")
                 continue
-            results[backbone] = result
+            result["baseline"] = mode
+            results[name] = result
         if not results:
             raise CommandError("no backbone could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
         names = list(results)
@@ -199,7 +210,10 @@ class Command(TrainingCommand):
         self.stdout.write(
             f"Left out {n_excluded} image(s) this model trained on; evaluating on {len(keep)} held-out images."
         )
-        p_pain = loaded.predict_proba(crops.crops)[:, loaded.pain_index]
+        from inference.baseline import model_evaluate_p_pain
+
+        # As served: a baseline model judges each subject's frames against that subject's baseline.
+        p_pain, baseline_info = model_evaluate_p_pain(loaded, crops.crops, [image.subject for image in crops.images])
         labels = crops.labels
         from annotations.model_metrics import unit_alpha
 
@@ -208,6 +222,7 @@ class Command(TrainingCommand):
             p_pain=p_pain, labels=labels, alpha=alpha, subjects=[image.subject for image in crops.images]
         )
         analysis["n_excluded_training_images"] = n_excluded
+        analysis["baseline"] = baseline_info
         analysis["dataset"] = {k: v for k, v in summary.items() if k != "per_subject"}
         analysis["evaluation"] = f"held-out dataset {options['dataset']}"
         self.stdout.write(
