@@ -341,3 +341,28 @@ def test_an_incomplete_or_unsafe_configuration_refuses_to_start(tmp_path, env, m
     result = run_settings({"NEOPAIN_DATA_DIR": str(tmp_path), **env})
 
     assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
+
+
+def test_the_sign_in_redirect_carries_pkce_state_nonce_and_the_prompt(sso, db, monkeypatch):
+    from urllib.parse import parse_qs, urlsplit
+
+    from triage.sso import views
+
+    monkeypatch.setattr(
+        views, "provider_metadata", lambda: {"authorization_endpoint": "https://idp.example.org/authorize"}
+    )
+    sso.OIDC_AUTH_REQUEST_EXTRA_PARAMS = {"prompt": "login"}
+    browser = Client()
+
+    response = browser.get("/oidc/authenticate/", {"next": "/alerts/"})
+
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    query = {key: values[0] for key, values in parse_qs(location.query).items()}
+    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://idp.example.org/authorize"
+    assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
+    assert query["redirect_uri"] == "http://testserver/oidc/callback/"
+    assert (query["client_id"], query["response_type"], query["prompt"]) == ("neopain", "code", "login")
+    stored = browser.session["oidc_states"][query["state"]]
+    assert stored["nonce"] == query["nonce"] and len(stored["code_verifier"]) >= 43
+    assert browser.session["oidc_login_next"] == "/alerts/"
