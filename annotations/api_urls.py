@@ -9,6 +9,7 @@ urlpatterns = [
     path("cases/<int:pk>/", apis.CaseDetailApi.as_view(), name="api-case-detail"),
     path("cases/<int:pk>/claim/", apis.CaseClaimApi.as_view(), name="api-case-claim"),
     path("cases/<int:pk>/release/", apis.CaseReleaseApi.as_view(), name="api-case-release"),
+    path("cases/<int:pk>/heartbeat/", apis.CaseHeartbeatApi.as_view(), name="api-case-heartbeat"),
     path("cases/<int:pk>/assessment/", apis.AssessmentCreateApi.as_view(), name="api-case-assessment"),
     path("alerts/<int:pk>/acknowledge/", apis.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),
     path("assessments/export.csv", apis.AssessmentExportApi.as_view(), name="api-assessment-export"),

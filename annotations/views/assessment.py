@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from annotations import selectors, services
+from annotations import queue_time, selectors, services
 from annotations.models import NIPS_ITEMS
 from triage.models import Role, TriageCase
 from triage.routing_reason import routing_reason
@@ -31,7 +31,9 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     user = request.user
     now = timezone.now()
     rules = unit_settings_get(unit=case.unit)
-    previous, following = selectors.case_neighbours(user=user, case=case)
+    # J/K follow the dashboard's time-first order (fresh frames first, grouped per baby).
+    groups = queue_time.queue_groups(user=user, stale_after_minutes=rules.stale_after_minutes, now=now)
+    previous, following = queue_time.queue_time_neighbours(user=user, case=case, groups=groups, queue=_free_queue(user))
     held_live = case.claim_is_live(now)
     held_by_me = held_live and case.claimed_by_id == user.pk
     already_scored = any(a.nurse_id == user.pk for a in case.assessments.all())
@@ -66,6 +68,10 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         "held_live": held_live,
         "held_by_me": held_by_me,
         "held_by_other": held_live and not held_by_me,
+        "claim_seconds_left": max(0, int((case.claim_expires_at - now).total_seconds())) if held_by_me else 0,
+        "claim_timeout_seconds": rules.claim_timeout_minutes * 60,
+        # Entries sent back after a refusal (held by another nurse, decided meanwhile): shown, never dropped.
+        "kept_entries": bool(form_values) and (decided or already_scored),
         "already_scored": already_scored,
         "decided": decided,
         "can_claim": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
@@ -87,6 +93,8 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
             is_bootstrap=prediction.model_version.is_bootstrap,
             is_audit=case.is_audit,
         ),
+        "frame_stale": prediction.frame.captured_at < groups.cutoff,
+        "stale_after": rules.stale_after_minutes,
         "saliency_absent": saliency_absent_reason(prediction, blind=case.is_audit and not decided),
     }
 
@@ -166,8 +174,11 @@ def assessment_submit(request, case_id: int):
         context = case_context(request, case, form_values=values, form_errors=exc.message_dict)
         return render(request, "triage/case_detail.html", context, status=400)
     except services.CaseConflict as exc:
-        messages.error(request, f"Not saved: {exc.message}")
-        return redirect("triage:case_detail", pk=case.pk)
+        # Her scores and note come back in the form (never an empty form); the page says why.
+        case = selectors.case_get(user=request.user, pk=case_id)
+        context = case_context(request, case, form_values=values)
+        context["conflict"] = exc.message
+        return render(request, "triage/case_detail.html", context, status=409)
     if assessment.unable_to_assess:
         verdict = "unable to assess"
     else:
@@ -178,7 +189,22 @@ def assessment_submit(request, case_id: int):
     elif assessment.case.status != "decided":
         tail = " A second nurse will score it blind."
     messages.success(request, f"Case {case.pk} saved: {verdict}.{tail}")
-    return redirect("triage:dashboard")
+    return redirect_to_next_case(request, case)
+
+
+def _free_queue(user):
+    """Her queue without the cases another nurse holds now: J and "next case" land only where she can score."""
+    return selectors.cases_free_for(user=user, cases=selectors.queue_for_nurse(user=user))
+
+
+def redirect_to_next_case(request, case: TriageCase):
+    """After a submit, straight on to the first case she can score in the dashboard's order, else the queue."""
+    rules = unit_settings_get(unit=case.unit)
+    groups = queue_time.queue_groups(user=request.user, stale_after_minutes=rules.stale_after_minutes)
+    following = queue_time.queue_time_ordered(_free_queue(request.user), groups=groups).first()
+    if following is None:
+        return redirect("triage:dashboard")
+    return redirect("triage:case_detail", pk=following.pk)
 
 
 @require_POST

@@ -69,6 +69,11 @@ class UnitSettings(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
         help_text="A clip yields at least one keyframe this often (seconds; 0 = only at changes).",
     )
+    stale_after_minutes = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="A frame captured longer ago than this is stale: queued after fresh frames, with a warning.",
+    )
     device_offline_minutes = models.PositiveIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)], help_text="Camera silence = offline."
     )
@@ -76,6 +81,13 @@ class UnitSettings(models.Model):
     alert_rule_k = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
     alert_rule_n = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
     alert_rule_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(10), MaxValueValidator(3600)])
+    # Lifetime of new API tokens (issue 18): cameras a year, people a shift.
+    device_token_days = models.PositiveIntegerField(
+        default=365, validators=[MinValueValidator(1), MaxValueValidator(3 * 365)], help_text="Camera token lifetime."
+    )
+    person_token_hours = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(1), MaxValueValidator(30 * 24)], help_text="Staff token lifetime."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -136,6 +148,7 @@ class Neonate(models.Model):
     unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="neonates")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    discharged_at = models.DateTimeField(null=True, blank=True, help_text="Set on discharge (active false).")
 
     class Meta:
         ordering = ["bed", "mrn"]
@@ -147,7 +160,7 @@ class Neonate(models.Model):
 
 
 class Device(models.Model):
-    """A bedside camera. It authenticates as its own user (role device) with a DRF token."""
+    """A bedside camera. It authenticates as its own user (role device) with an ``ApiToken``."""
 
     name = models.CharField(max_length=80)
     unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="devices")
@@ -165,7 +178,6 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.unit})"
-
 
 
 def _sync_role_group(sender, instance: User, **kwargs) -> None:
