@@ -41,6 +41,7 @@ PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "triage:unit_babies": ("/unit/babies/", ("unit_admin",)),
     "annotations:export": ("/annotations/export/", ("nurse",)),
     "annotations:models": ("/annotations/models/", ("ml_engineer",)),
+    "ehr:outbox": ("/ehr/outbox/", ("unit_admin",)),
 }
 # Pages answered to a form POST: (page with the form, button that posts it, role).
 POST_PAGES: dict[str, tuple[str, str, str]] = {
@@ -66,6 +67,7 @@ NOT_PAGES: dict[str, str] = {
     "triage:unit_baby_discharge": "form POST, redirects",
     "triage:camera_token_rotate": "the cameras page with the new key, as camera_token_create (checked there)",
     "triage:api_token_revoke": "form POST, redirects",
+    "ehr:outbox_retry": "form POST, redirects",
     "triage:frame_image": "an image",
     "triage:prediction_crop": "an image",
     "triage:prediction_saliency": "an image",
