@@ -341,20 +341,32 @@ def neonates_for_unit(*, user: User) -> QuerySet:
 
 
 def neonate_timeline(*, neonate: Neonate, since: datetime, until: datetime, limit: int = 2000) -> dict:
-    """Predictions, assessments and alerts of one neonate in a time window (three queries)."""
+    """Predictions, assessments and alerts of one neonate in a time window (three queries).
+
+    Assessments are placed by the frame's capture time (annotations/timeline_chart.py), not by the
+    moment the nurse submitted the form.
+    """
     predictions = list(
         Prediction.objects.filter(frame__neonate=neonate, frame__captured_at__gte=since, frame__captured_at__lte=until)
         .select_related("frame", "model_version")
         .order_by("-frame__captured_at")[:limit]
     )
     predictions.reverse()
+    # Assessments by the time of the frame they score (what the chart plots), or submitted in the window.
     assessments = list(
-        NipsAssessment.objects.filter(case__neonate=neonate, created_at__gte=since, created_at__lte=until)
+        NipsAssessment.objects.filter(case__neonate=neonate)
+        .filter(
+            Q(case__captured_at__gte=since, case__captured_at__lte=until) | Q(created_at__gte=since, created_at__lte=until)
+        )
         .select_related("nurse", "case")
-        .order_by("created_at")
+        .order_by("case__captured_at", "created_at")
     )
+    # Alerts raised in the window, and those acknowledged in it (the intervention their note records).
     alerts = list(
-        Alert.objects.filter(neonate=neonate, created_at__gte=since, created_at__lte=until).order_by("created_at")
+        Alert.objects.filter(neonate=neonate)
+        .filter(Q(created_at__gte=since, created_at__lte=until) | Q(acknowledged_at__gte=since, acknowledged_at__lte=until))
+        .select_related("acknowledged_by")
+        .order_by("created_at")
     )
     return {"predictions": predictions, "assessments": assessments, "alerts": alerts}
 

@@ -17,6 +17,7 @@ nothing here imports ``triage.tasks``: enqueueing goes through :mod:`triage.serv
 - :mod:`~triage.services.sweeper`      re-publishing stuck work
 - :mod:`~triage.services.neonates`     neonate creation
 - :mod:`~triage.services.devices`      bedside camera heartbeats (device health)
+- :mod:`~triage.services.tokens`       API tokens: create, rotate, revoke, authenticate
 - :mod:`~triage.services.baselines`    per-neonate baselines: rescore, update, rebuild
 """
 
@@ -38,6 +39,16 @@ from triage.services.neonates import neonate_create
 from triage.services.predictions import _saliency_image, prediction_record, prediction_route, predictions_record
 from triage.services.registry import model_version_activate, model_version_can_manage, model_version_register
 from triage.services.sweeper import WAITING_FOR_MODEL, frames_sweep
+from triage.services.tokens import (
+    IssuedToken,
+    TokenRefused,
+    api_token_authenticate,
+    api_token_can_manage,
+    api_token_create,
+    api_token_lifetime,
+    api_token_revoke,
+    api_token_rotate,
+)
 from triage.services.units import (
     UNIT_SETTINGS_EDITABLE,
     unit_settings_can_change,
@@ -53,6 +64,8 @@ __all__ = [
     "UNIT_SETTINGS_EDITABLE",
     "WAITING_FOR_MODEL",
     "FramesRetry",
+    "IssuedToken",
+    "TokenRefused",
     "UploadTooLarge",
     "_frames_score_batch",
     "_pipeline_for",
@@ -60,6 +73,12 @@ __all__ = [
     "alert_escalation_recipients",
     "alert_raise",
     "alerts_escalate",
+    "api_token_authenticate",
+    "api_token_can_manage",
+    "api_token_create",
+    "api_token_lifetime",
+    "api_token_revoke",
+    "api_token_rotate",
     "audit_record",
     "baselines_apply",
     "baselines_update",
