@@ -34,6 +34,7 @@ class UnitSettingsForm(forms.Form):
         help_text="Repeats for the same baby within this time are counted on the open alert, not paged again.",
     )
     alert_escalation_minutes = forms.IntegerField(
+        required=False,
         min_value=1,
         max_value=240,
         label="Escalate an unacknowledged alert after (minutes)",
@@ -133,7 +134,10 @@ class UnitSettingsForm(forms.Form):
     )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "stale_after_minutes", "device_token_days", "person_token_hours")
+OPTIONAL_UNCHANGED = (
+    *("audit_share", "keyframe_period_s", "stale_after_minutes", "device_token_days", "person_token_hours"),
+    "alert_escalation_minutes",
+)
 
 
 def _admin_unit(request) -> Unit:
