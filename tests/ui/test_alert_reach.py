@@ -182,3 +182,24 @@ def test_a_just_raised_alert_reads_just_now_never_just_now_ago(browser_for, neon
     auto_alert(neonate=neonate, model=model, minutes_ago=0)
     page = browser_for(nurse).get("/alerts/").content.decode()
     assert "just now ago" not in page and "just now</time>" in page
+
+
+def test_the_unit_admin_names_the_charge_nurse_on_the_staff_page_audited(browser_for, unit_admin, nurse, other_nurse):
+    client = browser_for(unit_admin)
+
+    response = client.post(f"/unit/people/{nurse.pk}/", {"action": "charge_on"})
+
+    assert response.status_code == 302
+    nurse.refresh_from_db()
+    assert nurse.is_charge_nurse
+    row = AuditEvent.objects.get(action="user.charge_nurse_set")
+    assert row.actor == unit_admin and row.after == {"charge_nurse": True}
+    page = client.get("/unit/people/").content.decode()
+    assert "charge nurse</span>" in page and "Not charge nurse" in page
+    client.post(f"/unit/people/{nurse.pk}/", {"action": "charge_off"})
+    nurse.refresh_from_db()
+    assert not nurse.is_charge_nurse
+    # Another unit's nurse is not hers to name.
+    assert client.post(f"/unit/people/{other_nurse.pk}/", {"action": "charge_on"}).status_code == 404
+    other_nurse.refresh_from_db()
+    assert not other_nurse.is_charge_nurse
