@@ -335,3 +335,14 @@ def test_token_page_permission_matrix(browser_for, page_person, device, key, who
     changed = key != "GET devices page" and expected in (200, 302) and who != "anonymous"
     assert (token.revoked_at is not None) == (changed and key != "POST camera token new")
     assert ApiToken.objects.filter(user=device.user).count() == (2 if changed and key != "POST token revoke" else 1)
+
+
+# --- /metrics (issue 18): no role opens it; only the scrape token or an allowed address -------------
+@pytest.mark.parametrize("who", PAGE_PEOPLE)
+def test_no_role_may_read_metrics_with_its_session_or_api_token(settings, browser_for, client_for, page_person, who):
+    settings.NEOPAIN_METRICS_TOKEN, settings.NEOPAIN_METRICS_ALLOWED_IPS = "scrape-token-0123456789", []
+    person = page_person(who)
+
+    assert browser_for(person).get("/metrics").status_code == 403
+    assert client_for(person).get("/metrics").status_code == 403
+    assert browser_for(person).get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-0123456789").status_code == 200
