@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotations.models import NIPS_ITEMS, FaceBoxCorrection, NipsAssessment
+from annotations.observations import SCORABLE, Kind, Method, ObservationError, method_parse, observation_verdict
 from triage.models import Alert, Frame, Role, TriageCase, User
 from triage.services import alert_raise, audit_record, unit_settings_get
 
@@ -127,15 +128,31 @@ def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
     return case
 
 
-def nips_items_clean(items: dict, *, unable_to_assess: bool) -> dict[str, int | None]:
-    """Validate the six NIPS items (field errors in one ValidationError). Unable to assess: all blank."""
+NOT_OBSERVED = ("x", "not_observed")
+"""Form and API spellings of an item marked "not observed" (besides ``None``)."""
+
+OBSERVED_AT_SKEW = timedelta(minutes=2)
+OBSERVED_AT_MAX_AGE = timedelta(hours=24)
+
+
+def nips_items_clean(
+    items: dict, *, unable_to_assess: bool, method: Method = Method.UNRECORDED
+) -> dict[str, int | None]:
+    """Validate the six NIPS items (field errors in one ValidationError). Unable to assess: all blank.
+
+    An item is a score, or "not observed" (``None``, ``"x"``): saying so is required, a missing
+    item is an error, except the bedside items of a review from the image only (it cannot see them).
+    """
     errors: dict[str, list[str]] = {}
     cleaned: dict[str, int | None] = {}
     for name, maximum in NIPS_ITEMS.items():
-        raw = items.get(name)
-        if raw is None or raw == "":
-            if not unable_to_assess:
-                errors[name] = ["Required."]
+        raw = items.get(name, "")
+        if raw is None or raw in NOT_OBSERVED:
+            cleaned[name] = None
+            continue
+        if raw == "":
+            if not unable_to_assess and name in SCORABLE[method] and method != Method.IMAGE:
+                errors[name] = ["Required. Score it, or mark it not observed."]
             cleaned[name] = None
             continue
         if isinstance(raw, bool):
@@ -163,6 +180,22 @@ def nips_items_clean(items: dict, *, unable_to_assess: bool) -> dict[str, int | 
     return cleaned
 
 
+def observed_at_clean(observed_at, *, method: Method, frame_captured_at, now) -> object:
+    """When the baby was observed: the frame's time (image only), else as given, else now (cot / video).
+
+    Not in the future (2 minutes' clock skew allowed), not more than a day ago.
+    """
+    if method == Method.IMAGE:
+        return frame_captured_at  # what was seen is the frame, taken then
+    if observed_at is None:
+        return None if method == Method.UNRECORDED else now
+    if observed_at > now + OBSERVED_AT_SKEW:
+        raise ValidationError({"observed_at": ["Cannot be in the future."]})
+    if observed_at < now - OBSERVED_AT_MAX_AGE:
+        raise ValidationError({"observed_at": ["More than a day ago: record it as a new observation."]})
+    return observed_at
+
+
 def _final_pain(assessments: list[NipsAssessment]) -> bool | None:
     """Pain if any scorer says pain; no pain if any could score and none said pain; None if none could."""
     verdicts = [a.pain for a in assessments if a.pain is not None]
@@ -181,9 +214,17 @@ def assessment_create(
     unable_reason: str = "",
     intubated: bool = False,
     unable_to_assess: bool | None = None,
+    method: str | None = None,
+    observed_at=None,
+    nurse_call: bool | None = None,
     request=None,
 ) -> NipsAssessment:
     """Record ``nurse``'s NIPS scoring of ``case``; decide the case when the last required score lands.
+
+    ``method`` says how the baby was observed (:class:`annotations.observations.Method`; blank:
+    not recorded). The NIPS total and rule verdict exist only for a complete observation; a
+    face-only or partial review needs ``nurse_call`` (her own pain / no pain call) and decides
+    the case by it.
 
     The nurse must hold the claim, or the case must be unclaimed (then it is claimed implicitly).
     ``unable_to_assess`` defaults to "a reason was given". Nurse-confirmed pain raises an alert.
@@ -196,20 +237,65 @@ def assessment_create(
     if unable_to_assess is None:
         unable_to_assess = bool(unable_reason)
     errors: dict[str, list[str]] = {}
+    try:
+        observed_by = method_parse(method)
+    except ObservationError as exc:
+        raise ValidationError(exc.errors) from exc
     if unable_to_assess and not unable_reason:
         errors["unable_reason"] = ["Say why the baby could not be assessed."]
     if len(unable_reason) > UNABLE_REASON_MAX:
         errors["unable_reason"] = [f"At most {UNABLE_REASON_MAX} characters."]
     if len(note) > NOTE_MAX:
         errors["note"] = [f"At most {NOTE_MAX} characters."]
+    cleaned: dict[str, int | None] = {}
     try:
-        cleaned = nips_items_clean(items or {}, unable_to_assess=bool(unable_to_assess))
+        cleaned = nips_items_clean(items or {}, unable_to_assess=bool(unable_to_assess), method=observed_by)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    rules = unit_settings_get(unit=case.unit)
+    verdict = None
+    if not errors and not unable_to_assess:
+        try:
+            verdict = observation_verdict(
+                observed_by, cleaned, threshold=rules.nips_pain_threshold, nurse_call=nurse_call
+            )
+        except ObservationError as exc:
+            errors.update(exc.errors)
+    now = timezone.now()
+    try:
+        observed_at = observed_at_clean(
+            observed_at, method=observed_by, frame_captured_at=case.prediction.frame.captured_at, now=now
+        )
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
 
-    now = timezone.now()
+    fields = {
+        **cleaned,
+        "intubated": bool(intubated),
+        "rule": rules.nips_rule,
+        "unable_to_assess": bool(unable_to_assess),
+        "unable_reason": unable_reason,
+        "note": note,
+        "method": observed_by.value,
+        "observed_at": observed_at,
+        "kind": (verdict.kind if verdict else Kind.NIPS).value,
+        "nurse_call": nurse_call,
+        "total": verdict.total if verdict else None,
+        "pain": verdict.pain if verdict else None,
+    }
+    return _assessment_record(case=case, nurse=nurse, fields=fields, now=now, request=request)
+
+
+def _assessment_record(
+    *, case: TriageCase, nurse: User, fields: dict, now, request=None, source: NipsAssessment | None = None
+) -> NipsAssessment:
+    """Save one validated assessment on ``case`` (locked), decide the case if it was the last score, audit, alert.
+
+    ``source``: the bedside observation this one copies onto another case of the same baby
+    (its pain alert, if any, was raised with the source).
+    """
     case = _lock_undecided_case(case, message="This case is already decided; it cannot be assessed again.")
     _ensure_not_held_by_other(case, nurse, now)
     previous = list(case.assessments.all())
@@ -217,23 +303,15 @@ def assessment_create(
         raise CaseConflict(
             "You have already scored this case; a second nurse must score it blind.", code="already_scored"
         )
-
-    rules = unit_settings_get(unit=case.unit)
     assessment = NipsAssessment(
         case=case,
         nurse=nurse,
-        intubated=bool(intubated),
-        rule=rules.nips_rule,
-        unable_to_assess=bool(unable_to_assess),
-        unable_reason=unable_reason,
-        note=note,
         is_second_opinion=bool(previous),
         started_at=case.claimed_at if case.claimed_by_id == nurse.pk else None,
         created_at=now,
-        **cleaned,
+        bedside_source=source,
+        **fields,
     )
-    assessment.total = assessment.compute_total()
-    assessment.pain = NipsAssessment.pain_by_rule(assessment.total, rules.nips_pain_threshold)
     try:
         with transaction.atomic():
             assessment.save()
@@ -265,6 +343,11 @@ def assessment_create(
             "total": assessment.total,
             "rule": assessment.rule,
             "pain": assessment.pain,
+            "kind": assessment.kind,
+            "method": assessment.method,
+            "observed_at": assessment.observed_at.isoformat() if assessment.observed_at else None,
+            "nurse_call": assessment.nurse_call,
+            "bedside_source": source.pk if source else None,
             "intubated": assessment.intubated,
             "unable_to_assess": assessment.unable_to_assess,
             "is_second_opinion": assessment.is_second_opinion,
@@ -281,14 +364,15 @@ def assessment_create(
             after={"status": case.status, "final_pain": case.final_pain, "assessments": len(all_assessments)},
             request=request,
         )
-    if assessment.pain:
+    if assessment.pain and source is None:
         alert_raise(
             neonate=case.neonate, source=Alert.Source.NURSE, assessment=assessment, prediction=case.prediction, at=now
         )
     logger.info(
-        "case %s assessed by %s: total %s pain %s%s",
+        "case %s assessed by %s: %s total %s pain %s%s",
         case.pk,
         nurse.pk,
+        assessment.kind,
         assessment.total,
         assessment.pain,
         " (decided)" if decided else "",
