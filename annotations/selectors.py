@@ -9,7 +9,7 @@ import hashlib
 from datetime import date, datetime, time, timedelta
 
 from django.core.paginator import Paginator
-from django.db.models import Count, F, IntegerField, Max, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Count, F, IntegerField, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -317,31 +317,62 @@ def neonate_timeline(*, neonate: Neonate, since: datetime, until: datetime, limi
     return {"predictions": predictions, "assessments": assessments, "alerts": alerts}
 
 
-def threshold_workload_estimate(*, unit: Unit, days: int = 7, thresholds=WORKLOAD_THRESHOLDS, now=None) -> dict:
-    """Expected daily nurse cases and automatic pain verdicts at each threshold, from recent predictions.
+def threshold_workload_estimate(
+    *,
+    unit: Unit,
+    model_version=None,
+    audit_share: float = 0.0,
+    days: int = 7,
+    thresholds=WORKLOAD_THRESHOLDS,
+    now=None,
+) -> dict:
+    """Expected daily nurse cases and automatic pain verdicts at each threshold, routed as ``model_version`` routes.
 
     One aggregate query (conditional counts per threshold), however many predictions there are.
-    Automatic pain verdicts are counted before the alert cooldown merges repeats, so they are an
-    upper bound on pages to the pain team. The rate divides by the days actually covered (at most
-    ``days``), so a unit that started yesterday is not under-estimated seven-fold.
+    The counts come from the active model's own predictions when it has any in the window (another
+    model's confidences say little about this one's); else from every recent prediction, and
+    ``source`` says so. A bootstrap model never decides alone (``prediction_route``): every frame
+    goes to a nurse at every threshold. Above the threshold, ``audit_share`` of the automatic
+    verdicts also go to a nurse (blind audit cases). ``actual_nurse_share`` is what was really
+    routed to nurses in the window, to read the estimate against. Automatic pain verdicts are
+    counted before the alert rule merges repeats (an upper bound on pages). The rate divides by the
+    days actually covered (at most ``days``), so a unit that started yesterday is not
+    under-estimated seven-fold.
     """
     now = now or timezone.now()
     since = now - timedelta(days=days)
-    aggregates = {"n": Count("id"), "first": Min("created_at"), "last": Max("created_at")}
+    own = Q(model_version=model_version) if model_version is not None else Q()
+    aggregates = {
+        "n_all": Count("id"),
+        "first_all": Min("created_at"),
+        "nurse_all": Count("id", filter=Q(routed_to=Prediction.Route.NURSE)),
+        "n_own": Count("id", filter=own),
+        "first_own": Min("created_at", filter=own),
+        "nurse_own": Count("id", filter=own & Q(routed_to=Prediction.Route.NURSE)),
+    }
     for i, t in enumerate(thresholds):
-        aggregates[f"nurse_{i}"] = Count("id", filter=Q(confidence__lt=t))
-        aggregates[f"auto_pain_{i}"] = Count("id", filter=Q(confidence__gte=t, label=Prediction.Label.PAIN))
+        for key, scope in (("all", Q()), ("own", own)):
+            aggregates[f"below_{key}_{i}"] = Count("id", filter=scope & Q(confidence__lt=t))
+            aggregates[f"auto_pain_{key}_{i}"] = Count(
+                "id", filter=scope & Q(confidence__gte=t, label=Prediction.Label.PAIN)
+            )
     row = Prediction.objects.filter(frame__unit=unit, created_at__gte=since, created_at__lte=now).aggregate(
         **aggregates
     )
-    n = row["n"] or 0
+    key = "own" if model_version is not None and row["n_own"] else "all"
+    n = row[f"n_{key}"] or 0
+    never_auto = bool(model_version is not None and model_version.is_bootstrap)
     covered_days = float(days)
-    if n and row["first"] is not None:
-        covered_days = min(float(days), max(1.0, (now - row["first"]).total_seconds() / 86400))
+    if n and row[f"first_{key}"] is not None:
+        covered_days = min(float(days), max(1.0, (now - row[f"first_{key}"]).total_seconds() / 86400))
     rows = []
     for i, t in enumerate(thresholds):
-        nurse = row[f"nurse_{i}"] or 0
-        auto_pain = row[f"auto_pain_{i}"] or 0
+        below = row[f"below_{key}_{i}"] or 0
+        auto_pain = row[f"auto_pain_{key}_{i}"] or 0
+        if never_auto:
+            nurse, auto_pain = float(n), 0
+        else:
+            nurse = below + (n - below) * float(audit_share or 0.0)
         rows.append(
             {
                 "threshold": t,
@@ -350,7 +381,16 @@ def threshold_workload_estimate(*, unit: Unit, days: int = 7, thresholds=WORKLOA
                 "nurse_share": nurse / n if n else None,
             }
         )
-    return {"n": n, "days": covered_days, "window_days": days, "rows": rows}
+    return {
+        "n": n,
+        "days": covered_days,
+        "window_days": days,
+        "rows": rows,
+        "source": "active" if key == "own" else "all",
+        "never_auto": never_auto,
+        "audit_share": float(audit_share or 0.0),
+        "actual_nurse_share": (row[f"nurse_{key}"] or 0) / n if n else None,
+    }
 
 
 def _day_start(d: date) -> datetime:

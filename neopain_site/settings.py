@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "csp",
     "triage",
     "annotations",
+    "ehr",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +184,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Passwords (unless NEOPAIN_LOCAL_LOGIN switches them off), then the OpenID Connect provider when
+# NEOPAIN_OIDC_ISSUER is set (neopain_site/sso_settings.py, docs/sso.md).
+AUTHENTICATION_BACKENDS = ["triage.sso.backends.LocalPasswordBackend", "triage.sso.backends.OIDCBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "triage:dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -277,6 +281,9 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     }
 }
+from neopain_site.sso_settings import *  # noqa: E402, F403 (single sign-on, all from the environment)
+
+CONTENT_SECURITY_POLICY = csp_with_provider(CONTENT_SECURITY_POLICY, NEOPAIN_OIDC_ISSUER)  # noqa: F405
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
@@ -402,6 +409,12 @@ if NEOPAIN_RETRAIN_EVERY_N_LABELS:
         "task": "annotations.tasks.retrain_when_new_labels",
         "schedule": timedelta(hours=1),
     }
+
+# FHIR R4 for the EHR (ehr app, docs/fhir.md). The MRN's identifier system is the hospital's (ask the
+# EHR team, e.g. urn:oid:...); NeoPain's own identifiers (observation ids, user names, model hashes)
+# live under NEOPAIN_FHIR_IDENTIFIER_SYSTEM.
+NEOPAIN_FHIR_MRN_SYSTEM = env.str("NEOPAIN_FHIR_MRN_SYSTEM", default="urn:neopain:mrn")
+NEOPAIN_FHIR_IDENTIFIER_SYSTEM = env.str("NEOPAIN_FHIR_IDENTIFIER_SYSTEM", default="urn:neopain").rstrip("/")
 
 LOGGING = {
     "version": 1,

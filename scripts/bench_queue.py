@@ -53,8 +53,10 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
               SELECT u, 'Bench NICU ' || u, 'bench-' || u, now() - interval '60 days' FROM generate_series(1, {UNITS}) u;
             INSERT INTO triage_unitsettings (unit_id, threshold, nips_pain_threshold, alert_cooldown_minutes,
                 claim_timeout_minutes, double_scoring_share, missed_pain_target, audit_share, keyframe_period_s,
+                device_offline_minutes, alert_rule_k, alert_rule_n, alert_rule_window_seconds, stale_after_minutes,
                 updated_at)
-              SELECT u, {THRESHOLD}, 3, 15, 10, 0.1, NULL, 0.05, 5.0, now() FROM generate_series(1, {UNITS}) u;
+              SELECT u, {THRESHOLD}, 3, 15, 10, 0.1, NULL, 0.05, 5.0, 2, 2, 3, 60, 10, now()
+              FROM generate_series(1, {UNITS}) u;
             INSERT INTO triage_user (id, password, is_superuser, username, first_name, last_name, email,
                 is_staff, is_active, date_joined, role, unit_id)
               SELECT (u - 1) * {NURSES_PER_UNIT} + i, '!', false, 'nurse-' || u || '-' || i, 'Nurse ' || i, '',
@@ -98,9 +100,9 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
         (
             "cases (every prediction under the threshold; decided unless recent)",
             """
-            INSERT INTO triage_triagecase (id, status, confidence, p_pain, is_audit, created_at, assessments_required, decided_at,
-                final_pain, neonate_id, prediction_id, unit_id)
-              SELECT p.id, 'decided', p.confidence, p.p_pain, false, p.created_at,
+            INSERT INTO triage_triagecase (id, status, confidence, p_pain, is_audit, created_at, captured_at,
+                assessments_required, decided_at, final_pain, neonate_id, prediction_id, unit_id)
+              SELECT p.id, 'decided', p.confidence, p.p_pain, false, p.created_at, f.captured_at,
                      CASE WHEN p.id % 10 = 0 THEN 2 ELSE 1 END, p.created_at + interval '20 minutes',
                      p.label = 'pain', f.neonate_id, p.id, f.unit_id
               FROM triage_prediction p JOIN triage_frame f ON f.id = p.frame_id WHERE p.routed_to = 'nurse';

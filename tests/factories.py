@@ -151,6 +151,7 @@ class TriageCaseFactory(factory.django.DjangoModelFactory):
     neonate = factory.SelfAttribute("prediction.frame.neonate")
     confidence = factory.SelfAttribute("prediction.confidence")
     p_pain = factory.SelfAttribute("prediction.p_pain")
+    captured_at = factory.SelfAttribute("prediction.frame.captured_at")
     status = TriageCase.Status.OPEN
 
 

@@ -13,6 +13,7 @@ from triage.models import (
     Alert,
     AuditEvent,
     Device,
+    ExternalIdentity,
     ModelVersion,
     Neonate,
     TriageCase,
@@ -199,3 +200,15 @@ class AlertAdmin(ReadOnlyAdmin):
         "acknowledged_by",
     ]
     list_filter = ["unit", "source"]
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(admin.ModelAdmin):
+    """Accounts at the identity provider. Adding one by hand links a person's provider account to an
+    existing NeoPain account (single sign-on never matches accounts by name or e-mail)."""
+
+    list_display = ["subject", "issuer", "user", "created_at", "last_login_at"]
+    search_fields = ["subject", "user__username", "user__email"]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["created_at", "last_login_at"]

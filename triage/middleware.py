@@ -156,6 +156,11 @@ PHI_READ_ROUTES: dict[str, str] = {
     "alerts": "",
     "neonates": "",
     "neonate_timeline": "triage.Neonate",
+    "unit_babies": "",
+    # FHIR (ehr app): observations name the patient by MRN.
+    "fhir-observation-search": "",
+    "fhir-observation-read": "",
+    "fhir-patient-read": "triage.Neonate",
 }
 
 

@@ -14,6 +14,11 @@ app_name = "triage"
 urlpatterns = [
     path("audit/", views.audit_log, name="audit_log"),
     path("unit/devices/", views.devices, name="devices"),
+    path("unit/devices/<int:pk>/assign/", views.device_assign_view, name="device_assign"),
+    path("unit/people/", views.unit_admin.people, name="unit_people"),
+    path("unit/people/<int:pk>/", views.unit_admin.person_change, name="unit_person_change"),
+    path("unit/babies/", views.unit_admin.babies, name="unit_babies"),
+    path("unit/babies/<int:pk>/discharge/", views.unit_admin.baby_discharge, name="unit_baby_discharge"),
     # Patient images: never a public media URL; authorised, audited, not cached.
     path("frames/<int:pk>/image", views.frame_image, name="frame_image"),
     path("predictions/<int:pk>/crop", views.prediction_crop, name="prediction_crop"),

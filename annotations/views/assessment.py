@@ -11,10 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from annotations import selectors, services
+from annotations import queue_time, selectors, services
 from annotations.models import NIPS_ITEMS
 from annotations.observations import BEDSIDE_ITEMS, METHOD_LABELS, Kind, Method
 from triage.models import Role, TriageCase
+from triage.routing_reason import routing_reason
 from triage.services import unit_settings_get
 from triage.views.access import CLINICAL, role_required
 
@@ -70,7 +71,11 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     user = request.user
     now = timezone.now()
     rules = unit_settings_get(unit=case.unit)
-    previous, following = selectors.case_neighbours(user=user, case=case)
+    # J/K follow the dashboard's time-first order (fresh frames first, grouped per baby).
+    groups = queue_time.queue_groups(user=user, stale_after_minutes=rules.stale_after_minutes, now=now)
+    previous, following = queue_time.queue_time_neighbours(
+        user=user, case=case, groups=groups, queue=selectors.queue_for_nurse(user=user)
+    )
     held_live = case.claim_is_live(now)
     held_by_me = held_live and case.claimed_by_id == user.pk
     already_scored = any(a.nurse_id == user.pk for a in case.assessments.all())
@@ -113,7 +118,35 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         "auto_pain_above": prediction.threshold,
         "auto_nonpain_below": round(1 - prediction.threshold, 4),
         "unit_threshold": rules.threshold,
+        "reason": routing_reason(
+            p_pain=prediction.p_pain,
+            confidence=prediction.confidence,
+            threshold=prediction.threshold,
+            routed_to=prediction.routed_to,
+            is_bootstrap=prediction.model_version.is_bootstrap,
+            is_audit=case.is_audit,
+        ),
+        "frame_stale": prediction.frame.captured_at < groups.cutoff,
+        "stale_after": rules.stale_after_minutes,
+        "saliency_absent": saliency_absent_reason(prediction, blind=case.is_audit and not decided),
     }
+
+
+def saliency_absent_reason(prediction, *, blind: bool) -> str:
+    """Why the case shows no Grad-CAM map ("" when it shows one): a missing panel is never left unexplained."""
+    from django.conf import settings
+
+    if blind:
+        return "Hidden while this audit case is scored blind: the map would hint at the model's verdict."
+    if prediction.saliency:
+        return ""
+    if prediction.routed_to == prediction.Route.AUTO:
+        return "Not made: the model decided this frame by itself, and maps are made only for frames sent to a nurse."
+    if not prediction.crop:
+        return "Not made: no face crop was stored for this frame."
+    if not settings.NEOPAIN_SALIENCY:
+        return "Turned off on this server (NEOPAIN_SALIENCY=false)."
+    return "Not made: nothing on the face raised the pain score (the map was empty), or making it failed."
 
 
 @role_required(*CLINICAL)

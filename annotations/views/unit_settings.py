@@ -64,6 +64,16 @@ class UnitSettingsForm(forms.Form):
         label="Camera offline after (minutes)",
         help_text="A bedside camera silent this long is shown offline; one watching a baby is a warning on the queue.",
     )
+    stale_after_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=24 * 60,
+        label="Frame stale after (minutes)",
+        help_text=(
+            "A frame captured longer ago than this is stale: the queue lists it after fresh frames (grouped per baby) "
+            "and the case warns that the baby may look different now."
+        ),
+    )
     alert_rule_k = forms.IntegerField(
         min_value=1,
         max_value=20,
@@ -71,7 +81,10 @@ class UnitSettingsForm(forms.Form):
         help_text="An automatic pain alert needs at least k pain verdicts among the baby's last n automatic ones.",
     )
     alert_rule_n = forms.IntegerField(
-        min_value=1, max_value=20, label="… among the last (n)", help_text="1 of 1: every automatic pain verdict alerts."
+        min_value=1,
+        max_value=20,
+        label="… among the last (n)",
+        help_text="1 of 1: every automatic pain verdict alerts.",
     )
     alert_rule_window_seconds = forms.IntegerField(
         min_value=10,
@@ -100,7 +113,7 @@ class UnitSettingsForm(forms.Form):
     )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s")
+OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "stale_after_minutes")
 
 
 def _admin_unit(request) -> Unit:
@@ -141,7 +154,7 @@ def unit_settings(request):
 
     model = active_model_for_unit(unit=unit)
     metrics = (model.metrics or {}) if model else {}
-    workload = selectors.threshold_workload_estimate(unit=unit)
+    workload = selectors.threshold_workload_estimate(unit=unit, model_version=model, audit_share=rules.audit_share)
     recent_changes = AuditEvent.objects.filter(unit=unit, action="unit_settings.updated").order_by(
         "-created_at", "-id"
     )[:10]
@@ -152,13 +165,14 @@ def unit_settings(request):
         "model": model,
         "metrics": metrics,
         "metric_rows": metric_rows(metrics),
+        "sample_accuracy": sample_accuracy(metrics),
         "kappa": {k: v for k, v in (metrics.get("kappa") or {}).items() if isinstance(v, (int, float, str))}
         if isinstance(metrics.get("kappa"), dict)
         else {},
         "threshold_rows": threshold_rows(metrics, rules.threshold),
         "curve": workload_curve(metrics, rules.threshold),
         "guarantee": guarantee_context(metrics, rules.threshold, alpha=rules.missed_pain_target),
-        "live": selectors.live_accuracy(unit=unit, model_version=model) if model else None,
+        "live": live_with_intervals(selectors.live_accuracy(unit=unit, model_version=model)) if model else None,
         "workload": workload,
         "recent_changes": recent_changes,
         "units": Unit.objects.all() if request.user.is_superuser and not request.user.unit_id else [],
@@ -191,6 +205,42 @@ def metric_rows(metrics: dict) -> list[dict]:
     return rows
 
 
+def _interval(right: float | int | None, n) -> dict | None:
+    """``{"n", "low", "high"}``: the Wilson 95% interval of ``right`` of ``n`` (None without a sample)."""
+    from inference.thresholds import wilson_interval
+
+    if not isinstance(n, (int, float)) or isinstance(n, bool) or n < 1 or not isinstance(right, (int, float)):
+        return None
+    n = int(n)
+    bounds = wilson_interval(max(0, min(n, round(right))), n)
+    return {"n": n, "low": bounds[0], "high": bounds[1]}
+
+
+def sample_accuracy(metrics: dict) -> list[dict]:
+    """Accuracy, sensitivity and specificity on the held-out frames, each with its n and Wilson 95% interval."""
+    n, n_pain = metrics.get("n"), metrics.get("n_pain")
+    if not isinstance(n, int) or not isinstance(n_pain, int):
+        return []
+    rows = []
+    for key, label, size in (
+        ("accuracy", "Accuracy", n),
+        ("sensitivity", "Sensitivity (pain caught)", n_pain),
+        ("specificity", "Specificity (no-pain recognised)", n - n_pain),
+    ):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and size:
+            rows.append({"label": label, "value": value, "ci": _interval(value * size, size)})
+    return rows
+
+
+def live_with_intervals(live: dict) -> dict:
+    """Live accuracy (``{"audit": {"n", "accuracy"}, ...}``) with a Wilson 95% interval on each."""
+    return {
+        kind: {**figures, "ci": _interval((figures["accuracy"] or 0) * figures["n"], figures["n"])}
+        for kind, figures in live.items()
+    }
+
+
 def _nearest(values: list[float], target: float) -> float | None:
     return min(values, key=lambda v: abs(v - target)) if values else None
 
@@ -203,9 +253,23 @@ def threshold_rows(metrics: dict, current: float) -> list[dict]:
     ]
     nearest = _nearest([float(r["threshold"]) for r in rows], current)
     return [
-        {**r, "manual_share": _manual_share(r), "is_current": float(r["threshold"]) == nearest}
+        {
+            **r,
+            "manual_share": _manual_share(r),
+            "is_current": float(r["threshold"]) == nearest,
+            "auto_ci": _auto_interval(r),
+        }
         for r in sorted(rows, key=lambda r: r["threshold"])
     ]
+
+
+def _auto_interval(row: dict) -> dict | None:
+    """The interval of the model's accuracy on its automatic verdicts (n = frames minus nurse cases)."""
+    n, manual, accuracy = row.get("n"), row.get("manual"), row.get("auto_accuracy")
+    if not all(isinstance(v, (int, float)) for v in (n, manual, accuracy)):
+        return None
+    n_auto = int(n) - int(manual)
+    return _interval(accuracy * n_auto, n_auto)
 
 
 def _manual_share(row: dict) -> float | None:
@@ -297,6 +361,10 @@ def guarantee_context(metrics: dict, current: float, *, alpha: float | None = No
     threshold = guarantee.get("threshold")
     return {
         **guarantee,
+        # A guaranteed threshold of 1.00 (or none) lets nothing through: no automatic verdict is safe yet.
+        "nothing_safe": bool(guarantee.get("all_to_nurse"))
+        or not isinstance(threshold, (int, float))
+        or float(threshold) >= 1.0,
         "recomputed": recomputed,
         "conditional": conditional if isinstance(conditional, dict) else None,
         "covers_current": isinstance(threshold, (int, float)) and current >= float(threshold),

@@ -49,6 +49,7 @@ from inference.thresholds.metrics import (
     confidence_of,
     predicted_pain,
     roc_auc,
+    wilson_interval,
 )
 from inference.thresholds.tables import (
     DEFAULT_THRESHOLDS,
@@ -82,4 +83,5 @@ __all__ = [
     "temperature_fit",
     "threshold_analysis",
     "threshold_table",
+    "wilson_interval",
 ]

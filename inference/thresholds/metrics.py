@@ -105,3 +105,23 @@ def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float | None:
     if expected >= 1.0:
         return 1.0 if observed >= 1.0 else 0.0
     return float((observed - expected) / (1.0 - expected))
+
+
+def wilson_interval(successes: int, n: int, *, z: float = 1.959964) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion (95% by default); None when ``n`` is 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is not zero-width at 0% or 100%:
+    16 right of 16 gives 80.6%-100%, not "100%".
+    """
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n, got {successes} of {n}")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = (z / (1 + z2 / n)) * float(np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)))
+    # Exact at the ends (the formula leaves rounding dust there).
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high

@@ -29,6 +29,17 @@
       var since = Date.parse(el.getAttribute("data-since"));
       if (!isNaN(since)) el.textContent = ageText(Math.max(0, (Date.now() - since) / 1000));
     });
+    refreshAgo(root);
+  }
+
+  /* "2 min ago" labels of the time_ago template filter (triage/templatetags/neopain_ui.py). */
+  function refreshAgo(root) {
+    (root || document).querySelectorAll("[data-ago]").forEach(function (el) {
+      var at = Date.parse(el.getAttribute("data-ago"));
+      if (isNaN(at)) return;
+      var seconds = Math.max(0, (Date.now() - at) / 1000);
+      el.textContent = seconds < 60 ? "just now" : ageText(seconds) + " ago";
+    });
   }
 
   /* --- a <select data-autosubmit> submits its form on change (no inline handlers: CSP) ----- */

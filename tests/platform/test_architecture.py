@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("triage", "annotations", "inference", "neopain_site")
+PACKAGES = ("triage", "annotations", "inference", "ehr", "neopain_site")
 SKIPPED_DIRS = {"tests", "migrations", "scripts", ".venv", "node_modules", "staticfiles", "var", "artifacts"}
 MAX_LINES = 500
 
@@ -179,7 +179,9 @@ APP_MAY_IMPORT = {
     "inference": set(),
     "triage": {"inference"},
     "annotations": {"triage", "inference"},
-    "neopain_site": {"inference", "triage", "annotations"},
+    # FHIR for the EHR (issue 18): reads nurse decisions and verdicts; nothing but neopain_site imports it.
+    "ehr": {"triage", "annotations", "inference"},
+    "neopain_site": {"inference", "triage", "annotations", "ehr"},
 }
 #: Inside an app: models <- selectors/services <- tasks/apis/views (and their url modules, the admin).
 LAYER_RANK = {

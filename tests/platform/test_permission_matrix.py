@@ -13,7 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from inference.bundle import sha256_file
-from tests.factories import FrameFactory, ModelVersionFactory, png_bytes
+from tests.factories import FrameFactory, ModelVersionFactory, PredictionFactory, UserFactory, png_bytes
 from triage.models import Clip
 
 pytestmark = pytest.mark.django_db
@@ -38,6 +38,14 @@ MATRIX = {
     "POST model activate": [403, 403, 403, 200, 403, 200, 401],
     "GET health": [200, 200, 200, 200, 200, 200, 200],
     "GET schema": [200, 200, 200, 200, 200, 200, 401],
+    # FHIR (issue 18): clinicians of the unit; another unit's resource is a 404, its search is empty
+    # (test_fhir_search_of_another_unit_is_empty); errors are OperationOutcomes.
+    "GET fhir metadata": [200, 200, 200, 200, 200, 200, 200],
+    "GET fhir observations": [200, 200, 200, 403, 403, 200, 401],
+    "GET fhir observation": [200, 404, 200, 403, 403, 200, 401],
+    "GET fhir patient": [200, 404, 200, 403, 403, 200, 401],
+    "GET fhir practitioner": [200, 404, 200, 403, 403, 200, 401],
+    "GET fhir device": [200, 200, 200, 403, 403, 200, 401],
 }
 
 
@@ -51,7 +59,9 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     model = ModelVersionFactory(
         status="candidate", unit=None, bundle_path=str(bootstrap_bundle), sha256=sha256_file(bootstrap_bundle)
     )
-    return {"frame": frame, "clip": clip, "model": model}
+    prediction = PredictionFactory(frame=FrameFactory(neonate=neonate), model_version=model)
+    practitioner = UserFactory(username="fhir-nurse", role="nurse", unit=neonate.unit)
+    return {"frame": frame, "clip": clip, "model": model, "prediction": prediction, "practitioner": practitioner}
 
 
 def call(client, key, *, unit, neonate, objects, clip_bytes):
@@ -89,6 +99,17 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/health/")
     if key == "GET schema":
         return client.get("/api/schema/")
+    if key.startswith("GET fhir"):
+        return client.get(
+            {
+                "GET fhir metadata": "/fhir/metadata",
+                "GET fhir observations": f"/fhir/Observation?patient={neonate.mrn}",
+                "GET fhir observation": f"/fhir/Observation/ai-{objects['prediction'].pk}",
+                "GET fhir patient": f"/fhir/Patient/{neonate.pk}",
+                "GET fhir practitioner": f"/fhir/Practitioner/{objects['practitioner'].pk}",
+                "GET fhir device": f"/fhir/Device/{objects['model'].pk}",
+            }[key]
+        )
     raise AssertionError(key)
 
 
@@ -108,8 +129,18 @@ def test_permission_matrix(request, client_for, unit, neonate, objects, small_cl
     response = call(client_for(user), key, unit=unit, neonate=neonate, objects=objects, clip_bytes=small_clip_bytes)
 
     assert response.status_code == expected, getattr(response, "data", response.content[:300])
-    if expected >= 400 and key != "GET schema":
+    if expected >= 400 and key.startswith("GET fhir"):
+        assert response.json()["resourceType"] == "OperationOutcome"
+    elif expected >= 400 and key != "GET schema":
         assert "detail" in response.json()
+
+
+def test_fhir_search_of_another_unit_is_empty(client_for, objects, neonate, other_nurse, nurse):
+    """The 200 of other_nurse on ``GET fhir observations`` above holds nothing of NICU North."""
+    url = f"/fhir/Observation?patient={neonate.mrn}"
+
+    assert client_for(nurse).get(url).json()["total"] == 1
+    assert client_for(other_nurse).get(url).json()["total"] == 0
 
 
 def test_a_device_of_the_same_unit_cannot_read_another_cameras_upload(client_for, unit, neonate, device):
@@ -143,7 +174,8 @@ def test_an_inactive_user_is_refused(client_for, nurse):
 # Signed in with a session (these are browser URLs). Extra people: an ML engineer bound to a unit,
 # a unit admin who was given ``is_staff``, and a nurse without a unit. Images of another unit: 404;
 # roles that never see patient images (ML engineer, device): 403; the Django admin: superusers only
-# (everyone else is sent to its sign-in page, 302).
+# (anonymous visitors are sent to its sign-in page, 302; anyone signed in gets a 403 saying why,
+# never a second sign-in form: issue 13).
 
 PAGE_PEOPLE = [
     "nurse", "other_nurse", "unit_admin", "staff_unit_admin", "ml_engineer", "ml_engineer_with_unit",
@@ -153,10 +185,25 @@ PAGE_MATRIX = {
     "GET frame image": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
     "GET prediction crop": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
     "GET prediction saliency": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
-    "GET django-admin": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
-    "GET django-admin neonates": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
-    "GET django-admin audit log": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
-    "GET django-admin user": [302, 302, 302, 302, 302, 302, 302, 302, 200, 302],
+    "GET django-admin": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin neonates": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin audit log": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin user": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin external identities": [403, 403, 403, 403, 403, 403, 403, 403, 200, 302],
+    "GET django-admin login": [403, 403, 403, 403, 403, 403, 403, 403, 302, 200],
+    # Unit-admin pages in the app (issue 13): unit admins of the unit and superusers only.
+    "GET unit people": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "GET unit babies": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "GET unit devices": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST unit baby discharge": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+    "POST unit person deactivate": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+    "POST unit device assign": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+}
+# Where a signed-in person's 302 goes (anonymous visitors go to a sign-in page).
+PAGE_REDIRECTS = {
+    "POST unit baby discharge": "/unit/babies/",
+    "POST unit person deactivate": "/unit/people/",
+    "POST unit device assign": "/unit/devices/",
 }
 
 
@@ -202,7 +249,7 @@ def prediction_with_images(neonate, model):
     [(key, who, codes[i]) for key, codes in PAGE_MATRIX.items() for i, who in enumerate(PAGE_PEOPLE)],
     ids=[f"{key}-{who}" for key in PAGE_MATRIX for who in PAGE_PEOPLE],
 )
-def test_page_permission_matrix(browser_for, page_person, prediction_with_images, key, who, expected):
+def test_page_permission_matrix(request, browser_for, page_person, prediction_with_images, key, who, expected):
     target = {
         "GET frame image": f"/frames/{prediction_with_images.frame_id}/image",
         "GET prediction crop": f"/predictions/{prediction_with_images.pk}/crop",
@@ -211,11 +258,20 @@ def test_page_permission_matrix(browser_for, page_person, prediction_with_images
         "GET django-admin neonates": "/django-admin/triage/neonate/",
         "GET django-admin audit log": "/django-admin/triage/auditevent/",
         "GET django-admin user": "/django-admin/triage/user/",
+        "GET django-admin external identities": "/django-admin/triage/externalidentity/",
+        "GET django-admin login": "/django-admin/login/",
+        "GET unit people": "/unit/people/",
+        "GET unit babies": "/unit/babies/",
+        "GET unit devices": "/unit/devices/",
+        "POST unit baby discharge": f"/unit/babies/{prediction_with_images.frame.neonate_id}/discharge/",
+        "POST unit person deactivate": f"/unit/people/{request.getfixturevalue('second_nurse').pk}/",
+        "POST unit device assign": f"/unit/devices/{request.getfixturevalue('device').pk}/assign/",
     }[key]
 
-    response = browser_for(page_person(who)).get(target)
+    client = browser_for(page_person(who))
+    response = client.post(target) if key.startswith("POST") else client.get(target)
 
     assert response.status_code == expected, response.content[:200]
     if expected == 302:
-        login = "/django-admin/login/" if key.startswith("GET django-admin") else "/login/"
-        assert response["Location"].startswith(login)
+        login = "/django-admin/" if key.startswith("GET django-admin") else "/login/"
+        assert response["Location"].startswith(login if who == "anonymous" else PAGE_REDIRECTS.get(key, login))

@@ -19,8 +19,12 @@ ENV_READ = re.compile(
 
 
 def settings_env_names() -> set[str]:
-    """Every environment variable neopain_site/settings.py reads."""
-    return set(ENV_READ.findall((ROOT / "neopain_site" / "settings.py").read_text()))
+    """Every environment variable neopain_site/settings.py (and the modules it includes) reads."""
+    return {
+        name
+        for module in ("settings.py", "sso_settings.py")
+        for name in ENV_READ.findall((ROOT / "neopain_site" / module).read_text())
+    }
 
 
 def run_settings(env: dict[str, str], code: str = "import django; django.setup(); print('started')"):

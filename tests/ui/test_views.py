@@ -531,4 +531,4 @@ def test_settings_page_shows_live_accuracy_on_audit_cases_apart_from_uncertain_c
     live = selectors.live_accuracy(unit=unit_admin.unit, model_version=model)
     assert live == {"audit": {"n": 4, "accuracy": 0.75}, "uncertain": {"n": 2, "accuracy": 0.5}}
     page = html(browser_for(unit_admin).get("/unit/settings/"))
-    assert "75.0% (n = 4)" in page and "50.0% (n = 2)" in page
+    assert "75.0% (n = 4; 95% interval 30%–95%)" in page and "50.0% (n = 2; 95% interval 9%–91%)" in page

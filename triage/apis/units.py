@@ -28,6 +28,7 @@ class UnitSettingsOutputSerializer(serializers.Serializer):
     alert_rule_window_seconds = serializers.IntegerField()
     audit_share = serializers.FloatField()
     keyframe_period_s = serializers.FloatField()
+    stale_after_minutes = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
 
 
@@ -69,6 +70,7 @@ class UnitDetailApi(APIView):
         alert_rule_window_seconds = serializers.IntegerField(required=False, min_value=10, max_value=3600)
         audit_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
         keyframe_period_s = serializers.FloatField(required=False, min_value=0.0, max_value=600.0)
+        stale_after_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60)
 
         def validate(self, attrs):
             unknown = sorted(set(self.initial_data) - set(self.fields))

@@ -3,6 +3,7 @@
 - :mod:`triage.models.units`: units and their settings, people and roles, neonates, bedside cameras.
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
+- :mod:`triage.models.identities`: accounts at an identity provider (single sign-on).
 """
 
 from triage.models.units import Device, Neonate, Role, Unit, UnitSettings, User  # noqa: I001 (order: units first)
@@ -18,6 +19,7 @@ from triage.models.frames import (
     saliency_upload_to,
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
+from triage.models.identities import ExternalIdentity
 
 __all__ = [
     "Alert",
@@ -25,6 +27,7 @@ __all__ = [
     "AuditEvent",
     "Clip",
     "Device",
+    "ExternalIdentity",
     "Frame",
     "ModelVersion",
     "Neonate",

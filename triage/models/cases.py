@@ -33,6 +33,9 @@ class TriageCase(models.Model):
         help_text="A random automatic verdict sent to a nurse blind (she does not see the model's verdict).",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # The frame's capture time, copied: the dashboard splits fresh from stale frames and groups them
+    # per baby on this table alone (issue 13: a frame's age, never the time it reached the queue).
+    captured_at = models.DateTimeField(default=timezone.now)
     claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     claimed_at = models.DateTimeField(null=True, blank=True)
     claim_expires_at = models.DateTimeField(null=True, blank=True)
@@ -52,6 +55,14 @@ class TriageCase(models.Model):
                 "id",
                 condition=Q(status__in=["open", "claimed"]),
                 name="case_queue_open_pain",
+            ),
+            # The dashboard's per-baby groups: one baby's open cases, fresh (recent capture) apart from stale.
+            models.Index(
+                "unit",
+                "neonate",
+                "captured_at",
+                condition=Q(status__in=["open", "claimed"]),
+                name="case_queue_open_baby_time",
             ),
         ]
 

@@ -69,6 +69,11 @@ class UnitSettings(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(600.0)],
         help_text="A clip yields at least one keyframe this often (seconds; 0 = only at changes).",
     )
+    stale_after_minutes = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="A frame captured longer ago than this is stale: queued after fresh frames, with a warning.",
+    )
     device_offline_minutes = models.PositiveIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)], help_text="Camera silence = offline."
     )
@@ -136,6 +141,7 @@ class Neonate(models.Model):
     unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="neonates")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
+    discharged_at = models.DateTimeField(null=True, blank=True, help_text="Set on discharge (active false).")
 
     class Meta:
         ordering = ["bed", "mrn"]

@@ -50,3 +50,32 @@ def device_heartbeat_record(
     device.last_seen_at = now
     device.save(update_fields=["neonate", "agent_version", "spool_backlog", "health_reported_at", "last_seen_at"])
     return device
+
+
+@transaction.atomic
+def device_assign(*, device: Device, neonate: Neonate | None, actor, request=None) -> Device:
+    """The unit admin points a camera at a baby (its bed) or at none; audited.
+
+    The baby must be an admitted baby of the camera's unit. A running agent started with
+    ``--neonate`` reports its own MRN with each heartbeat and wins over this; one started without
+    it keeps the assignment made here.
+    """
+    from django.core.exceptions import ValidationError
+
+    device = Device.objects.select_for_update(of=("self",)).select_related("neonate").get(pk=device.pk)
+    if neonate is not None and (neonate.unit_id != device.unit_id or not neonate.active):
+        raise ValidationError({"neonate": ["Choose an admitted baby of the camera's unit."]})
+    if neonate == device.neonate:
+        return device
+    audit_record(
+        action="device.assigned",
+        actor=actor,
+        unit=device.unit,
+        obj=device,
+        before={"neonate": device.neonate.mrn if device.neonate else None},
+        after={"neonate": neonate.mrn if neonate else None, "bed": neonate.bed if neonate else None},
+        request=request,
+    )
+    device.neonate = neonate
+    device.save(update_fields=["neonate"])
+    return device

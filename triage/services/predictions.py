@@ -98,6 +98,7 @@ def _prediction_build(
             p_pain=float(outcome.p_pain),
             is_audit=audit,
             created_at=now,
+            captured_at=frame.captured_at,
             assessments_required=2 if double else 1,
         )
     return prediction, case

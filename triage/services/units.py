@@ -32,6 +32,7 @@ UNIT_SETTINGS_EDITABLE = (
     "alert_rule_window_seconds",
     "audit_share",
     "keyframe_period_s",
+    "stale_after_minutes",
 )
 
 

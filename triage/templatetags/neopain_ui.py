@@ -7,6 +7,7 @@ from datetime import UTC
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -30,6 +31,33 @@ def age_text(seconds: int) -> str:
     if hours < 48:
         return f"{hours} h {minutes:02d} min"
     return f"{hours // 24} d"
+
+
+def ago_text(seconds: int) -> str:
+    """'just now', '2 min ago', '1 h 05 min ago', '3 d ago': the one wording of a past moment."""
+    return "just now" if seconds < 60 else f"{age_text(seconds)} ago"
+
+
+def local_stamp(moment) -> str:
+    """The absolute local time behind an "ago" label (its hover text): ``Sat 5 Dec 2026, 07:03:25 CET``."""
+    local = timezone.localtime(moment)
+    return f"{local:%a} {local.day} {local:%b %Y, %H:%M:%S} {local.tzname() or ''}".strip()
+
+
+@register.filter
+def time_ago(moment):
+    """``<time>`` saying how long ago ``moment`` was, the absolute local time on hover.
+
+    The text is kept current in the browser (``data-ago``, static/js/neopain.js). A moment in the
+    future (a camera clock ahead of the server's) reads "just now", never a negative age.
+    """
+    if not moment:
+        return ""
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    iso = moment.isoformat()
+    return format_html(
+        '<time datetime="{}" title="{}" data-ago="{}">{}</time>', iso, local_stamp(moment), iso, ago_text(seconds)
+    )
 
 
 @register.filter

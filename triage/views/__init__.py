@@ -5,14 +5,16 @@ The pages that read or write nurse decisions (queue, case, alerts, timeline, uni
 :mod:`annotations.views`, above this app; they share the role checks of :mod:`triage.views.access`.
 """
 
+from triage.views import unit_admin
 from triage.views.access import CLINICAL, has_role, is_poll, page_number, role_required
 from triage.views.audit_log import audit_log
-from triage.views.devices import devices
+from triage.views.devices import device_assign_view, devices
 from triage.views.images import frame_image, prediction_crop, prediction_saliency
 
 __all__ = [
     "CLINICAL",
     "audit_log",
+    "device_assign_view",
     "devices",
     "frame_image",
     "has_role",
@@ -21,4 +23,5 @@ __all__ = [
     "prediction_crop",
     "prediction_saliency",
     "role_required",
+    "unit_admin",
 ]

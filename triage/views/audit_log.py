@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import render
 
+from triage.audit_trail import audit_rows
 from triage.models import AuditEvent, Role, Unit
 from triage.views.access import role_required
 
@@ -49,6 +50,7 @@ def audit_log(request):
         "triage/audit_log.html",
         {
             "page": page,
+            "rows": audit_rows(list(page.object_list)),
             "actions": actions,
             "filters": filters,
             "query": query.urlencode(),

@@ -1,0 +1,27 @@
+"""The /fhir/ endpoints (FHIR R4 JSON). Every error is an OperationOutcome (:mod:`.common`)."""
+
+from ehr.apis.common import FhirApi, FhirError, FhirJsonRenderer
+from ehr.apis.reads import (
+    CodeSystemApi,
+    DeviceReadApi,
+    MetadataApi,
+    ObservationReadApi,
+    ObservationSearchApi,
+    PatientReadApi,
+    PractitionerReadApi,
+    UnknownApi,
+)
+
+__all__ = [
+    "CodeSystemApi",
+    "DeviceReadApi",
+    "FhirApi",
+    "FhirError",
+    "FhirJsonRenderer",
+    "MetadataApi",
+    "ObservationReadApi",
+    "ObservationSearchApi",
+    "PatientReadApi",
+    "PractitionerReadApi",
+    "UnknownApi",
+]

@@ -1,0 +1,290 @@
+"""FHIR R4 resources built from NeoPain rows: plain dicts, ready to serialise as ``application/fhir+json``.
+
+Codes: no LOINC code for the Neonatal Infant Pain Scale (NIPS) or for an automatic pain verdict could
+be confirmed (docs/fhir.md says where we looked), so NIPS items, the total, the verdict and the model's
+figures are coded in NeoPain's own CodeSystem (:data:`CODE_SYSTEM`). Codes that do exist are used:
+the HL7 observation category ``survey``, v3 ObservationInterpretation ``POS``/``NEG``, data-absent-reason
+``not-performed`` and the UCUM unit ``1`` for probabilities.
+
+Times: ``effectiveDateTime`` is when the frame was captured (the moment the baby was observed), for the
+model's verdict and the nurse's NIPS score of that frame alike; ``issued`` is when the verdict or the
+score was recorded. ``GET /fhir/Observation?date=`` searches ``effectiveDateTime``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from annotations.models import NipsAssessment
+from triage.models import ModelVersion, Neonate, Prediction, User
+
+FHIR_VERSION = "4.0.1"
+CODE_SYSTEM = "https://neopain.dev/fhir/CodeSystem/neopain"
+CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
+INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+DATA_ABSENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+UCUM = "http://unitsofmeasure.org"
+ISSUE_TYPE = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+}
+
+#: NeoPain's own codes, with their displays (also served as ``GET /fhir/CodeSystem/neopain``).
+CODES: dict[str, str] = {
+    "nips-total": "Neonatal Infant Pain Scale (NIPS) total score",
+    "nips-face": "NIPS facial expression",
+    "nips-cry": "NIPS cry",
+    "nips-breathing": "NIPS breathing pattern",
+    "nips-arms": "NIPS arms",
+    "nips-legs": "NIPS legs",
+    "nips-arousal": "NIPS state of arousal",
+    "nips-intubated": "Cry scored as a silent cry (intubated)",
+    "nips-rule": "NIPS pain rule in force",
+    "nips": "Neonatal Infant Pain Scale (Lawrence et al. 1993)",
+    "ai-pain-verdict": "Automatic pain verdict from facial expression",
+    "ai-p-pain": "Model probability of pain",
+    "ai-confidence": "Model confidence in its verdict",
+    "ai-threshold": "Unit confidence threshold for an automatic verdict",
+    "ai-route": "Routing of the verdict (auto or nurse)",
+    "pain": "Pain",
+    "no-pain": "No pain",
+}
+
+
+def _coding(code: str) -> dict:
+    return {"system": CODE_SYSTEM, "code": code, "display": CODES[code]}
+
+
+def _concept(code: str, text: str | None = None) -> dict:
+    return {"coding": [_coding(code)], "text": text or CODES[code]}
+
+
+def instant(value: datetime) -> str:
+    """An aware datetime as a FHIR ``instant`` (UTC, seconds precision at least)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def mrn_system() -> str:
+    return settings.NEOPAIN_FHIR_MRN_SYSTEM
+
+
+def identifier_system(kind: str) -> str:
+    return f"{settings.NEOPAIN_FHIR_IDENTIFIER_SYSTEM}/{kind}"
+
+
+def patient_reference(neonate: Neonate) -> dict:
+    return {
+        "reference": f"Patient/{neonate.pk}",
+        "identifier": {"system": mrn_system(), "value": neonate.mrn},
+    }
+
+
+def _interpretation(pain: bool, text: str) -> list[dict]:
+    return [
+        {
+            "coding": [
+                _coding("pain" if pain else "no-pain"),
+                {"system": INTERPRETATION_SYSTEM, "code": "POS" if pain else "NEG"},
+            ],
+            "text": text,
+        }
+    ]
+
+
+def _absent() -> dict:
+    return {"coding": [{"system": DATA_ABSENT_SYSTEM, "code": "not-performed"}]}
+
+
+def nips_observation(assessment: NipsAssessment) -> dict:
+    """A nurse's NIPS score: one component per item, the total, pain / no pain by the stored rule.
+
+    Expects ``case__prediction__frame`` and ``case__neonate`` loaded (selectors do it in one query).
+    """
+    case = assessment.case
+    components: list[dict] = []
+    for item, score in assessment.items().items():
+        component: dict = {"code": _concept(f"nips-{item}")}
+        if score is None:
+            component["dataAbsentReason"] = _absent()
+        else:
+            component["valueInteger"] = int(score)
+        components.append(component)
+    components.append({"code": _concept("nips-intubated"), "valueBoolean": bool(assessment.intubated)})
+    components.append({"code": _concept("nips-rule"), "valueString": assessment.rule})
+    observation: dict = {
+        "resourceType": "Observation",
+        "id": f"nips-{assessment.pk}",
+        "meta": {"lastUpdated": instant(assessment.created_at)},
+        "identifier": [{"system": identifier_system("observation"), "value": f"nips-{assessment.pk}"}],
+        "status": "final",
+        "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "survey", "display": "Survey"}]}],
+        "code": _concept("nips-total"),
+        "subject": patient_reference(case.neonate),
+        "effectiveDateTime": instant(case.prediction.frame.captured_at),
+        "issued": instant(assessment.created_at),
+        "performer": [{"reference": f"Practitioner/{assessment.nurse_id}"}],
+        "method": _concept("nips"),
+        "derivedFrom": [{"reference": f"Observation/ai-{case.prediction_id}"}],
+        "component": components,
+    }
+    if assessment.total is None:
+        observation["dataAbsentReason"] = _absent()
+    else:
+        observation["valueInteger"] = int(assessment.total)
+    if assessment.pain is not None:
+        verdict = "Pain" if assessment.pain else "No pain"
+        observation["interpretation"] = _interpretation(assessment.pain, f"{verdict} by rule {assessment.rule}")
+    notes = [text for text in (assessment.unable_reason, assessment.note) if text]
+    if notes:
+        observation["note"] = [{"text": text} for text in notes]
+    return observation
+
+
+def _probability(code: str, value: float) -> dict:
+    return {
+        "code": _concept(code),
+        "valueQuantity": {"value": round(float(value), 6), "unit": "probability", "system": UCUM, "code": "1"},
+    }
+
+
+def ai_observation(prediction: Prediction) -> dict:
+    """The model's verdict on one frame: label, probability, confidence, threshold, model as device + method.
+
+    An automatic verdict (confidence at or above the threshold) is ``final``; one routed to a nurse is
+    ``preliminary`` (the nurse's NIPS Observation, ``derivedFrom`` it, is the decision).
+    """
+    pain = prediction.label == Prediction.Label.PAIN
+    model = prediction.model_version
+    auto = prediction.routed_to == Prediction.Route.AUTO
+    return {
+        "resourceType": "Observation",
+        "id": f"ai-{prediction.pk}",
+        "meta": {"lastUpdated": instant(prediction.created_at)},
+        "identifier": [{"system": identifier_system("observation"), "value": f"ai-{prediction.pk}"}],
+        "status": "final" if auto else "preliminary",
+        "code": _concept("ai-pain-verdict"),
+        "subject": patient_reference(prediction.frame.neonate),
+        "effectiveDateTime": instant(prediction.frame.captured_at),
+        "issued": instant(prediction.created_at),
+        "valueCodeableConcept": _concept("pain" if pain else "no-pain"),
+        "interpretation": _interpretation(pain, f"{'Pain' if pain else 'No pain'} (model {model.label})"),
+        "device": {"reference": f"Device/{model.pk}", "display": model.label},
+        "method": {
+            "coding": [_coding("ai-pain-verdict")],
+            "text": f"{model.label} ({model.architecture or 'painnet'}"
+            f"{'/' + model.backbone if model.backbone else ''}, face detector {prediction.detector_name}), "
+            f"weights sha256 {prediction.weights_sha256}",
+        },
+        "component": [
+            _probability("ai-p-pain", prediction.p_pain),
+            _probability("ai-confidence", prediction.confidence),
+            _probability("ai-threshold", prediction.threshold),
+            {"code": _concept("ai-route"), "valueString": prediction.routed_to},
+        ],
+    }
+
+
+def patient(neonate: Neonate) -> dict:
+    """A neonate: identified by MRN only (NeoPain holds no name or birth date)."""
+    return {
+        "resourceType": "Patient",
+        "id": str(neonate.pk),
+        "meta": {"lastUpdated": instant(neonate.created_at)},
+        "identifier": [{"use": "usual", "system": mrn_system(), "value": neonate.mrn}],
+        "active": bool(neonate.active),
+    }
+
+
+def practitioner(user: User) -> dict:
+    name = user.get_full_name() or user.username
+    return {
+        "resourceType": "Practitioner",
+        "id": str(user.pk),
+        "identifier": [{"system": identifier_system("user"), "value": user.username}],
+        "active": bool(user.is_active),
+        "name": [{"text": name}],
+    }
+
+
+def device(model: ModelVersion) -> dict:
+    """A model version as a software Device: its name, version and weights hash."""
+    return {
+        "resourceType": "Device",
+        "id": str(model.pk),
+        "meta": {"lastUpdated": instant(model.created_at)},
+        "identifier": [{"system": identifier_system("model-weights-sha256"), "value": model.sha256}],
+        "status": "active" if model.status == ModelVersion.Status.ACTIVE else "inactive",
+        "deviceName": [{"name": model.label, "type": "model-name"}],
+        "type": {"text": f"NeoPain {model.kind} model (software)"},
+        "version": [
+            {"type": {"text": "model version"}, "value": str(model.version)},
+            {"type": {"text": "weights sha256"}, "value": model.sha256},
+        ],
+    }
+
+
+def operation_outcome(status: int, message: str, *, code: str | None = None) -> dict:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error" if status < 500 else "fatal",
+                "code": code or ISSUE_TYPE.get(status, "processing" if status < 500 else "exception"),
+                "diagnostics": message,
+            }
+        ],
+    }
+
+
+def code_system() -> dict:
+    return {
+        "resourceType": "CodeSystem",
+        "id": "neopain",
+        "url": CODE_SYSTEM,
+        "name": "NeoPain",
+        "title": "NeoPain observation codes",
+        "status": "active",
+        "content": "complete",
+        "caseSensitive": True,
+        "description": "NIPS items and total, and the automatic pain verdict's figures, as NeoPain emits them.",
+        "concept": [{"code": code, "display": display} for code, display in CODES.items()],
+    }
+
+
+def searchset(entries: list[dict], *, total: int, self_url: str, next_url: str | None, base: str) -> dict:
+    links = [{"relation": "self", "url": self_url}]
+    if next_url:
+        links.append({"relation": "next", "url": next_url})
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+        "entry": [
+            {"fullUrl": f"{base}/{entry['resourceType']}/{entry['id']}", "resource": entry, "search": {"mode": "match"}}
+            for entry in entries
+        ],
+    }
+
+
+__all__ = [
+    "CODES",
+    "CODE_SYSTEM",
+    "FHIR_VERSION",
+    "ai_observation",
+    "code_system",
+    "device",
+    "instant",
+    "nips_observation",
+    "operation_outcome",
+    "patient",
+    "patient_reference",
+    "practitioner",
+    "searchset",
+]
