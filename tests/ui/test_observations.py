@@ -279,3 +279,12 @@ def test_the_training_commands_take_a_label_source_defaulting_to_the_nips_rule(c
     assert parser.get_default("label_source") == "nips_rule"
     choices = next(a for a in parser._actions if a.dest == "label_source").choices
     assert choices == ["nips_rule", "face_item", "nurse_call"]
+
+
+def test_a_face_only_review_in_fhir_has_no_total_and_says_it_is_the_nurses_call(case, nurse):
+    from ehr.resources import nips_observation
+
+    a = services.assessment_create(case=case, nurse=nurse, items={"face": 1}, method="image", nurse_call=True)
+    observation = nips_observation(a)
+    assert "valueInteger" not in observation and "dataAbsentReason" in observation
+    assert "nurse's call, face only" in json.dumps(observation["interpretation"])
