@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 from annotations.models import NipsAssessment
-from triage.models import Alert, Frame, Neonate, Prediction, TriageCase, Unit, User
+from triage.models import Alert, Neonate, Prediction, TriageCase, Unit, User
 
 QUEUE_ORDER = ("-p_pain", "created_at", "id")
 """Pain first: highest p(pain) first, so a likely-pain frame is never behind unlikely ones; oldest first among equals."""
@@ -443,46 +443,3 @@ def live_accuracy(*, unit: Unit, model_version) -> dict:
         }
         for kind in ("audit", "uncertain")
     }
-
-
-FRAMES_AROUND_WINDOW = timedelta(minutes=2)
-"""A camera's keyframes this close to a case's frame are shown beside it as a sequence."""
-
-
-def frames_around(*, frame, before: int = 3, after: int = 3) -> list[dict]:
-    """The keyframes around ``frame``, oldest first, ``frame`` itself marked: a short sequence to look at.
-
-    A clip's keyframes (in clip order), else the same baby's frames within
-    :data:`FRAMES_AROUND_WINDOW`. Each ``{"frame_id", "captured_at", "clip_time_s", "current",
-    "crop_prediction_id"}`` (the newest prediction with a stored face crop, else ``None``). Empty
-    when there is nothing around it. Two queries.
-    """
-    if frame.clip_id:
-        around = Frame.objects.filter(clip_id=frame.clip_id).order_by("clip_time_s", "captured_at", "id")
-    else:
-        around = Frame.objects.filter(
-            neonate_id=frame.neonate_id,
-            captured_at__gte=frame.captured_at - FRAMES_AROUND_WINDOW,
-            captured_at__lte=frame.captured_at + FRAMES_AROUND_WINDOW,
-        ).order_by("captured_at", "id")
-    rows = list(around.exclude(image="").values("id", "captured_at", "clip_time_s")[:200])
-    index = next((i for i, row in enumerate(rows) if row["id"] == frame.pk), None)
-    if index is None or len(rows) < 2:
-        return []
-    rows = rows[max(0, index - before) : index + after + 1]
-    crops = dict(
-        Prediction.objects.filter(frame_id__in=[r["id"] for r in rows])
-        .exclude(crop="")
-        .order_by("frame_id", "created_at", "id")
-        .values_list("frame_id", "id")
-    )
-    return [
-        {
-            "frame_id": row["id"],
-            "captured_at": row["captured_at"],
-            "clip_time_s": row["clip_time_s"],
-            "current": row["id"] == frame.pk,
-            "crop_prediction_id": crops.get(row["id"]),
-        }
-        for row in rows
-    ]

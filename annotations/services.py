@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotations.bedside_selectors import bedside_related_cases
 from annotations.models import NIPS_ITEMS, FaceBoxCorrection, NipsAssessment
 from annotations.observations import SCORABLE, Kind, Method, ObservationError, method_parse, observation_verdict
 from triage.models import Alert, Frame, Role, TriageCase, User
@@ -217,6 +218,7 @@ def assessment_create(
     method: str | None = None,
     observed_at=None,
     nurse_call: bool | None = None,
+    resolve_related: bool | None = None,
     request=None,
 ) -> NipsAssessment:
     """Record ``nurse``'s NIPS scoring of ``case``; decide the case when the last required score lands.
@@ -224,7 +226,9 @@ def assessment_create(
     ``method`` says how the baby was observed (:class:`annotations.observations.Method`; blank:
     not recorded). The NIPS total and rule verdict exist only for a complete observation; a
     face-only or partial review needs ``nurse_call`` (her own pain / no pain call) and decides
-    the case by it.
+    the case by it. An observation at the cot also resolves the baby's other open cases from the
+    unit's bedside window unless ``resolve_related`` is False (:mod:`annotations.bedside`,
+    :func:`annotations.bedside_selectors.bedside_related_cases`).
 
     The nurse must hold the claim, or the case must be unclaimed (then it is claimed implicitly).
     ``unable_to_assess`` defaults to "a reason was given". Nurse-confirmed pain raises an alert.
@@ -285,10 +289,26 @@ def assessment_create(
         "total": verdict.total if verdict else None,
         "pain": verdict.pain if verdict else None,
     }
-    return _assessment_record(case=case, nurse=nurse, fields=fields, now=now, request=request)
+    assessment = assessment_record(case=case, nurse=nurse, fields=fields, now=now, request=request)
+    if observed_by == Method.COT and resolve_related is not False:
+        _bedside_resolve_related(source=assessment, nurse=nurse, fields=fields, now=now, request=request)
+    return assessment
 
 
-def _assessment_record(
+def _bedside_resolve_related(*, source: NipsAssessment, nurse: User, fields: dict, now, request=None) -> None:
+    """Copy a bedside observation onto the baby's other open cases in the unit's window (same transaction).
+
+    A case that became held or decided meanwhile is skipped (logged), never overwritten.
+    """
+    for related in bedside_related_cases(case=source.case, nurse=nurse, at=source.observed_at or now):
+        try:
+            with transaction.atomic():
+                assessment_record(case=related, nurse=nurse, fields=fields, now=now, request=request, source=source)
+        except CaseConflict as exc:
+            logger.info("bedside observation %s skipped case %s: %s", source.pk, related.pk, exc.message)
+
+
+def assessment_record(
     *, case: TriageCase, nurse: User, fields: dict, now, request=None, source: NipsAssessment | None = None
 ) -> NipsAssessment:
     """Save one validated assessment on ``case`` (locked), decide the case if it was the last score, audit, alert.
@@ -324,13 +344,19 @@ def _assessment_record(
     case.claimed_by = None
     case.claimed_at = None
     case.claim_expires_at = None
+    case.bedside_started_at = None
     if decided:
         case.status = TriageCase.Status.DECIDED
         case.decided_at = now
         case.final_pain = _final_pain(all_assessments)
     else:
         case.status = TriageCase.Status.OPEN
-    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at", "decided_at", "final_pain"])
+    case.save(
+        update_fields=[
+            *("status", "claimed_by", "claimed_at", "claim_expires_at", "decided_at", "final_pain"),
+            "bedside_started_at",
+        ]
+    )
 
     audit_record(
         action="assessment.created",

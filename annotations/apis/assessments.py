@@ -61,6 +61,14 @@ class AssessmentCreateApi(APIView):
             help_text="Your own pain / no pain call: required for a face-only or partial review (no NIPS total).",
         )
 
+        resolve_related = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="With method cot: also resolve the baby's other open cases from the unit's bedside window "
+            "(default true).",
+        )
+
         def validate(self, attrs):
             errors = {}
             if attrs.get("unable_to_assess"):
@@ -114,6 +122,7 @@ class AssessmentCreateApi(APIView):
                 method=data["method"],
                 observed_at=data["observed_at"],
                 nurse_call=data["nurse_call"],
+                resolve_related=data["resolve_related"],
                 request=request,
             )
         except SERVICE_REFUSALS as exc:

@@ -8,6 +8,7 @@ unit in the selectors (another unit's object is a 404).
 from annotations.views.assessment import (
     NIPS_CHOICES,
     assessment_submit,
+    case_bedside,
     case_claim,
     case_context,
     case_detail,
@@ -26,6 +27,7 @@ __all__ = [
     "alert_acknowledge",
     "alerts",
     "assessment_submit",
+    "case_bedside",
     "case_claim",
     "case_context",
     "case_detail",

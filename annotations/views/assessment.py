@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from annotations import queue_time, selectors, services
+from annotations import bedside, queue_time, selectors, services
 from annotations.models import NIPS_ITEMS
 from annotations.observations import BEDSIDE_ITEMS, METHOD_LABELS, Kind, Method
 from triage.models import Role, TriageCase
@@ -83,7 +83,10 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     is_nurse = user.is_nurse
     prediction = case.prediction
     visible = selectors.assessments_visible(user=user, case=case)
-    values = form_values or {}
+    values = dict(form_values or {})
+    observing = held_by_me and bedside.case_observing_at_bedside(case, now)
+    if observing and not values.get("method"):
+        values["method"] = Method.COT.value
     items = _items_context(values, form_errors or {})
     return {
         "case": case,
@@ -111,7 +114,14 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
             {"value": value, "text": text, "checked": values.get("method") == value} for value, text in METHOD_CHOICES
         ],
         "observed_time": values.get("observed_time") or timezone.localtime(now).strftime("%H:%M"),
-        "frames_around": selectors.frames_around(frame=prediction.frame),
+        "frames_around": bedside.frames_around(frame=prediction.frame),
+        "can_go_to_cot": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
+        "observing": observing,
+        "bedside_until": (
+            case.bedside_started_at + timedelta(seconds=bedside.OBSERVATION_SECONDS) if observing else None
+        ),
+        "bedside_related": bedside.bedside_related_cases(case=case, nurse=user) if observing else [],
+        "bedside_window": rules.bedside_window_minutes,
         "form_values": values,
         "form_errors": form_errors or {},
         "box_errors": box_errors or {},
@@ -168,6 +178,18 @@ def case_claim(request, pk: int):
 
 
 @require_POST
+@role_required(Role.NURSE)
+def case_bedside(request, pk: int):
+    """Go to the cot: claim the case (or extend the claim) and start the one-minute observation."""
+    case = selectors.case_get(user=request.user, pk=pk)
+    try:
+        bedside.case_bedside_start(case=case, nurse=request.user, request=request)
+    except services.CaseConflict as exc:
+        messages.error(request, f"Not started: {exc.message}")
+    return redirect("triage:case_detail", pk=case.pk)
+
+
+@require_POST
 @role_required(*CLINICAL)
 def case_release(request, pk: int):
     case = selectors.case_get(user=request.user, pk=pk)
@@ -212,6 +234,8 @@ def assessment_submit(request, case_id: int):
             method=values["method"],
             observed_at=observed_at_from_form(values["observed_time"], now=timezone.now()),
             nurse_call={"pain": True, "no_pain": False}.get(values["nurse_call"]),
+            # Only the cases she was shown (the box under the form) are resolved with this one.
+            resolve_related=post.get("resolve_related") == "on",
             request=request,
         )
     except ValidationError as exc:
@@ -226,6 +250,10 @@ def assessment_submit(request, case_id: int):
         tail = " The pain team has been alerted."
     elif assessment.case.status != "decided":
         tail = " A second nurse will score it blind."
+    copies = assessment.bedside_copies.select_related("case")
+    if copies:
+        also = ", ".join(str(copy.case_id) for copy in copies)
+        tail += f" The same bedside observation resolved this baby's case{'s' if len(copies) > 1 else ''} {also}."
     messages.success(request, f"Case {case.pk} saved: {verdict}.{tail}")
     return redirect("triage:dashboard")
 

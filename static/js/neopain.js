@@ -308,6 +308,27 @@
     return true;
   }
 
+  /* --- going to the cot: the one-minute observation timer (issue 13) --------------------- */
+  function setupBedsideTimer() {
+    var timer = document.querySelector("[data-bedside-timer]");
+    if (!timer) return;
+    var until = Date.parse(timer.getAttribute("data-until"));
+    if (isNaN(until)) return;
+    function tick() {
+      var left = Math.ceil((until - Date.now()) / 1000);
+      if (left > 0) {
+        var seconds = left % 60;
+        timer.textContent = Math.floor(left / 60) + ":" + (seconds < 10 ? "0" : "") + seconds + " left of the one-minute observation";
+        return;
+      }
+      timer.textContent = "One minute observed: score what you saw.";
+      timer.classList.add("is-done");
+      clearInterval(handle);
+    }
+    var handle = setInterval(tick, 1000);
+    tick();
+  }
+
   /* --- full frame on demand (loaded, and audited, only when opened) ---------------------- */
   function setupLazyImages() {
     document.querySelectorAll("details[data-lazy-image]").forEach(function (details) {
@@ -323,6 +344,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var onCase = setupCase();
     setupLazyImages();
+    setupBedsideTimer();
     refreshAges();
     setInterval(refreshAges, 20000);
     if (!onCase) {

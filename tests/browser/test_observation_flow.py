@@ -19,6 +19,7 @@ from triage.models import TriageCase
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+ALL_SCORES = {"face": 1, "cry": 2, "breathing": 1, "arms": 0, "legs": 0, "arousal": 1}
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -98,3 +99,41 @@ def test_a_face_only_review_from_the_image_is_kept_apart_from_nips(
     doc_shot(page, "face_only_on_the_case")
     page.goto(f"{base}/neonates/{cot['baby'].pk}/timeline/")
     expect(page.locator("table")).to_contain_text("face only")
+
+
+def test_going_to_the_cot_times_the_minute_and_one_observation_resolves_the_babys_cases(
+    live_server, new_page, doc_shot, cot, nurse, password
+):
+    base = live_server.url
+    case = cot["case"]
+    earlier = make_case(neonate=cot["baby"], model=cot["model"], p_pain=0.5, age_minutes=7)
+    page = new_page()
+    sign_in(page, base, "alice", password)
+    page.goto(f"{base}/cases/{case.pk}/")
+    page.get_by_role("button", name="Go to the cot").click()
+    expect(page.locator("#bedside")).to_contain_text("Observing at the cot")
+    expect(page.locator("[data-bedside-timer]")).to_contain_text("left of the one-minute observation")
+    expect(page.locator("#bedside")).to_contain_text(f"case {earlier.pk}")
+    expect(page.locator('input[name="method"][value="cot"]')).to_be_checked()
+    # The minute is counted down in the page (the server stores when it started).
+    first = page.locator("[data-bedside-timer]").inner_text()
+    page.wait_for_timeout(1100)
+    assert page.locator("[data-bedside-timer]").inner_text() != first
+    page.locator("#bedside").scroll_into_view_if_needed()
+    doc_shot(page, "bedside_timer")
+
+    for name, value in ALL_SCORES.items():
+        page.locator(f'input[name="{name}"][value="{value}"]').check()
+    expect(page.locator("#nips-total")).to_have_text("Total 5 of 7: PAIN by the unit rule (total ≥ 3).")
+    wait_until(page, "[...document.querySelectorAll('img.crop')].every(i => i.complete)")
+    doc_shot(page, "bedside_observation", full_page=True)
+    page.locator("#nips-submit").click()
+    page.wait_for_url(f"{base}/")
+    expect(page.locator(".messages")).to_contain_text(f"resolved this baby's case {earlier.pk}")
+    earlier.refresh_from_db()
+    assert earlier.status == TriageCase.Status.DECIDED and earlier.final_pain is True
+    copy = earlier.assessments.get()
+    assert copy.bedside_source.case_id == case.pk and copy.method == "cot"
+    page.goto(f"{base}/cases/{earlier.pk}/")
+    expect(page.locator(".assessment-list")).to_contain_text(f"from the bedside observation of case {case.pk}")
+    doc_shot(page, "bedside_resolved_case")

@@ -46,6 +46,8 @@ MATRIX = {
     "GET fhir patient": [200, 404, 200, 403, 403, 200, 401],
     "GET fhir practitioner": [200, 404, 200, 403, 403, 200, 401],
     "GET fhir device": [200, 200, 200, 403, 403, 200, 401],
+    # Go to the cot (issue 13): nurses (and superusers, as for claims); another unit's case is a 404.
+    "POST case bedside": [200, 404, 403, 403, 403, 200, 401],
 }
 
 
@@ -61,7 +63,17 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     )
     prediction = PredictionFactory(frame=FrameFactory(neonate=neonate), model_version=model)
     practitioner = UserFactory(username="fhir-nurse", role="nurse", unit=neonate.unit)
-    return {"frame": frame, "clip": clip, "model": model, "prediction": prediction, "practitioner": practitioner}
+    from tests.factories import TriageCaseFactory
+
+    case = TriageCaseFactory(prediction=prediction)
+    return {
+        "frame": frame,
+        "clip": clip,
+        "model": model,
+        "prediction": prediction,
+        "practitioner": practitioner,
+        "case": case,
+    }
 
 
 def call(client, key, *, unit, neonate, objects, clip_bytes):
@@ -99,6 +111,8 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/health/")
     if key == "GET schema":
         return client.get("/api/schema/")
+    if key == "POST case bedside":
+        return client.post(f"/api/v1/cases/{objects['case'].pk}/bedside/")
     if key.startswith("GET fhir"):
         return client.get(
             {

@@ -222,7 +222,7 @@ def test_the_csv_says_face_only_and_leaves_the_total_and_rule_verdict_blank(clie
 def three_kinds(neonate, model, nurse):
     """A complete cot observation (no pain), a face-only review (grimace, called pain), a partial one."""
     full, face, partial = (make_case(neonate=neonate, model=model) for _ in range(3))
-    services.assessment_create(case=full, nurse=nurse, items=CALM, method="cot")
+    services.assessment_create(case=full, nurse=nurse, items=CALM, method="cot", resolve_related=False)
     services.assessment_create(case=face, nurse=nurse, items={"face": 1}, method="image", nurse_call=True)
     services.assessment_create(
         case=partial, nurse=nurse, items={**ALL, "arousal": None}, method="video", nurse_call=False

@@ -81,6 +81,11 @@ class UnitSettings(models.Model):
     alert_rule_k = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
     alert_rule_n = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
     alert_rule_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(10), MaxValueValidator(3600)])
+    bedside_window_minutes = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(120)],
+        help_text="One observation at the cot also resolves the baby's open cases from frames this recent.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

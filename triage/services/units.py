@@ -33,6 +33,7 @@ UNIT_SETTINGS_EDITABLE = (
     "audit_share",
     "keyframe_period_s",
     "stale_after_minutes",
+    "bedside_window_minutes",
 )
 
 
