@@ -10,6 +10,7 @@ urlpatterns = [
     path("cases/<int:pk>/", apis.CaseDetailApi.as_view(), name="api-case-detail"),
     path("cases/<int:pk>/claim/", apis.CaseClaimApi.as_view(), name="api-case-claim"),
     path("cases/<int:pk>/release/", apis.CaseReleaseApi.as_view(), name="api-case-release"),
+    path("cases/<int:pk>/heartbeat/", apis.CaseHeartbeatApi.as_view(), name="api-case-heartbeat"),
     path("cases/<int:pk>/assessment/", apis.AssessmentCreateApi.as_view(), name="api-case-assessment"),
     path("cases/<int:pk>/bedside/", CaseBedsideApi.as_view(), name="api-case-bedside"),
     path("alerts/<int:pk>/acknowledge/", apis.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),

@@ -232,9 +232,19 @@ def case_get(*, user: User, pk: int) -> TriageCase:
     return case
 
 
+def cases_free_for(*, user: User, cases: QuerySet) -> QuerySet:
+    """``cases`` without those another nurse's live claim holds (hers, unclaimed and lapsed stay)."""
+    held_by_other = Q(claimed_by__isnull=False, claim_expires_at__gt=timezone.now()) & ~Q(claimed_by=user)
+    return cases.exclude(held_by_other)
+
+
 def case_neighbours(*, user: User, case: TriageCase) -> tuple[TriageCase | None, TriageCase | None]:
-    """(previous, next) open case in queue order, for J/K (their ids only: the page links to them)."""
-    queue = queue_for_nurse(user=user).exclude(pk=case.pk).select_related(None).only("id")
+    """(previous, next) open case in queue order, for J/K (their ids only: the page links to them).
+
+    Cases another nurse holds now are skipped: J lands only on a case she can score.
+    """
+    queue = cases_free_for(user=user, cases=queue_for_nurse(user=user).exclude(pk=case.pk))
+    queue = queue.select_related(None).only("id")
     key_after = (
         Q(p_pain__lt=case.p_pain)
         | Q(p_pain=case.p_pain, created_at__gt=case.created_at)
@@ -299,20 +309,32 @@ def neonates_for_unit(*, user: User) -> QuerySet:
 
 
 def neonate_timeline(*, neonate: Neonate, since: datetime, until: datetime, limit: int = 2000) -> dict:
-    """Predictions, assessments and alerts of one neonate in a time window (three queries)."""
+    """Predictions, assessments and alerts of one neonate in a time window (three queries).
+
+    Assessments are placed by the frame's capture time (annotations/timeline_chart.py), not by the
+    moment the nurse submitted the form.
+    """
     predictions = list(
         Prediction.objects.filter(frame__neonate=neonate, frame__captured_at__gte=since, frame__captured_at__lte=until)
         .select_related("frame", "model_version")
         .order_by("-frame__captured_at")[:limit]
     )
     predictions.reverse()
+    # Assessments by the time of the frame they score (what the chart plots), or submitted in the window.
     assessments = list(
-        NipsAssessment.objects.filter(case__neonate=neonate, created_at__gte=since, created_at__lte=until)
+        NipsAssessment.objects.filter(case__neonate=neonate)
+        .filter(
+            Q(case__captured_at__gte=since, case__captured_at__lte=until) | Q(created_at__gte=since, created_at__lte=until)
+        )
         .select_related("nurse", "case")
-        .order_by("created_at")
+        .order_by("case__captured_at", "created_at")
     )
+    # Alerts raised in the window, and those acknowledged in it (the intervention their note records).
     alerts = list(
-        Alert.objects.filter(neonate=neonate, created_at__gte=since, created_at__lte=until).order_by("created_at")
+        Alert.objects.filter(neonate=neonate)
+        .filter(Q(created_at__gte=since, created_at__lte=until) | Q(acknowledged_at__gte=since, acknowledged_at__lte=until))
+        .select_related("acknowledged_by")
+        .order_by("created_at")
     )
     return {"predictions": predictions, "assessments": assessments, "alerts": alerts}
 

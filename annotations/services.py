@@ -111,13 +111,41 @@ def case_claim(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
 
 
 @transaction.atomic
-def case_release(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
-    """Give a claimed case back to the queue. Only the holder releases a live claim."""
+def case_claim_extend(*, case: TriageCase, nurse: User, request=None) -> TriageCase:
+    """Push the holder's claim out by the unit's claim timeout while she is editing (the page's heartbeat).
+
+    A live claim is extended without an audit row (a heartbeat a minute would bury the log; the
+    holder does not change). A claim of hers that lapsed with nobody taking it over is taken
+    again, audited as ``case.claimed``. CaseConflict when another nurse holds it (``held``), the
+    claim was released (``not_held``), the case is decided or she already scored it.
+    """
+    _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE,))
+    now = timezone.now()
+    case = _lock_undecided_case(case)
+    _ensure_not_held_by_other(case, nurse, now)
+    if case.claimed_by_id != nurse.pk:
+        raise CaseConflict("You no longer hold this case: claim it again to go on.", code="not_held")
+    if case.claim_is_live(now):
+        case.claim_expires_at = now + timedelta(minutes=unit_settings_get(unit=case.unit).claim_timeout_minutes)
+        case.save(update_fields=["claim_expires_at"])
+        return case
+    return case_claim(case=case, nurse=nurse, request=request)
+
+
+@transaction.atomic
+def case_release(*, case: TriageCase, nurse: User, if_expires_at=None, request=None) -> TriageCase:
+    """Give a claimed case back to the queue. Only the holder releases a live claim.
+
+    ``if_expires_at``: release only if the claim still ends then (the case page leaving sends the
+    end it knew; a reload of the page has extended the claim since, and keeps it).
+    """
     _ensure_clinician_of_unit(user=nurse, unit_id=case.unit_id, roles=(Role.NURSE, Role.UNIT_ADMIN))
     now = timezone.now()
     case = _lock_undecided_case(case)
     if not case.claimed_by_id:
         return case
+    if if_expires_at is not None and case.claim_expires_at != if_expires_at:
+        raise CaseConflict("The claim was renewed since; it stays.", code="renewed")
     if case.claimed_by_id != nurse.pk and case.claim_is_live(now) and not nurse.is_unit_admin:
         raise CaseConflict("Only the nurse holding this case can release it.", code="held")
     before = _claim_snapshot(case)

@@ -51,3 +51,33 @@ def retrain_when_new_labels() -> dict:
         if model_version is not None:
             retrained[unit.code] = model_version.pk
     return {"enabled": True, "every_n": every_n, "retrained": retrained}
+
+
+# Scoring two bundles on every held-out nurse label takes minutes on a CPU worker.
+@shared_task(name="annotations.tasks.model_compare", soft_time_limit=3600, time_limit=3600 + 120)
+def model_compare(candidate_id: int, actor_id: int | None = None) -> dict:
+    """The models page's "compare with the active model": held-out comparison, kept on the candidate, audited."""
+    from annotations.model_comparison import model_comparison_store, models_compare
+    from triage.models import ModelVersion, User
+    from triage.services import audit_record
+
+    candidate = ModelVersion.objects.filter(pk=candidate_id).first()
+    if candidate is None:
+        logger.info("model_compare: model version %s is gone", candidate_id)
+        return {"compared": False}
+    actor = User.objects.filter(pk=actor_id).first() if actor_id else None
+    try:
+        result = models_compare(candidate=candidate)
+    except Exception as exc:  # a missing bundle, no labels, a detector: the page shows why, not "pending" forever
+        logger.exception("model_compare: model version %s could not be compared", candidate_id)
+        result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    model_comparison_store(candidate=candidate, comparison=result)
+    audit_record(
+        action="model.compared",
+        actor=actor,
+        unit=candidate.unit,
+        obj=candidate,
+        after={"n": result.get("n"), "verdict": result.get("verdict"), "error": result.get("error")},
+    )
+    logger.info("model %s compared: %s", candidate.label, result.get("verdict") or result.get("error"))
+    return {"compared": True, "verdict": result.get("verdict")}

@@ -15,6 +15,9 @@ urlpatterns = [
     path("cases/<int:case_id>/assessment/", views.assessment_submit, name="assessment_create"),
     path("cases/<int:case_id>/face-box/", views.face_box_submit, name="facebox_create"),
     path("export/", views.export_page, name="export"),
+    path("models/", views.models_page.models_page, name="models"),
+    path("models/<int:pk>/activate/", views.models_page.model_activate, name="model_activate"),
+    path("models/<int:pk>/compare/", views.models_page.model_compare_request, name="model_compare"),
 ]
 
 ward_urlpatterns = [

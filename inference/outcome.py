@@ -53,6 +53,12 @@ class FrameOutcome:
     saliency_map: Any = None
     #: ``crop`` already encoded as a JPEG (quality 90) by the GPU path (Pillow in its encoder threads), else ``None``.
     crop_jpeg: bytes | None = None
+    #: ``(embedding, mirrored embedding or None)`` when the model judges frames against a per-neonate
+    #: baseline (:mod:`inference.baseline`); ``p_pain`` is then the cold-start score until rescored.
+    embedding: Any = None
+    #: How a baseline model scored this frame (set by the caller that knows the neonate): ``used``
+    #: (False: cold start), ``id``, ``digest``, ``frames`` (frames it held), ``min_frames``.
+    baseline: dict[str, Any] | None = None
 
     @property
     def is_ok(self) -> bool:

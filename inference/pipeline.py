@@ -55,7 +55,8 @@ def get_pipeline(
             face_detector = get_detector(
                 detector, weights=detector_weights, device=str(target), runtime=runtime or None
             )
-            if target.type == "cuda" and hasattr(face_detector, "detect_tensors"):
+            # A per-neonate baseline model keeps embeddings per frame: the PIL path does that.
+            if target.type == "cuda" and hasattr(face_detector, "detect_tensors") and not model.metadata.get("baseline"):
                 pipeline = TensorPipeline(model, face_detector)
             else:
                 pipeline = Pipeline(model, face_detector)

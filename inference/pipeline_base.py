@@ -51,6 +51,8 @@ class _Work:
     crop_jpeg: bytes | None = None
     p_pain: float | None = None
     saliency_map: Any = None
+    #: ``(embedding, mirrored embedding or None)`` for a model with a per-neonate baseline.
+    embedding: Any = None
 
 
 class Pipeline:
@@ -145,6 +147,9 @@ class Pipeline:
             if item.image is not None and item.face is not None:
                 item.crop = letterbox(crop_face(item.image, item.face), size, fill)
                 crops.append(item.crop)
+        if self.model.metadata.get("baseline"):
+            self._classify_cold_start(ready, crops, start)
+            return
         probabilities = self._classify_with_saliency(ready, crops) if self.saliency else None
         if probabilities is None:
             probabilities = self.model.predict_proba(crops)
@@ -153,6 +158,23 @@ class Pipeline:
         for item, row in zip(ready, probabilities):
             item.timings["classify"] = share
             item.p_pain = float(row[pain])
+
+    def _classify_cold_start(self, ready: list[_Work], crops: list[Image.Image], start: float) -> None:
+        """A baseline model: keep each crop's embeddings and score it against the cold-start reference.
+
+        The caller that knows the neonate (the worker) rescores it against that neonate's baseline
+        (:func:`inference.baseline.model_p_pain`). No Grad-CAM: the map would explain the score
+        before the baseline, not the one the nurse sees.
+        """
+        from inference.baseline import model_embeddings, model_p_pain
+
+        embeddings, flipped = model_embeddings(self.model, crops)
+        p_pain = model_p_pain(self.model, embeddings, flipped, [None] * len(crops))
+        share = _ms_since(start) / len(ready)
+        for i, item in enumerate(ready):
+            item.timings["classify"] = share
+            item.p_pain = float(p_pain[i])
+            item.embedding = (embeddings[i], flipped[i] if flipped is not None else None)
 
     def _classify_with_saliency(self, ready: list[_Work], crops: list[Image.Image]) -> Any:
         """``predict_proba``'s probabilities plus a Grad-CAM map per crop, from the same forward passes.
@@ -206,6 +228,7 @@ class Pipeline:
             face_score=item.face.score,
             saliency_map=item.saliency_map,
             crop_jpeg=item.crop_jpeg,
+            embedding=item.embedding,
             **common,
         )
 

@@ -110,7 +110,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -260,6 +259,11 @@ NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS = env_int("NEOPAIN_LOGIN_FAILURE_WINDOW_SEC
 NEOPAIN_LOGIN_BACKOFF_SECONDS = env_int("NEOPAIN_LOGIN_BACKOFF_SECONDS", 30, minimum=1)
 # Failed sign-ins from one address across all user names (password spraying) before it waits too.
 NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT", 30, minimum=1)
+# Failed sign-ins for one user name from any addresses (a distributed guess) before the account is
+# locked out for NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS (audited as login.locked_out). Higher than the
+# per-address limit: a stranger can lock an account this way, but only for a while, and it is audited.
+NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1)
+NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS = env_int("NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS", 900, minimum=1)
 # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated).
 # Without it every request behind a proxy shares the proxy's address.
 NEOPAIN_TRUSTED_PROXIES = env.list("NEOPAIN_TRUSTED_PROXIES", default=[])
@@ -313,7 +317,7 @@ CACHES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # DRF's TokenAuthentication, with the caller's camera row read in the same query.
+        # Hashed, expiring ApiToken rows (triage.services.tokens), the caller's camera read in the same query.
         "triage.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],

@@ -275,16 +275,17 @@ def time_pages(requests: int, deep_page: int = 20) -> dict[str, dict]:
     from django.db import connection, reset_queries
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
-    from rest_framework.authtoken.models import Token
 
     from annotations import selectors
     from triage.models import User
 
     nurse = User.objects.get(username="nurse-1-1")
-    token, _ = Token.objects.get_or_create(user=nurse)
+    from triage.services import api_token_create
+
+    token = api_token_create(user=nurse, actor_username="bench").key
     browser = Client()
     browser.force_login(nurse)
-    api = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api = Client(HTTP_AUTHORIZATION=f"Token {token}")
     # The fingerprint the page itself hands its poll: an unchanged queue answers 204.
     fingerprint = re.search(r"v=([0-9a-f]+)", browser.get("/").content.decode()).group(1)
     # The last page of 50 (the largest offset), and the same cases by keyset (``after=``).

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import TEST_PASSWORD, DeviceFactory, ModelVersionFactory, NeonateFactory, UnitFactory, UserFactory
+from tests.factories import (
+    TEST_PASSWORD,
+    DeviceFactory,
+    ModelVersionFactory,
+    NeonateFactory,
+    UnitFactory,
+    UserFactory,
+    api_token_for,
+)
 from triage.models import Role
 
 
@@ -18,7 +25,10 @@ def _private_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/nonexistent-private/"}},
+        "default": {
+            **settings.STORAGES["default"],
+            "OPTIONS": {"location": str(tmp_path / "media"), "base_url": "/nonexistent-private/"},
+        },
     }
 
 
@@ -90,8 +100,7 @@ def model(db):
 
 def _token_client(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user)}")
     return client
 
 
@@ -102,7 +111,7 @@ def api_client():
 
 @pytest.fixture
 def client_for():
-    """``client_for(user)`` -> an APIClient authenticated with the user's DRF token (None -> anonymous)."""
+    """``client_for(user)`` -> an APIClient authenticated with a new API token of the user (None -> anonymous)."""
     return lambda user: APIClient() if user is None else _token_client(user)
 
 

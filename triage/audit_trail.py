@@ -31,6 +31,7 @@ _KIND_WORDS = {
     "triage.Clip": "clip",
     "annotations.NipsAssessment": "NIPS assessment",
     "annotations.FaceBoxCorrection": "face-box correction",
+    "triage.ApiToken": "API token",
 }
 _VIEW_WORDS = {"frame.viewed": "full frame", "crop.viewed": "crop", "saliency.viewed": "saliency map"}
 

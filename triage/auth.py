@@ -6,7 +6,13 @@ proxies) and user name: a stranger cannot lock a nurse out from the nurse's own 
 ``NEOPAIN_LOGIN_FAILURE_LIMIT`` failures that pair waits ``NEOPAIN_LOGIN_BACKOFF_SECONDS``, doubling
 with every further failure up to the window: never a permanent lockout, the right password works
 once the wait is over. One address failing for many user names (password spraying) waits too, after
-``NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT`` failures.
+``NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT`` failures. One user name failing from any number of addresses
+is locked out for ``NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS`` after
+``NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT`` failures (a distributed guess at one account). Every lock
+that begins is audited as ``login.locked_out``; a refused attempt as ``login.throttled``.
+
+API tokens (``ApiToken``, hashed, expiring, revocable) are checked by ``TokenAuthentication``; an
+expired, revoked or unknown key answers 401 with a ``detail`` that says which.
 """
 
 from __future__ import annotations
@@ -20,12 +26,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.cache import cache
 from django.dispatch import receiver
-from django.http import HttpResponse
-from django.utils.translation import gettext_lazy as _
+from django.shortcuts import render
 from rest_framework import authentication, exceptions
 
 from triage.addresses import client_ip
-from triage.services import audit_record
+from triage.services import TokenRefused, api_token_authenticate, audit_record
 
 logger = logging.getLogger("neopain.auth")
 
@@ -36,6 +41,10 @@ def _failure_key(ip: str | None, username: str) -> str:
 
 def _address_key(ip: str | None) -> str:
     return f"login-fail-addr:{ip or '-'}"
+
+
+def _account_key(username: str) -> str:
+    return f"login-fail-acct:{(username or '').lower()[:150]}"
 
 
 def _lock_key(counter_key: str) -> str:
@@ -56,10 +65,8 @@ def _cache_unavailable(exc: Exception) -> None:
 def login_wait_seconds(*, ip: str | None, username: str) -> int:
     """Seconds this (address, user name) must still wait before trying a password; 0 when it may."""
     try:
-        until = max(
-            float(cache.get(_lock_key(_failure_key(ip, username))) or 0),
-            float(cache.get(_lock_key(_address_key(ip))) or 0),
-        )
+        keys = [_lock_key(k) for k in (_failure_key(ip, username), _address_key(ip), _account_key(username))]
+        until = max([float(v or 0) for v in cache.get_many(keys).values()], default=0.0)
     except Exception as exc:  # redis-py, the database cache ... each raise their own connection errors
         _cache_unavailable(exc)
         return 0
@@ -70,8 +77,11 @@ def login_is_throttled(*, ip: str | None, username: str) -> bool:
     return login_wait_seconds(ip=ip, username=username) > 0
 
 
-def _count_failure(counter_key: str, limit: int) -> None:
-    """One more failure on ``counter_key``; at or over ``limit``, a wait that doubles per failure."""
+def _count_failure(counter_key: str, limit: int, *, fixed_wait: int | None = None) -> int:
+    """One more failure on ``counter_key``; at or over ``limit``, a wait (seconds, 0 when none begins).
+
+    The wait doubles per failure from the backoff, or is ``fixed_wait`` (the account lockout, whose
+    count then starts again)."""
     window = settings.NEOPAIN_LOGIN_FAILURE_WINDOW_SECONDS
     cache.add(counter_key, 0, timeout=window)
     try:
@@ -79,9 +89,27 @@ def _count_failure(counter_key: str, limit: int) -> None:
     except ValueError:
         failures = 1
         cache.set(counter_key, failures, timeout=window)
-    if failures >= limit:
+    if failures < limit:
+        return 0
+    if fixed_wait is not None:
+        wait = fixed_wait
+        cache.delete(counter_key)
+    else:
         wait = min(settings.NEOPAIN_LOGIN_BACKOFF_SECONDS * 2 ** min(failures - limit, 20), window)
-        cache.set(_lock_key(counter_key), _now() + wait, timeout=wait + 1)
+    cache.set(_lock_key(counter_key), _now() + wait, timeout=wait + 1)
+    return wait
+
+
+def _too_many_attempts(request, *, username: str, wait: int):
+    """The 429 page: how long to wait, and that the right password works again afterwards."""
+    response = render(
+        request,
+        "registration/locked.html",
+        {"wait_seconds": wait, "wait_minutes": math.ceil(wait / 60), "username": username},
+        status=429,
+    )
+    response["Retry-After"] = str(wait)
+    return response
 
 
 class NeoPainLoginView(auth_views.LoginView):
@@ -93,13 +121,7 @@ class NeoPainLoginView(auth_views.LoginView):
         wait = login_wait_seconds(ip=client_ip(request), username=username)
         if wait:
             audit_record(action="login.throttled", request=request, actor_username=username[:150])
-            response = HttpResponse(
-                f"Too many failed sign-in attempts. Try again in {wait} seconds.",
-                status=429,
-                content_type="text/plain",
-            )
-            response["Retry-After"] = str(wait)
-            return response
+            return _too_many_attempts(request, username=username[:150], wait=wait)
         return super().post(request, *args, **kwargs)
 
 
@@ -121,13 +143,37 @@ class NeoPainPasswordChangeView(auth_views.PasswordChangeView):
 def on_login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
     ip = client_ip(request)
+    locks = {}
     try:
-        _count_failure(_failure_key(ip, username), settings.NEOPAIN_LOGIN_FAILURE_LIMIT)
-        _count_failure(_address_key(ip), settings.NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT)
+        locks["address+user"] = _count_failure(_failure_key(ip, username), settings.NEOPAIN_LOGIN_FAILURE_LIMIT)
+        locks["address"] = _count_failure(_address_key(ip), settings.NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT)
+        locks["account"] = _count_failure(
+            _account_key(username),
+            settings.NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT,
+            fixed_wait=settings.NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS,
+        )
     except Exception as exc:
         _cache_unavailable(exc)
     logger.warning("failed login for username=%r from %s", username, ip)
     audit_record(action="login.failed", request=request, actor_username=username)
+    begun = {scope: wait for scope, wait in locks.items() if wait}
+    if begun:
+        logger.warning("sign-in locked for username=%r from %s: %s", username, ip, begun)
+        audit_record(
+            action="login.locked_out",
+            request=request,
+            actor_username=username,
+            unit=_unit_of(username),
+            after={"scopes": sorted(begun), "seconds": max(begun.values())},
+        )
+
+
+def _unit_of(username: str):
+    """The unit of the named account, so its admin sees the lockout in the unit's audit log."""
+    from triage.models import User
+
+    user = User.objects.filter(username__iexact=username).select_related("unit").first() if username else None
+    return user.unit if user is not None else None
 
 
 @receiver(user_logged_in)
@@ -141,19 +187,14 @@ def on_logged_in(sender, request, user, **kwargs):
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token authentication reading the token, its user and the user's camera in one query.
+    """``Authorization: Token <key>`` against the hashed ``ApiToken`` rows (``triage.services.tokens``).
 
-    Every device request checks the camera row (``permissions.user_is_device``): joined here it
-    costs no second round trip (issue 7, ingest). A user without a camera gets ``device`` cached as
-    missing, so the check asks nothing either. Same answers as DRF's class, which it extends.
+    The token, its user and the user's camera are read in one query; an unknown, expired or revoked
+    key, or one of an inactive user, answers 401 with a ``detail`` saying which.
     """
 
     def authenticate_credentials(self, key):
-        model = self.get_model()
         try:
-            token = model.objects.select_related("user", "user__device").get(key=key)
-        except model.DoesNotExist:
-            raise exceptions.AuthenticationFailed(_("Invalid token.")) from None
-        if not token.user.is_active:
-            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        return (token.user, token)
+            return api_token_authenticate(key=key)
+        except TokenRefused as exc:
+            raise exceptions.AuthenticationFailed(str(exc)) from None

@@ -182,3 +182,25 @@ def cameras_health(
         )
         for camera in cameras
     ]
+
+
+@dataclass(frozen=True)
+class CameraTokens:
+    device: Device
+    tokens: list  # ApiToken rows, newest first
+
+
+# Ended (expired, revoked) tokens stay listed for a while so the admin sees what a rotation replaced.
+CAMERA_TOKENS_SHOWN = 10
+
+
+def camera_tokens(*, unit: Unit) -> list[CameraTokens]:
+    """Every camera of the unit (retired ones too: their tokens may still need revoking) with its newest tokens."""
+    from triage.models import ApiToken
+
+    cameras = list(Device.objects.filter(unit=unit).select_related("user").order_by("-active", "name"))
+    by_user: dict[int, list] = {camera.user_id: [] for camera in cameras}
+    for token in ApiToken.objects.filter(user_id__in=by_user).order_by("-created_at", "-pk"):
+        if len(by_user[token.user_id]) < CAMERA_TOKENS_SHOWN:
+            by_user[token.user_id].append(token)
+    return [CameraTokens(device=camera, tokens=by_user[camera.user_id]) for camera in cameras]

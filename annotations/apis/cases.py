@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -309,10 +309,61 @@ class CaseClaimApi(APIView):
 
 
 class CaseReleaseApi(APIView):
-    """Give the case back to the queue (the holder, or a unit admin for a stuck claim)."""
+    """Give the case back to the queue (the holder, or a unit admin for a stuck claim).
+
+    Optional ``claim_expires_at``: release only if the claim still ends then, else 409 ``renewed``
+    (the case page sends it when the nurse leaves; a reload has renewed the claim meanwhile).
+    """
 
     permission_classes = [IsClinician]
 
-    @extend_schema(request=None, responses={200: CaseDetailOutputSerializer, 409: OpenApiTypes.OBJECT})
+    class InputSerializer(serializers.Serializer):
+        claim_expires_at = serializers.DateTimeField(required=False)
+
+    @extend_schema(request=InputSerializer, responses={200: CaseDetailOutputSerializer, 409: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
-        return _case_action(request, pk, services.case_release)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if_expires_at = serializer.validated_data.get("claim_expires_at")
+        return _case_action(request, pk, partial(services.case_release, if_expires_at=if_expires_at))
+
+
+class CaseHeartbeatApi(APIView):
+    """The case page's heartbeat while the holder edits: extends her claim (a lapsed one is re-taken if free).
+
+    200 ``{"id", "claim_expires_at", "claim_seconds_left"}``; 409 with ``code`` ``held`` (another
+    nurse took it over), ``not_held`` (released), ``decided`` or ``already_scored``.
+    """
+
+    permission_classes = [IsNurse]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer(
+                "ClaimHeartbeat",
+                {
+                    "id": serializers.IntegerField(),
+                    "claim_expires_at": serializers.DateTimeField(),
+                    "claim_seconds_left": serializers.IntegerField(),
+                },
+            ),
+            409: OpenApiTypes.OBJECT,
+        },
+    )
+    def post(self, request, pk: int):
+        case = selectors.case_get(user=request.user, pk=pk)
+        try:
+            case = services.case_claim_extend(case=case, nurse=request.user, request=request)
+        except services.CaseConflict as exc:
+            return conflict_response(exc)
+        except DjangoPermissionDenied as exc:
+            return forbidden_response(exc)
+        left = (case.claim_expires_at - timezone.now()).total_seconds()
+        return Response(
+            {
+                "id": case.pk,
+                "claim_expires_at": _DATETIME.to_representation(case.claim_expires_at),
+                "claim_seconds_left": max(0, int(left)),
+            }
+        )

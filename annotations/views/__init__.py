@@ -5,6 +5,7 @@ Every view checks the role on the server (:mod:`triage.views.access`) and scopes
 unit in the selectors (another unit's object is a 404).
 """
 
+from annotations.views import models_page
 from annotations.views.assessment import (
     NIPS_CHOICES,
     assessment_submit,
@@ -34,6 +35,7 @@ __all__ = [
     "case_release",
     "dashboard",
     "export_page",
+    "models_page",
     "face_box_submit",
     "neonate_timeline",
     "neonates",

@@ -73,9 +73,7 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     rules = unit_settings_get(unit=case.unit)
     # J/K follow the dashboard's time-first order (fresh frames first, grouped per baby).
     groups = queue_time.queue_groups(user=user, stale_after_minutes=rules.stale_after_minutes, now=now)
-    previous, following = queue_time.queue_time_neighbours(
-        user=user, case=case, groups=groups, queue=selectors.queue_for_nurse(user=user)
-    )
+    previous, following = queue_time.queue_time_neighbours(user=user, case=case, groups=groups, queue=_free_queue(user))
     held_live = case.claim_is_live(now)
     held_by_me = held_live and case.claimed_by_id == user.pk
     already_scored = any(a.nurse_id == user.pk for a in case.assessments.all())
@@ -101,6 +99,10 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         "held_live": held_live,
         "held_by_me": held_by_me,
         "held_by_other": held_live and not held_by_me,
+        "claim_seconds_left": max(0, int((case.claim_expires_at - now).total_seconds())) if held_by_me else 0,
+        "claim_timeout_seconds": rules.claim_timeout_minutes * 60,
+        # Entries sent back after a refusal (held by another nurse, decided meanwhile): shown, never dropped.
+        "kept_entries": bool(form_values) and (decided or already_scored),
         "already_scored": already_scored,
         "decided": decided,
         "can_claim": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
@@ -242,8 +244,11 @@ def assessment_submit(request, case_id: int):
         context = case_context(request, case, form_values=values, form_errors=exc.message_dict)
         return render(request, "triage/case_detail.html", context, status=400)
     except services.CaseConflict as exc:
-        messages.error(request, f"Not saved: {exc.message}")
-        return redirect("triage:case_detail", pk=case.pk)
+        # Her scores and note come back in the form (never an empty form); the page says why.
+        case = selectors.case_get(user=request.user, pk=case_id)
+        context = case_context(request, case, form_values=values)
+        context["conflict"] = exc.message
+        return render(request, "triage/case_detail.html", context, status=409)
     verdict = assessment_summary(assessment)
     tail = ""
     if assessment.pain:
@@ -255,7 +260,22 @@ def assessment_submit(request, case_id: int):
         also = ", ".join(str(copy.case_id) for copy in copies)
         tail += f" The same bedside observation resolved this baby's case{'s' if len(copies) > 1 else ''} {also}."
     messages.success(request, f"Case {case.pk} saved: {verdict}.{tail}")
-    return redirect("triage:dashboard")
+    return redirect_to_next_case(request, case)
+
+
+def _free_queue(user):
+    """Her queue without the cases another nurse holds now: J and "next case" land only where she can score."""
+    return selectors.cases_free_for(user=user, cases=selectors.queue_for_nurse(user=user))
+
+
+def redirect_to_next_case(request, case: TriageCase):
+    """After a submit, straight on to the first case she can score in the dashboard's order, else the queue."""
+    rules = unit_settings_get(unit=case.unit)
+    groups = queue_time.queue_groups(user=request.user, stale_after_minutes=rules.stale_after_minutes)
+    following = queue_time.queue_time_ordered(_free_queue(request.user), groups=groups).first()
+    if following is None:
+        return redirect("triage:dashboard")
+    return redirect("triage:case_detail", pk=following.pk)
 
 
 def assessment_summary(assessment) -> str:

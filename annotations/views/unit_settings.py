@@ -118,9 +118,30 @@ class UnitSettingsForm(forms.Form):
         label="Clip keyframe period (seconds)",
         help_text="A clip gives at least one frame this often, besides the frames where the face changes (0 = changes only).",
     )
+    device_token_days = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=3 * 365,
+        label="Camera token lifetime (days)",
+        help_text="New bedside camera tokens expire after this (existing tokens keep their date).",
+    )
+    person_token_hours = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=30 * 24,
+        label="Staff API token lifetime (hours)",
+        help_text="New API tokens of people expire after this (a shift by default).",
+    )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "stale_after_minutes", "bedside_window_minutes")
+OPTIONAL_UNCHANGED = (
+    "audit_share",
+    "keyframe_period_s",
+    "stale_after_minutes",
+    "device_token_days",
+    "person_token_hours",
+    "bedside_window_minutes",
+)
 
 
 def _admin_unit(request) -> Unit:

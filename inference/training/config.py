@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from inference.baseline import BASELINE_MIN_FRAMES, BASELINE_MODES, BASELINE_WINDOW, BaselinePolicy
 from inference.painnet import BACKBONES
 
 #: How much of PainNet trains (see :mod:`inference.training`): the backbone's last block plus
@@ -93,6 +94,11 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     calibrate: bool = True
+    #: ``neonate``: the head judges each embedding relative to its subject's baseline (the median
+    #: of that subject's own frames, no labels; :mod:`inference.baseline`). Needs ``finetune="head"``.
+    baseline: str = "none"
+    baseline_min_frames: int = BASELINE_MIN_FRAMES
+    baseline_window: int = BASELINE_WINDOW
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -113,6 +119,11 @@ class TrainConfig:
             raise ValueError(f"stop_on must be one of {STOP_METRICS}")
         if not 0 <= self.label_smoothing < 0.5:
             raise ValueError("label_smoothing must be in [0, 0.5)")
+        if self.baseline not in BASELINE_MODES:
+            raise ValueError(f"baseline must be one of {BASELINE_MODES}, got {self.baseline!r}")
+        if self.baseline == "neonate" and self.finetune != "head":
+            raise ValueError("baseline 'neonate' centres the backbone's embeddings: use finetune 'head'")
+        self.baseline_policy()
         if self.warmup_epochs < 0 or self.patience < 1:
             raise ValueError("warmup_epochs >= 0 and patience >= 1 are required")
 
@@ -123,6 +134,9 @@ class TrainConfig:
             raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
         values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
         return cls(recipe=recipe, **values)
+
+    def baseline_policy(self) -> BaselinePolicy:
+        return BaselinePolicy(min_frames=self.baseline_min_frames, window=self.baseline_window)
 
     def describe(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

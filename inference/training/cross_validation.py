@@ -14,7 +14,7 @@ from inference import thresholds as th
 from inference.training.config import TrainConfig, subject_indices, validation_split
 from inference.training.crops import CropSet
 from inference.training.datasets import DatasetError
-from inference.training.finetune import FeatureBank
+from inference.training.finetune import FeatureBank, bank_centred
 from inference.training.fit import predict_p_pain, train_painnet
 
 
@@ -75,7 +75,32 @@ def choices_made(config: TrainConfig) -> dict[str, str]:
         "subjects; the held-out subject is never among them",
         "temperature": "not used by the fold's predictions; ece_temperature_scaled is cross-fitted over subjects",
         "threshold": "the table and guarantee are computed on the pooled out-of-fold predictions, after all folds",
+        "baseline": (
+            f"per-neonate: each subject's embeddings centred on the median of its own frames (at most "
+            f"{config.baseline_window}, labels never read), the held-out subject's included, as serving does once "
+            f"{config.baseline_min_frames} frames are in; fewer: centred on the training subjects' median"
+            if config.baseline == "neonate"
+            else "none: each frame judged on its own"
+        ),
     }
+
+
+def pooled_analysis(oof: np.ndarray, labels: np.ndarray, subjects: Sequence[str], *, alpha: float) -> dict[str, Any]:
+    """The threshold analysis of pooled out-of-fold predictions, with cross-fitted temperature scaling."""
+    analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha, subjects=list(subjects))
+    # Out-of-sample calibration: each subject's temperature is fitted on the other subjects' predictions.
+    subjects_arr = np.asarray(subjects)
+    scaled = np.empty_like(oof)
+    for subject in sorted(set(subjects)):
+        mask = subjects_arr == subject
+        t = th.temperature_fit(p_pain=oof[~mask], labels=labels[~mask])
+        scaled[mask] = th.temperature_apply(oof[mask], t)
+    analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=scaled, labels=labels)
+    analysis["temperature_fitted_on"] = (
+        "ece_temperature_scaled: cross-fitted (each subject scaled by a temperature fitted on the others); "
+        "temperature: fitted on all out-of-fold predictions"
+    )
+    return analysis
 
 
 def losocv(
@@ -112,17 +137,22 @@ def losocv(
             others, config.val_subjects, config.seed * 7919 + fold, config.min_val_subjects
         )
         test_idx = subject_indices(subjects, [held_out])
+        fold_bank = bank
+        if config.baseline == "neonate":
+            # Each subject centred on its own unlabelled frames; the cold-start reference from the
+            # fold's training subjects only.
+            fold_bank, _, _ = bank_centred(bank, subjects, reference_subjects=others)
         result = train_painnet(
             crops=crops,
             train_indices=subject_indices(subjects, train_subjects),
             val_indices=subject_indices(subjects, val_subjects),
             config=config,
-            bank=bank,
+            bank=fold_bank,
             progress=False,
             fold_seed=fold + 1,
         )
         p_test = predict_p_pain(
-            result.model, [crops.crops[i] for i in test_idx], config=config, bank=bank, indices=test_idx
+            result.model, [crops.crops[i] for i in test_idx], config=config, bank=fold_bank, indices=test_idx
         )
         oof[test_idx] = p_test
         folds.append(
@@ -133,19 +163,7 @@ def losocv(
                 "epochs_run": result.epochs_run,
             }
         )
-    analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha, subjects=list(subjects))
-    # Out-of-sample calibration: each subject's temperature is fitted on the other subjects' predictions.
-    subjects_arr = np.asarray(subjects)
-    scaled = np.empty_like(oof)
-    for subject in unique:
-        mask = subjects_arr == subject
-        t = th.temperature_fit(p_pain=oof[~mask], labels=labels[~mask])
-        scaled[mask] = th.temperature_apply(oof[mask], t)
-    analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=scaled, labels=labels)
-    analysis["temperature_fitted_on"] = (
-        "ece_temperature_scaled: cross-fitted (each subject scaled by a temperature fitted on the others); "
-        "temperature: fitted on all out-of-fold predictions"
-    )
+    analysis = pooled_analysis(oof, labels, subjects, alpha=alpha)
     return {
         **subject_summary(folds),
         "accuracy_pooled": analysis.pop("accuracy"),

@@ -133,6 +133,33 @@ class FeatureBank:
         return model
 
 
+def bank_centred(bank: FeatureBank, subjects: Sequence[str], *, reference_subjects: Sequence[str]):
+    """A copy of a head-only ``bank`` whose embeddings are centred on each subject's baseline.
+
+    The baseline is the median embedding of the subject's own un-augmented frames (labels never
+    used; :mod:`inference.baseline`); a subject with fewer than the config's ``baseline_min_frames``
+    is centred on the reference, the median of ``reference_subjects``' baselines (the training
+    subjects), as serving does at cold start. Returns ``(bank, baselines, reference)``.
+    """
+    import numpy as np
+
+    from inference.baseline import centres_for, population_reference, subject_baselines
+
+    if bank.config.finetune != "head":
+        raise ValueError("a per-neonate baseline centres embeddings: it needs finetune 'head'")
+    policy = bank.config.baseline_policy()
+    view0 = bank.features[0].numpy()
+    baselines = subject_baselines(view0, subjects, policy)
+    wanted = set(reference_subjects)
+    reference_rows = np.asarray([s in wanted for s in subjects])
+    reference = population_reference([baselines[s] for s in sorted(wanted)], view0[reference_rows])
+    centres = torch.from_numpy(centres_for(subjects, baselines, reference))
+    centred = copy.copy(bank)
+    centred.features = bank.features - centres.unsqueeze(0)
+    centred.flipped = bank.flipped - centres if bank.flipped is not None else None
+    return centred, baselines, reference
+
+
 def forward_in_batches(module: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     outputs = [module(inputs[start : start + batch_size]) for start in range(0, inputs.shape[0], batch_size)]
     return torch.cat(outputs) if outputs else torch.zeros((0, len(CLASSES)))

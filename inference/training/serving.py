@@ -19,6 +19,7 @@ from inference.painnet import CLASSES, PainNet
 from inference.training.config import TrainConfig, subject_indices, validation_split
 from inference.training.crops import CropSet
 from inference.training.cross_validation import per_subject_accuracy, subject_summary
+from inference.training.finetune import FeatureBank, bank_centred
 from inference.training.fit import TrainResult, predict_p_pain, train_painnet
 
 #: Limits on the served temperature. A small validation split is often perfectly separated,
@@ -146,12 +147,27 @@ def train_model(
         train_idx = [i for i in pool if i not in set(val_idx)]
     roles = validation_roles([subjects[i] for i in val_idx], seed=config.seed, groups=2 if use_audit else 3)
     early_idx = [i for i in val_idx if subjects[i] in set(roles["early_stopping"])]
+    bank, baseline_meta = None, None
+    if config.baseline == "neonate":
+        # Every frame judged against its subject's own baseline, the guarantee's frames included:
+        # the same function the worker serves with once a neonate has enough frames (a cold start
+        # goes to a nurse, so the guarantee need not cover it).
+        bank, _, reference = bank_centred(
+            FeatureBank(crops.crops, config=config, progress=progress), subjects, reference_subjects=train_subjects
+        )
+        baseline_meta = {"kind": "neonate", **config.baseline_policy().describe(), "reference": reference.tolist()}
     result = train_painnet(
-        crops=crops, train_indices=train_idx, val_indices=early_idx, config=config, progress=progress
+        crops=crops, train_indices=train_idx, val_indices=early_idx, config=config, progress=progress, bank=bank
     )
     # p(pain) of every validation image (and audit label) from the early-stopped weights.
     scored_idx = val_idx + (audit_idx if use_audit else [])
-    scored_p = predict_p_pain(result.model, [crops.crops[i] for i in scored_idx], config=config)
+    scored_p = predict_p_pain(
+        result.model,
+        [crops.crops[i] for i in scored_idx],
+        config=config,
+        bank=bank,
+        indices=scored_idx if bank is not None else None,
+    )
     result = dataclasses.replace(
         result,
         val_p_pain=scored_p[: len(val_idx)],
@@ -239,6 +255,8 @@ def train_model(
         "temperature": temperature,
         # Serving averages each crop's logits with its mirror image's, as the evaluation did.
         **({"test_time_augmentation": "flip"} if config.flip_tta else {}),
+        # The head judges embedding - baseline (inference.baseline); the worker keeps the baselines.
+        **({"baseline": baseline_meta} if baseline_meta else {}),
         "training_data": {
             **(dataset or {}),
             "train_subjects": train_subjects,

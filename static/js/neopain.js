@@ -93,7 +93,10 @@
 
   /* --- queue: J/K move between cases ----------------------------------------------------- */
   function queueKeys(event) {
-    var links = Array.prototype.slice.call(document.querySelectorAll("#queue a.case-link"));
+    // J/K skip cases another nurse holds: she cannot score them now.
+    var links = Array.prototype.slice.call(document.querySelectorAll("#queue a.case-link")).filter(function (link) {
+      return link === document.activeElement || !link.closest(".case-row--held");
+    });
     if (!links.length) return;
     var index = links.indexOf(document.activeElement);
     var key = event.key.toLowerCase();
@@ -302,6 +305,7 @@
           }
           return;
         }
+        document.dispatchEvent(new CustomEvent("neopain:navigate")); // case-claim.js: no second warning
         window.location.href = url;
       }
     });

@@ -57,7 +57,7 @@ def ward(unit, other_unit, nurse, second_nurse):
     baby = NeonateFactory(mrn="MRN-204311", bed="4", unit=unit)
     twin = NeonateFactory(mrn="MRN-204312", bed="5", unit=unit)
     south_baby = NeonateFactory(mrn="MRN-SOUTH-77", bed="12", unit=other_unit)
-    first = make_case(neonate=baby, model=model, p_pain=0.51, age_minutes=12)
+    first = make_case(neonate=baby, model=model, p_pain=0.51, age_minutes=4)  # fresh (stale after 10 min)
     second = make_case(neonate=twin, model=model, p_pain=0.47, age_minutes=3)
     foreign = make_case(neonate=south_baby, model=model, p_pain=0.5, age_minutes=8)
     auto = PredictionFactory(frame=FrameFactory(neonate=baby), model_version=model, p_pain=0.97)
@@ -144,9 +144,12 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     page.set_viewport_size({"width": 1366, "height": 768})
 
     page.keyboard.press("Enter")
-    page.wait_for_url(f"{base}/")
+    # Straight on to the next case (issue 13: after a submit, the next case), the verdict above it.
+    page.wait_for_url(f"{base}/cases/{late.pk}/")
     expect(page.locator(".messages")).to_contain_text("NIPS 5")
     expect(page.locator(".messages")).to_contain_text("pain team has been alerted")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Queue").click()
+    page.wait_for_url(f"{base}/")
     expect(rows).to_have_count(2)
     assert page.locator(f'a[href="/cases/{ward["first"].pk}/"]').count() == 0
     ward["first"].refresh_from_db()

@@ -53,8 +53,6 @@ def cmd_bundle(args) -> dict:
 
 def cmd_seed(args) -> dict:
     _setup()
-    from rest_framework.authtoken.models import Token
-
     from triage import services
     from triage.models import Device, Neonate, Role, Unit, User
 
@@ -71,8 +69,8 @@ def cmd_seed(args) -> dict:
     return {
         "unit": unit.pk,
         "mrn": neonate.mrn,
-        "device_token": Token.objects.get_or_create(user=camera)[0].key,
-        "nurse_token": Token.objects.get_or_create(user=nurse)[0].key,
+        "device_token": services.api_token_create(user=camera, actor_username="faults").key,
+        "nurse_token": services.api_token_create(user=nurse, actor_username="faults").key,
         "model": model.pk,
         "model_sha256": model.sha256,
     }

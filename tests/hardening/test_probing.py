@@ -18,7 +18,6 @@ import pytest
 import schemathesis
 from django.conf import settings as django_settings
 from hypothesis import HealthCheck, Phase, assume, settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis.checks import (
     content_type_conformance,
@@ -27,6 +26,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tests.factories import api_token_for
 
 ROOT = Path(django_settings.BASE_DIR)
 CHECKS = (
@@ -44,7 +45,7 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 def callers(db, make_north, nurse, unit_admin) -> dict[str, str]:
     """Objects to find (so ids hit real rows sometimes) and a token per caller."""
     make_north()
-    return {who.username: Token.objects.get_or_create(user=who)[0].key for who in (unit_admin, nurse)}
+    return {who.username: api_token_for(who) for who in (unit_admin, nurse)}
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Timings live in ``scripts/bench_ingest.py`` (never in tests); here the round trips an upload
 makes, which a regression (a second look-up of the token's camera, a duplicate check before the
 insert, a neonate join the upload does not use) would raise: the token with its user and camera
-in one query, the neonate, the insert, and the camera's ``last_seen_at`` at most once a minute.
+in one query, the neonate, the insert, and the camera's ``last_seen_at`` at most once a minute (the
+token's ``last_used_at`` likewise: the clients here use a token already used this minute).
 Also the cheaper paths' answers: the shared serializer's 202 body, a duplicate caught at the insert.
 """
 
@@ -15,13 +16,27 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
+from rest_framework.test import APIClient
 
-from tests.factories import DeviceFactory, NeonateFactory, UserFactory, png_bytes
+from tests.factories import DeviceFactory, NeonateFactory, UserFactory, api_token_for, png_bytes
 from triage.apis import FrameOutputSerializer
-from triage.models import Device, Frame, Role
+from triage.models import ApiToken, Device, Frame, Role
 
 URL = "/api/v1/frames/"
+
+
+@pytest.fixture
+def client_for():
+    """An API client whose token was used this minute: its ``last_used_at`` is not written again."""
+
+    def make(user):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(user, last_used_at=timezone.now())}")
+        return client
+
+    return make
 
 
 def _upload(client, *, mrn: str, data: bytes):
@@ -60,7 +75,7 @@ def test_a_camera_upload_reads_token_user_and_camera_in_one_query_then_inserts(
     statements = _statements(first.captured_queries)
     assert len(statements) == 4, statements
     token_query, neonate_query, insert, seen = statements
-    assert '"authtoken_token"' in token_query and '"triage_device"' in token_query
+    assert '"triage_apitoken"' in token_query and '"triage_device"' in token_query
     assert neonate_query.startswith("SELECT") and '"triage_neonate"' in neonate_query
     assert "JOIN" not in neonate_query and "ORDER BY" not in neonate_query
     assert insert.startswith("INSERT INTO") and '"triage_frame"' in insert
@@ -153,3 +168,17 @@ def test_a_duplicate_caught_at_the_insert_answers_200_with_the_stored_frame_and_
     # The connection is usable after the failed insert: the next upload is accepted.
     third = _upload(client, mrn=neonate.mrn, data=png_bytes(seed=9))
     assert third.status_code == 202 and Frame.objects.count() == 2 and len(_media_files(settings)) == 2
+
+
+@pytest.mark.django_db
+def test_a_tokens_first_use_in_a_minute_writes_last_used_once(device, neonate, django_capture_on_commit_callbacks):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_for(device.user)}")
+    with CaptureQueriesContext(connection) as first, django_capture_on_commit_callbacks():
+        assert _upload(client, mrn=neonate.mrn, data=png_bytes(seed=40)).status_code == 202
+    with CaptureQueriesContext(connection) as second, django_capture_on_commit_callbacks():
+        assert _upload(client, mrn=neonate.mrn, data=png_bytes(seed=41)).status_code == 202
+
+    token_writes = [q for q in _statements(first.captured_queries) if q.startswith("UPDATE") and "apitoken" in q]
+    assert len(token_writes) == 1 and ApiToken.objects.get(user=device.user).last_used_at is not None
+    assert not [q for q in _statements(second.captured_queries) if "apitoken" in q and q.startswith("UPDATE")]

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 
 import bedside
 from bedside.spool import entry_read
-from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory
+from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory, api_token_for
 from tests.inference.expression_clips import ExpressionScript, change_times, write_expression_clip
 from tests.inference.inference_helpers import write_scene_clip
 from tests.platform.test_e2e import BASE_DIR, celery_worker_process, worker_log  # noqa: F401 - the fixture
@@ -36,7 +35,7 @@ def camera_for(mrn: str) -> tuple[str, Neonate]:
     unit = UnitFactory(name=f"NICU {mrn}", code=mrn.lower())
     neonate = NeonateFactory(mrn=mrn, unit=unit)
     camera = DeviceFactory(unit=unit, user=UserFactory(username=f"cam-{mrn.lower()}", role=Role.DEVICE, unit=unit))
-    return Token.objects.create(user=camera.user).key, neonate
+    return api_token_for(camera.user), neonate
 
 
 def run_agent(*, server: str, token: str, mrn: str, video: Path, spool: Path, detector: str, drain_timeout: float):
@@ -143,10 +142,11 @@ def test_an_outage_loses_no_keyframe_and_stores_none_twice(live_server, tmp_path
     assert up.returncode == 0, up.stderr
     assert not list(spool.glob("*.kf"))
     stored = list(Frame.objects.filter(neonate=neonate))
+    token_user, _ = services.api_token_authenticate(key=token)
     assert sorted(f.sha256 for f in stored) == sorted(spooled), "exactly the spooled keyframes, each once"
     for frame in stored:
         assert frame.captured_at == spooled[frame.sha256].captured_at
-        assert frame.device is not None and frame.device.user.auth_token.key == token
+        assert frame.device is not None and frame.device.user == token_user
     assert "sent=4" in up.stderr and "spooled=0 rejected=0" in up.stderr
-    camera = Device.objects.get(user__auth_token__key=token)  # the agent's heartbeat: device health
+    camera = Device.objects.get(user=token_user)  # the agent's heartbeat: device health
     assert (camera.agent_version, camera.spool_backlog, camera.neonate) == (bedside.__version__, 4, neonate)

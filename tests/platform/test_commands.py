@@ -10,10 +10,10 @@ from datetime import timedelta
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from tests.factories import FrameFactory, ModelVersionFactory
-from triage.models import Device, Frame, ModelVersion, Neonate, Role, Unit, User
+from triage import services
+from triage.models import ApiToken, AuditEvent, Device, Frame, ModelVersion, Neonate, Role, Unit, User
 
 pytestmark = pytest.mark.django_db
 
@@ -45,8 +45,11 @@ def test_setup_creates_the_demo_unit_people_device_and_model(models_dir, monkeyp
     assert (admin.role, admin.unit, nurse.role, nurse.unit) == (Role.UNIT_ADMIN, unit, Role.NURSE, unit)
     assert admin.groups.filter(name="unit_admin").exists() and nurse.groups.filter(name="nurse").exists()
     device = Device.objects.get(unit=unit)
-    token = Token.objects.get(user=device.user)
-    assert token.key in output
+    key = output.split("Device token for camera-bed-1: ")[1].split()[0]
+    assert services.api_token_authenticate(key=key)[0] == device.user
+    token = ApiToken.objects.get(user=device.user)
+    assert token.kind == "device" and token.digest != key and key not in token.digest  # stored hashed
+    assert timedelta(days=364) < token.expires_at - timezone.now() <= timedelta(days=365)
     assert Neonate.objects.get(mrn="DEMO-0001").unit == unit
     model = ModelVersion.objects.get(status="active")
     assert model.is_bootstrap and "NOT a trained pain model" in output
@@ -58,7 +61,7 @@ def test_setup_creates_the_demo_unit_people_device_and_model(models_dir, monkeyp
 
 def test_setup_twice_changes_nothing_and_prints_no_secret(models_dir):
     first = run("neopain_setup")
-    token = Token.objects.get().key
+    token = first.split("Device token for camera-bed-1: ")[1].split()[0]
     admin_hash = User.objects.get(username="unitadmin").password
 
     second = run("neopain_setup")
@@ -169,7 +172,18 @@ def test_createsuperuser_noinput_works_with_the_custom_user(monkeypatch):
     assert boss.is_superuser and boss.check_password("a-long-superuser-password")
 
 
-def test_drf_create_token_works_with_the_custom_user(device):
-    output = run("drf_create_token", device.user.username)
+def test_the_lost_token_command_rotates_the_camera_key(device):
+    """README: "Lost the token? manage.py neopain_token --rotate camera-bed-1" (drf_create_token -r too)."""
+    first = run("neopain_token", device.user.username).split()[-1]
+    second = run("neopain_token", "--rotate", device.user.username).split()[-1]
+    third = run("drf_create_token", "-r", device.user.username).split()[-1]
 
-    assert Token.objects.get(user=device.user).key in output
+    assert services.api_token_authenticate(key=third)[0] == device.user
+    for old in (first, second):
+        with pytest.raises(services.TokenRefused, match="replaced by a newer token"):
+            services.api_token_authenticate(key=old)
+    listing = run("neopain_token", "--list", device.user.username)
+    assert listing.count("revoked") == 2 and listing.count("active") == 1 and third not in listing
+    assert {"token.created", "token.rotated"} <= set(
+        AuditEvent.objects.filter(object_type="triage.ApiToken").values_list("action", flat=True)
+    )

@@ -23,9 +23,8 @@ import django.test.testcases as _django_testcases
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
-from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory
+from tests.factories import DeviceFactory, NeonateFactory, UnitFactory, UserFactory, api_token_for
 from tests.faults import harness
 from tests.platform.conftest import astronaut_jpeg
 from triage import services
@@ -147,7 +146,7 @@ def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(
     services.unit_settings_update(unit=unit, actor=None, changes={"alert_rule_k": 1, "alert_rule_n": 1})
     neonate = NeonateFactory(mrn="E2E-0001", unit=unit)
     camera = DeviceFactory(unit=unit, user=UserFactory(username="e2e-camera", role=Role.DEVICE, unit=unit))
-    token = Token.objects.create(user=camera.user).key
+    token = api_token_for(camera.user)
     bundle = tmp_path / "bootstrap.pt"
     shutil.copyfile(bootstrap_bundle, bundle)
     model = services.model_version_register(bundle_path=bundle, status="active")

@@ -38,6 +38,9 @@ MATRIX = {
     "POST model activate": [403, 403, 403, 200, 403, 200, 401],
     "GET health": [200, 200, 200, 200, 200, 200, 200],
     "GET schema": [200, 200, 200, 200, 200, 200, 401],
+    # The case page's heartbeat (issue 13): nurses only; nobody holds the case here, so a nurse of
+    # the unit (and a superuser) get the 409 "not_held" the page shows, another unit's nurse a 404.
+    "POST case heartbeat": [409, 404, 403, 403, 403, 409, 401],
     # FHIR (issue 18): clinicians of the unit; another unit's resource is a 404, its search is empty
     # (test_fhir_search_of_another_unit_is_empty); errors are OperationOutcomes.
     "GET fhir metadata": [200, 200, 200, 200, 200, 200, 200],
@@ -107,6 +110,11 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/models/")
     if key == "POST model activate":
         return client.post(f"/api/v1/models/{objects['model'].pk}/activate/")
+    if key == "POST case heartbeat":
+        from tests.ui.conftest import make_case
+
+        case = make_case(neonate=neonate, crop=False)  # made here: the FHIR rows count the fixture's frames
+        return client.post(f"/api/v1/cases/{case.pk}/heartbeat/")
     if key == "GET health":
         return client.get("/api/v1/health/")
     if key == "GET schema":
@@ -192,8 +200,16 @@ def test_an_inactive_user_is_refused(client_for, nurse):
 # never a second sign-in form: issue 13).
 
 PAGE_PEOPLE = [
-    "nurse", "other_nurse", "unit_admin", "staff_unit_admin", "ml_engineer", "ml_engineer_with_unit",
-    "nurse_without_unit", "device", "superuser", "anonymous",
+    "nurse",
+    "other_nurse",
+    "unit_admin",
+    "staff_unit_admin",
+    "ml_engineer",
+    "ml_engineer_with_unit",
+    "nurse_without_unit",
+    "device",
+    "superuser",
+    "anonymous",
 ]
 PAGE_MATRIX = {
     "GET frame image": [200, 404, 200, 200, 403, 403, 404, 403, 200, 302],
@@ -212,12 +228,18 @@ PAGE_MATRIX = {
     "POST unit baby discharge": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
     "POST unit person deactivate": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
     "POST unit device assign": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+    # The ML engineer's models page (issue 13): ML engineers (with or without a unit) and superusers.
+    "GET models page": [403, 403, 403, 403, 200, 200, 403, 403, 200, 302],
+    "POST models page activate": [403, 403, 403, 403, 302, 302, 403, 403, 302, 302],
+    "POST models page compare": [403, 403, 403, 403, 302, 302, 403, 403, 302, 302],
 }
 # Where a signed-in person's 302 goes (anonymous visitors go to a sign-in page).
 PAGE_REDIRECTS = {
     "POST unit baby discharge": "/unit/babies/",
     "POST unit person deactivate": "/unit/people/",
     "POST unit device assign": "/unit/devices/",
+    "POST models page activate": "/annotations/models/",
+    "POST models page compare": "/annotations/models/",
 }
 
 
@@ -280,6 +302,9 @@ def test_page_permission_matrix(request, browser_for, page_person, prediction_wi
         "POST unit baby discharge": f"/unit/babies/{prediction_with_images.frame.neonate_id}/discharge/",
         "POST unit person deactivate": f"/unit/people/{request.getfixturevalue('second_nurse').pk}/",
         "POST unit device assign": f"/unit/devices/{request.getfixturevalue('device').pk}/assign/",
+        "GET models page": "/annotations/models/",
+        "POST models page activate": f"/annotations/models/{request.getfixturevalue('model').pk}/activate/",
+        "POST models page compare": f"/annotations/models/{request.getfixturevalue('model').pk}/compare/",
     }[key]
 
     client = browser_for(page_person(who))
@@ -289,3 +314,38 @@ def test_page_permission_matrix(request, browser_for, page_person, prediction_wi
     if expected == 302:
         login = "/django-admin/" if key.startswith("GET django-admin") else "/login/"
         assert response["Location"].startswith(login if who == "anonymous" else PAGE_REDIRECTS.get(key, login))
+
+
+# --- the camera-token pages (issue 18): unit admins of the camera's unit and superusers only -------
+TOKEN_PAGE_MATRIX = {
+    "GET devices page": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST camera token new": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST camera token rotate": [403, 403, 200, 200, 403, 403, 403, 403, 200, 302],
+    "POST token revoke": [403, 403, 302, 302, 403, 403, 403, 403, 302, 302],
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "who", "expected"),
+    [(key, who, codes[i]) for key, codes in TOKEN_PAGE_MATRIX.items() for i, who in enumerate(PAGE_PEOPLE)],
+    ids=[f"{key}-{who}" for key in TOKEN_PAGE_MATRIX for who in PAGE_PEOPLE],
+)
+def test_token_page_permission_matrix(browser_for, page_person, device, key, who, expected):
+    from tests.factories import api_token_for
+    from triage.models import ApiToken
+
+    api_token_for(device.user)
+    token = ApiToken.objects.get(user=device.user)
+    client = browser_for(page_person(who))
+    response = {
+        "GET devices page": lambda: client.get("/unit/devices/"),
+        "POST camera token new": lambda: client.post(f"/unit/devices/{device.pk}/tokens/new"),
+        "POST camera token rotate": lambda: client.post(f"/unit/devices/{device.pk}/tokens/rotate"),
+        "POST token revoke": lambda: client.post(f"/unit/tokens/{token.pk}/revoke"),
+    }[key]()
+
+    assert response.status_code == expected, response.content[:200]
+    token.refresh_from_db()
+    changed = key != "GET devices page" and expected in (200, 302) and who != "anonymous"
+    assert (token.revoked_at is not None) == (changed and key != "POST camera token new")
+    assert ApiToken.objects.filter(user=device.user).count() == (2 if changed and key != "POST token revoke" else 1)

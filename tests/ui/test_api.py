@@ -23,6 +23,7 @@ def url(name: str, pk=None) -> str:
         "detail": f"/api/v1/cases/{pk}/",
         "claim": f"/api/v1/cases/{pk}/claim/",
         "release": f"/api/v1/cases/{pk}/release/",
+        "heartbeat": f"/api/v1/cases/{pk}/heartbeat/",
         "assessment": f"/api/v1/cases/{pk}/assessment/",
         "ack": f"/api/v1/alerts/{pk}/acknowledge/",
         "export": "/api/v1/assessments/export.csv",
@@ -41,6 +42,7 @@ EVERYONE = [
     ("detail", "get", (200, 404, 200, 403, 403, 401)),
     ("claim", "post", (200, 404, 403, 403, 403, 401)),
     ("release", "post", (200, 404, 200, 403, 403, 401)),
+    ("heartbeat", "post", (409, 404, 403, 403, 403, 401)),  # 409: she does not hold it (not_held)
     ("assessment", "post", (201, 404, 403, 403, 403, 401)),
     ("ack", "post", (200, 404, 200, 403, 403, 401)),
     ("export", "get", (200, 200, 200, 403, 403, 401)),
@@ -51,6 +53,7 @@ MATRIX = [(e, m, dict(zip(PEOPLE, codes, strict=True))) for e, m, codes in EVERY
     # Methods an endpoint does not take.
     ("list", "post", {"nurse": 405, "unit_admin": 405, "anonymous": 401}),
     ("claim", "get", {"nurse": 405, "anonymous": 401}),
+    ("heartbeat", "get", {"nurse": 405}),
     ("assessment", "get", {"nurse": 405}),
     ("detail", "delete", {"nurse": 405, "unit_admin": 405}),
 ]

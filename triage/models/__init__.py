@@ -3,6 +3,8 @@
 - :mod:`triage.models.units`: units and their settings, people and roles, neonates, bedside cameras.
 - :mod:`triage.models.frames`: clips, frames, model versions, predictions (and their upload paths).
 - :mod:`triage.models.cases`: triage cases, alerts, the append-only audit log.
+- :mod:`triage.models.tokens`: API tokens (hashed, expiring, revocable).
+- :mod:`triage.models.baselines`: each neonate's baseline per model version.
 - :mod:`triage.models.identities`: accounts at an identity provider (single sign-on).
 """
 
@@ -19,10 +21,14 @@ from triage.models.frames import (
     saliency_upload_to,
 )
 from triage.models.cases import Alert, AppendOnlyQuerySet, AuditEvent, TriageCase
+from triage.models.tokens import TOKEN_PREFIX_LENGTH, ApiToken, token_digest
+from triage.models.baselines import NeonateBaseline
 from triage.models.identities import ExternalIdentity
 
 __all__ = [
+    "TOKEN_PREFIX_LENGTH",
     "Alert",
+    "ApiToken",
     "AppendOnlyQuerySet",
     "AuditEvent",
     "Clip",
@@ -31,6 +37,7 @@ __all__ = [
     "Frame",
     "ModelVersion",
     "Neonate",
+    "NeonateBaseline",
     "Prediction",
     "Role",
     "TriageCase",
@@ -42,4 +49,5 @@ __all__ = [
     "frame_upload_to",
     "private_upload_name",
     "saliency_upload_to",
+    "token_digest",
 ]

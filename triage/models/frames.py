@@ -198,6 +198,15 @@ class Prediction(models.Model):
     saliency = models.FileField(upload_to=saliency_upload_to, max_length=200, blank=True)
     timings_ms = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
+    #: For a model that judges frames against the neonate's own resting face: whether a baseline
+    #: was used (False: cold start, too few frames), which one (row + fingerprint of its value)
+    #: and how many frames it held. All empty for a model without a baseline.
+    baseline_used = models.BooleanField(default=False)
+    baseline = models.ForeignKey(
+        "triage.NeonateBaseline", null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    baseline_digest = models.CharField(max_length=16, blank=True)
+    baseline_frames = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["frame", "model_version"], name="prediction_unique_per_frame_model")]

@@ -81,6 +81,13 @@ class UnitSettings(models.Model):
     alert_rule_k = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(20)])
     alert_rule_n = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1), MaxValueValidator(20)])
     alert_rule_window_seconds = models.PositiveIntegerField(default=60, validators=[MinValueValidator(10), MaxValueValidator(3600)])
+    # Lifetime of new API tokens (issue 18): cameras a year, people a shift.
+    device_token_days = models.PositiveIntegerField(
+        default=365, validators=[MinValueValidator(1), MaxValueValidator(3 * 365)], help_text="Camera token lifetime."
+    )
+    person_token_hours = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(1), MaxValueValidator(30 * 24)], help_text="Staff token lifetime."
+    )
     bedside_window_minutes = models.PositiveIntegerField(
         default=10,
         validators=[MinValueValidator(1), MaxValueValidator(120)],
@@ -158,7 +165,7 @@ class Neonate(models.Model):
 
 
 class Device(models.Model):
-    """A bedside camera. It authenticates as its own user (role device) with a DRF token."""
+    """A bedside camera. It authenticates as its own user (role device) with an ``ApiToken``."""
 
     name = models.CharField(max_length=80)
     unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="devices")
@@ -176,7 +183,6 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.unit})"
-
 
 
 def _sync_role_group(sender, instance: User, **kwargs) -> None:

@@ -17,10 +17,13 @@ nothing here imports ``triage.tasks``: enqueueing goes through :mod:`triage.serv
 - :mod:`~triage.services.sweeper`      re-publishing stuck work
 - :mod:`~triage.services.neonates`     neonate creation
 - :mod:`~triage.services.devices`      bedside camera heartbeats (device health)
+- :mod:`~triage.services.tokens`       API tokens: create, rotate, revoke, authenticate
+- :mod:`~triage.services.baselines`    per-neonate baselines: rescore, update, rebuild
 """
 
 from triage.services.alerts import alert_raise
 from triage.services.audit import audit_record, client_ip, image_view_record
+from triage.services.baselines import baselines_apply, baselines_update, neonate_baseline_rebuild
 from triage.services.claims import frames_claim, frames_fail, frames_release
 from triage.services.clips import clip_ingest, clip_process, video_sniff
 from triage.services.devices import device_heartbeat_record
@@ -36,6 +39,16 @@ from triage.services.neonates import neonate_create
 from triage.services.predictions import _saliency_image, prediction_record, prediction_route, predictions_record
 from triage.services.registry import model_version_activate, model_version_can_manage, model_version_register
 from triage.services.sweeper import WAITING_FOR_MODEL, frames_sweep
+from triage.services.tokens import (
+    IssuedToken,
+    TokenRefused,
+    api_token_authenticate,
+    api_token_can_manage,
+    api_token_create,
+    api_token_lifetime,
+    api_token_revoke,
+    api_token_rotate,
+)
 from triage.services.units import (
     UNIT_SETTINGS_EDITABLE,
     unit_settings_can_change,
@@ -51,12 +64,22 @@ __all__ = [
     "UNIT_SETTINGS_EDITABLE",
     "WAITING_FOR_MODEL",
     "FramesRetry",
+    "IssuedToken",
+    "TokenRefused",
     "UploadTooLarge",
     "_frames_score_batch",
     "_pipeline_for",
     "_saliency_image",
     "alert_raise",
+    "api_token_authenticate",
+    "api_token_can_manage",
+    "api_token_create",
+    "api_token_lifetime",
+    "api_token_revoke",
+    "api_token_rotate",
     "audit_record",
+    "baselines_apply",
+    "baselines_update",
     "client_ip",
     "clip_ingest",
     "device_heartbeat_record",
@@ -74,6 +97,7 @@ __all__ = [
     "model_version_activate",
     "model_version_can_manage",
     "model_version_register",
+    "neonate_baseline_rebuild",
     "neonate_create",
     "pipelines_warm",
     "prediction_record",

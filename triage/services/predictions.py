@@ -28,7 +28,15 @@ def prediction_route(*, confidence: float, threshold: float, is_bootstrap: bool)
 
 
 def _prediction_build(
-    *, frame, outcome, classifier: ModelVersion, detector: ModelVersion | None, detector_name: str, pipeline, unit_policy, now
+    *,
+    frame,
+    outcome,
+    classifier: ModelVersion,
+    detector: ModelVersion | None,
+    detector_name: str,
+    pipeline,
+    unit_policy,
+    now,
 ):
     """An unsaved :class:`Prediction` for an ``ok`` outcome (crop and Grad-CAM files stored) and its case, if routed to a nurse.
 
@@ -43,6 +51,11 @@ def _prediction_build(
     threshold = float(unit_policy.threshold)
     confidence = float(outcome.confidence)
     routed_to = prediction_route(confidence=confidence, threshold=threshold, is_bootstrap=classifier.is_bootstrap)
+    baseline = getattr(outcome, "baseline", None) or {}
+    if baseline and not baseline.get("used"):
+        # Cold start: the model was calibrated on frames judged against the baby's own baseline;
+        # without one its guarantee does not cover the frame, so a nurse decides.
+        routed_to = Prediction.Route.NURSE
     x, y, w, h = (int(v) for v in outcome.box)
     timings = {k: round(float(v), 3) for k, v in (outcome.timings_ms or {}).items()}
     timings["queue_wait"] = round((now - frame.received_at).total_seconds() * 1000, 1)
@@ -72,6 +85,10 @@ def _prediction_build(
         box_h=h,
         timings_ms=timings,
         created_at=now,
+        baseline_used=bool(baseline.get("used")),
+        baseline_id=baseline.get("id"),
+        baseline_digest=baseline.get("digest", ""),
+        baseline_frames=baseline.get("frames"),
     )
     try:
         if outcome.crop is not None:
@@ -209,7 +226,13 @@ def prediction_record(
 
 
 def predictions_record(
-    *, frames: list, outcomes: list, classifier: ModelVersion, detector: ModelVersion | None, detector_name: str, pipeline=None
+    *,
+    frames: list,
+    outcomes: list,
+    classifier: ModelVersion,
+    detector: ModelVersion | None,
+    detector_name: str,
+    pipeline=None,
 ) -> list[str]:
     """:func:`prediction_record` for a whole batch, with the same results, in one transaction.
 

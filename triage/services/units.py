@@ -32,6 +32,8 @@ UNIT_SETTINGS_EDITABLE = (
     "alert_rule_window_seconds",
     "audit_share",
     "keyframe_period_s",
+    "device_token_days",
+    "person_token_hours",
     "stale_after_minutes",
     "bedside_window_minutes",
 )

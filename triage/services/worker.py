@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from triage.models import Frame, ModelVersion
+from triage.services.baselines import baselines_apply, baselines_update
 from triage.services.claims import frames_claim, frames_fail, frames_release
 from triage.services.predictions import predictions_record
 from triage.services.sweeper import WAITING_FOR_MODEL
@@ -61,8 +62,10 @@ def _detector_weights_check(*, detector: ModelVersion) -> None:
     if actual is None:
         actual = _DETECTOR_HASHES[key] = sha256_file(path)
     if actual != detector.sha256:
-        raise BundleError(f"detector weights {path} have sha256 {actual[:12]}..., not the registered "
-                          f"{detector.sha256[:12]}...; register the new file instead")
+        raise BundleError(
+            f"detector weights {path} have sha256 {actual[:12]}..., not the registered "
+            f"{detector.sha256[:12]}...; register the new file instead"
+        )
 
 
 def pipelines_warm() -> int:
@@ -176,15 +179,19 @@ def _frames_score_batch(*, frames: list, classifier: ModelVersion, detector: Mod
         return
     started = time.perf_counter()
     outcomes = pipeline.run_batch(images)
+    # A model that judges frames against the baby's own resting face: rescore against it.
+    baselines_apply(frames=readable, outcomes=outcomes, classifier=classifier, pipeline=pipeline)
     logger.info(
         "scored %d frames with %s in %.0f ms", len(readable), classifier.label, (time.perf_counter() - started) * 1000
     )
-    for result in predictions_record(
+    results = predictions_record(
         frames=readable,
         outcomes=outcomes,
         classifier=classifier,
         detector=detector,
         detector_name=detector_name,
         pipeline=pipeline,
-    ):
+    )
+    baselines_update(frames=readable, outcomes=outcomes, results=results, classifier=classifier, pipeline=pipeline)
+    for result in results:
         counts[result] = counts.get(result, 0) + 1

@@ -61,6 +61,32 @@ def time_ago(moment):
 
 
 @register.filter
+def clock(moment):
+    """``<time>`` with the local clock time ("07:03"), the full date and how long ago on hover: tables and charts."""
+    if not moment:
+        return ""
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    local = timezone.localtime(moment)
+    return format_html(
+        '<time datetime="{}" title="{} ({})">{}</time>',
+        moment.isoformat(),
+        local_stamp(moment),
+        ago_text(seconds),
+        f"{local:%H:%M}",
+    )
+
+
+@register.filter
+def mmss(seconds) -> str:
+    """A countdown as m:ss ('14:05', '0:09'); negative or missing reads 0:00."""
+    try:
+        seconds = max(0, int(seconds))
+    except (TypeError, ValueError):
+        seconds = 0
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@register.filter
 def prob(value, digits: int = 2) -> str:
     if value is None or value == "":
         return "—"

@@ -133,8 +133,29 @@ class TrainingCommand(BaseCommand):
         parser.add_argument(
             "--finetune",
             choices=["last", "head", "all"],
-            default="last",
-            help="last: last backbone block + head (default); head: backbone frozen; all: paper's full fine-tune.",
+            default=None,
+            help="last: last backbone block + head (default); head: backbone frozen (the default with "
+            "--baseline neonate); all: paper's full fine-tune.",
+        )
+        baseline_help = (
+            "neonate: judge each frame against its subject's own resting face (median embedding of the "
+            "subject's frames, no labels; a served model keeps one per neonate); none: each frame on its own"
+        )
+        if self.several_backbones:
+            parser.add_argument(
+                "--baseline",
+                nargs="+",
+                default=["none"],
+                choices=["none", "neonate"],
+                help=baseline_help + ". Several: side by side.",
+            )
+        else:
+            parser.add_argument("--baseline", default="none", choices=["none", "neonate"], help=baseline_help)
+        parser.add_argument(
+            "--baseline-min-frames",
+            type=int,
+            default=None,
+            help="Frames a neonate needs before its baseline is used (default 10); fewer: cold start.",
         )
         parser.add_argument("--freeze-backbone", action="store_true", help="Same as --finetune head (fastest).")
         parser.add_argument(
@@ -163,16 +184,23 @@ class TrainingCommand(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
         add_json_option(parser, help="End with one line of JSON.")
 
-    def train_config(self, options: dict[str, Any], backbone: str):
+    def train_config(self, options: dict[str, Any], backbone: str, baseline: str | None = None):
         """The :class:`inference.training.TrainConfig` the options ask for; CommandError when invalid."""
         from inference.training import TrainConfig
 
+        if baseline is None:
+            baseline = options["baseline"] if isinstance(options["baseline"], str) else options["baseline"][0]
+        finetune = "head" if options["freeze_backbone"] else options["finetune"]
+        if finetune is None and baseline == "neonate":
+            finetune = "head"
         try:
             return TrainConfig.for_recipe(
                 options["recipe"],
                 backbone=backbone,
                 backbone_weights=options["backbone_weights"],
-                finetune="head" if options["freeze_backbone"] else options["finetune"],
+                finetune=finetune,
+                baseline=baseline,
+                baseline_min_frames=options["baseline_min_frames"],
                 epochs=options["epochs"],
                 lr=options["lr"],
                 backbone_lr=options["backbone_lr"],

@@ -82,6 +82,13 @@ class Command(TrainingCommand):
                 f"seed {config.seed}) on {dataset['n_images']} images of {dataset['n_subjects']} subjects "
                 f"({dataset['n_pain']} pain); {crops.cache_hits} crops from cache, {len(crops.skipped)} skipped"
             )
+            if config.baseline == "neonate":
+                self.stdout.write(
+                    f"Baseline per neonate: each frame judged against the median embedding of its subject's own "
+                    f"frames (labels never read), the guarantee's frames too; served once a neonate has "
+                    f"{config.baseline_min_frames} frames (window {config.baseline_window}), before that a cold "
+                    "start routed to a nurse"
+                )
             audit = audit_flags(tmp, crops.images) if options["from_assessments"] else None
             try:
                 trained = tr.train_model(

@@ -1,7 +1,7 @@
 """First-run setup for a laptop or a fresh deployment (idempotent; run after ``migrate``).
 
-Creates the demo unit "NICU Demo" with a unit admin, a nurse, a bedside device (with an API
-token) and a demo neonate, then builds, registers and activates the bootstrap model. Passwords
+Creates the demo unit "NICU Demo" with a unit admin, a nurse, a bedside device (with an expiring
+API token) and a demo neonate, then builds, registers and activates the bootstrap model. Passwords
 come from NEOPAIN_ADMIN_PASSWORD / NEOPAIN_NURSE_PASSWORD or are generated and printed once;
 nothing is written to disk in plain text. A second run changes nothing and prints no secrets.
 """
@@ -16,7 +16,6 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
 from triage import selectors, services
 from triage.models import Device, ModelVersion, Neonate, Role, Unit, User
@@ -96,15 +95,18 @@ class Command(BaseCommand):
         if user is not None:
             return (
                 f"Device token for {DEVICE_USERNAME}: exists (not shown again; rotate with "
-                f"`manage.py drf_create_token -r {DEVICE_USERNAME}`)"
+                f"`manage.py neopain_token --rotate {DEVICE_USERNAME}`)"
             )
         user = User(username=DEVICE_USERNAME, role=Role.DEVICE, unit=unit, first_name="Bed 1 camera")
         user.set_unusable_password()
         user.save()
         Device.objects.create(name="Bed 1 camera", unit=unit, user=user)
-        token = Token.objects.create(user=user)
         services.audit_record(action="device.created", unit=unit, obj=user.device, actor_username="neopain_setup")
-        return f"Device token for {DEVICE_USERNAME}: {token.key}   <- shown only now (export NEOPAIN_DEVICE_TOKEN={token.key})"
+        issued = services.api_token_create(user=user, actor_username="neopain_setup")
+        return (
+            f"Device token for {DEVICE_USERNAME}: {issued.key}   <- shown only now, expires "
+            f"{issued.token.expires_at:%Y-%m-%d} (export NEOPAIN_DEVICE_TOKEN={issued.key})"
+        )
 
     def _bootstrap_model(self) -> str:
         active = selectors.active_model_for_unit(unit=None)

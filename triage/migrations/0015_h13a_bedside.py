@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0011_h13b_case_captured_at_stale_after'),
+        ('triage', '0014_h18c_hash_drf_tokens'),
     ]
 
     operations = [
