@@ -18,9 +18,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotations.assessment_input import (
+    nips_items_clean,
+    observed_at_clean,
+)
 from annotations.bedside_selectors import bedside_related_cases
-from annotations.models import NIPS_ITEMS, FaceBoxCorrection, NipsAssessment
-from annotations.observations import SCORABLE, Kind, Method, ObservationError, method_parse, observation_verdict
+from annotations.models import FaceBoxCorrection, NipsAssessment
+from annotations.observations import Kind, Method, ObservationError, method_parse, observation_verdict
 from triage.models import Alert, Frame, Role, TriageCase, User
 from triage.services import alert_raise, audit_record, unit_settings_get
 
@@ -155,74 +159,6 @@ def case_release(*, case: TriageCase, nurse: User, if_expires_at=None, request=N
     case.claim_expires_at = None
     _claim_save(case, nurse=nurse, action="case.released", before=before, request=request)
     return case
-
-
-NOT_OBSERVED = ("x", "not_observed")
-"""Form and API spellings of an item marked "not observed" (besides ``None``)."""
-
-OBSERVED_AT_SKEW = timedelta(minutes=2)
-OBSERVED_AT_MAX_AGE = timedelta(hours=24)
-
-
-def nips_items_clean(
-    items: dict, *, unable_to_assess: bool, method: Method = Method.UNRECORDED
-) -> dict[str, int | None]:
-    """Validate the six NIPS items (field errors in one ValidationError). Unable to assess: all blank.
-
-    An item is a score, or "not observed" (``None``, ``"x"``): saying so is required, a missing
-    item is an error, except the bedside items of a review from the image only (it cannot see them).
-    """
-    errors: dict[str, list[str]] = {}
-    cleaned: dict[str, int | None] = {}
-    for name, maximum in NIPS_ITEMS.items():
-        raw = items.get(name, "")
-        if raw is None or raw in NOT_OBSERVED:
-            cleaned[name] = None
-            continue
-        if raw == "":
-            if not unable_to_assess and name in SCORABLE[method] and method != Method.IMAGE:
-                errors[name] = ["Required. Score it, or mark it not observed."]
-            cleaned[name] = None
-            continue
-        if isinstance(raw, bool):
-            errors[name] = [f"Must be a whole number from 0 to {maximum}."]
-            continue
-        try:
-            value = int(raw)
-            if str(raw).strip() != str(value) and not isinstance(raw, int):
-                raise ValueError
-        except (TypeError, ValueError):
-            errors[name] = [f"Must be a whole number from 0 to {maximum}."]
-            continue
-        if not 0 <= value <= maximum:
-            errors[name] = [f"Must be from 0 to {maximum}."]
-            continue
-        cleaned[name] = value
-    unknown = sorted(set(items) - set(NIPS_ITEMS))
-    for name in unknown:
-        errors[name] = ["Not a NIPS item."]
-    if errors:
-        raise ValidationError(errors)
-    if unable_to_assess:
-        # "Unable to assess" is a verdict of its own; partial scores would be mistaken for a total.
-        return dict.fromkeys(NIPS_ITEMS)
-    return cleaned
-
-
-def observed_at_clean(observed_at, *, method: Method, frame_captured_at, now) -> object:
-    """When the baby was observed: the frame's time (image only), else as given, else now (cot / video).
-
-    Not in the future (2 minutes' clock skew allowed), not more than a day ago.
-    """
-    if method == Method.IMAGE:
-        return frame_captured_at  # what was seen is the frame, taken then
-    if observed_at is None:
-        return None if method == Method.UNRECORDED else now
-    if observed_at > now + OBSERVED_AT_SKEW:
-        raise ValidationError({"observed_at": ["Cannot be in the future."]})
-    if observed_at < now - OBSERVED_AT_MAX_AGE:
-        raise ValidationError({"observed_at": ["More than a day ago: record it as a new observation."]})
-    return observed_at
 
 
 def _final_pain(assessments: list[NipsAssessment]) -> bool | None:

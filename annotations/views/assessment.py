@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from annotations import bedside, queue_time, selectors, services
+from annotations.assessment_input import NOT_OBSERVED, OBSERVED_AT_SKEW
 from annotations.models import NIPS_ITEMS
 from annotations.observations import BEDSIDE_ITEMS, METHOD_LABELS, Kind, Method
 from triage.models import Role, TriageCase
@@ -44,7 +45,7 @@ def _items_context(values: dict, errors: dict) -> list[dict]:
                 {"value": value, "text": text, "checked": str(values.get(name, "")) == str(value)}
                 for value, text in choices
             ],
-            "not_observed": values.get(name) in services.NOT_OBSERVED,
+            "not_observed": values.get(name) in NOT_OBSERVED,
             "errors": errors.get(name, []),
         }
         for name, label, choices in NIPS_CHOICES
@@ -62,7 +63,7 @@ def observed_at_from_form(value: str, *, now):
         raise ValidationError({"observed_at": ["Give the time as HH:MM."]}) from None
     local_now = timezone.localtime(now)
     moment = timezone.make_aware(datetime.combine(local_now.date(), clock), timezone.get_current_timezone())
-    if moment > now + services.OBSERVED_AT_SKEW:
+    if moment > now + OBSERVED_AT_SKEW:
         moment -= timedelta(days=1)
     return moment
 
