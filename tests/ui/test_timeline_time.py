@@ -88,7 +88,7 @@ def test_acknowledged_alerts_show_as_interventions_with_their_note(browser_for, 
     AlertFactory(neonate=neonate, created_at=now - timedelta(minutes=20))  # open: no intervention yet
     page = browser_for(nurse).get(f"/neonates/{neonate.pk}/timeline/?hours=6").content.decode()
     assert page.count('class="tl-intervention"') == 1 and "Sucrose 24% given, swaddled" in page
-    assert re.search(r"NIPS total</text>", page) and "pain by the NIPS rule: total ≥ 3" in page
+    assert re.search(r"NIPS total</text>", page) and "pain by the rule total ≥ 3" in page
 
 
 def test_the_tables_give_the_frame_time_and_the_scoring_time(browser_for, nurse, neonate, model):

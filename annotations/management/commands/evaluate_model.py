@@ -28,6 +28,14 @@ class Command(TrainingCommand):
         parser.add_argument("--model", type=int, default=None, help="Evaluate registered ModelVersion ID instead.")
         parser.add_argument("--store", action="store_true", help="With --model: store the analysis in its metrics.")
         parser.add_argument(
+            "--features",
+            nargs="+",
+            default=["cnn"],
+            choices=["cnn", "actions", "embedding", "combined"],
+            help="With --losocv, side by side: cnn (PainNet, the recipe; default); or a linear probe (L2 chosen by "
+            "nested LOSO) on actions (face-mesh geometry), embedding (frozen CNN) or combined (both).",
+        )
+        parser.add_argument(
             "--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg)."
         )
         super().add_arguments(parser)
@@ -61,9 +69,13 @@ class Command(TrainingCommand):
         alpha = options["alpha"] or 0.05
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
-        runs = [(b, mode) for b in options["backbone"] for mode in dict.fromkeys(options["baseline"])]
-        several_modes = len(set(options["baseline"])) > 1
+        modes = list(dict.fromkeys(options["baseline"]))
+        runs = [(b, mode) for b in options["backbone"] for mode in modes] if "cnn" in options["features"] else []
+        several_modes = len(modes) > 1
         banks: dict[tuple, Any] = {}  # frozen features shared by runs that differ only in the baseline
+        linear = [f for f in dict.fromkeys(options["features"]) if f != "cnn"]
+        if linear:
+            results.update(self._linear_runs(crops, linear, modes, options, alpha=alpha, errors=errors))
         for backbone, mode in runs:
             # With --baseline none neonate the two runs sit side by side as "<backbone>+<mode>".
             name = f"{backbone}+{mode}" if several_modes else backbone
@@ -122,6 +134,59 @@ class Command(TrainingCommand):
         )
         if options["json"]:
             self.stdout.write(json_line(out))
+
+    def _linear_runs(self, crops, features, modes, options, *, alpha, errors):
+        """LOSOCV of the linear probe per feature set and baseline mode (features computed once)."""
+        from inference import training as tr
+        from inference.face_actions import FaceMeshUnavailable, crops_action_features
+        from inference.training.linear import linear_losocv
+
+        progress = self.show_progress(options)
+        columns: dict[str, Any] = {}
+        try:
+            if {"actions", "combined"} & set(features):
+                started = time.perf_counter()
+                columns["actions"] = crops_action_features(crops.crops)
+                self.stdout.write(
+                    f"Face-mesh actions of {len(crops.crops)} crops: {time.perf_counter() - started:.1f} s"
+                )
+        except FaceMeshUnavailable as exc:
+            for name in ("actions", "combined"):
+                if name in features:
+                    errors[name] = str(exc)
+                    self.stderr.write(f"{name}: skipped: {exc}")
+        if {"embedding", "combined"} & set(features):
+            config = self.train_config(options, options["backbone"][0], baseline="none")
+            config = tr.TrainConfig.for_recipe(
+                config.recipe, backbone=config.backbone, finetune="head", augment_views=0, seed=config.seed
+            )
+            bank = tr.FeatureBank(crops.crops, config=config, progress=progress)
+            view = bank.features[0]
+            columns["embedding"] = ((view + bank.flipped) / 2 if bank.flipped is not None else view).numpy()
+        if "actions" in columns and "embedding" in columns:
+            import numpy as np
+
+            columns["combined"] = np.concatenate([columns["actions"], columns["embedding"]], axis=1)
+        results = {}
+        for feature in features:
+            if feature not in columns:
+                continue
+            for mode in modes:
+                name = f"{feature}+{mode}" if len(modes) > 1 else feature
+                config = self.train_config(options, options["backbone"][0], baseline=mode)
+                result = linear_losocv(
+                    columns[feature],
+                    crops.labels,
+                    crops.subjects,
+                    name=feature,
+                    baseline=mode,
+                    policy=config.baseline_policy(),
+                    alpha=alpha,
+                    progress=progress,
+                )
+                result["baseline"] = mode
+                results[name] = result
+        return results
 
     def _print_side_by_side(self, results, names, summary):
         width = max(12, *(len(n) + 2 for n in names))
