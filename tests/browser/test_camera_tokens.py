@@ -9,8 +9,8 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_admin_pages import shoot
 from tests.browser.test_accessibility import _context_for
+from tests.browser.test_admin_pages import shoot
 from triage import services
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
