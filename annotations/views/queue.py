@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations import queue_time, selectors
-from triage.selectors import cameras_health
+from triage.selectors import beds_without_face, cameras_health
 from triage.services import unit_settings_get
 from triage.templatetags.neopain_ui import ago_text, local_stamp, prob
 from triage.views.access import CLINICAL, has_role, is_poll, page_number
@@ -122,9 +122,12 @@ def dashboard(request):
     )
     fingerprint = selectors.queue_fingerprint(cases, total=shown)
     rows = _queue_rows(cases, user=user, groups=groups, offset=offset)
+    # Beds whose camera sees no face: no frame reaches the queue, so the nurse is told per bed.
+    no_face = beds_without_face(unit=user.unit, since=groups.cutoff) if user.unit_id else []
     context = {
         "rows": rows,
         "total": total,
+        "no_face_beds": no_face,
         "fresh_total": groups.fresh_total,
         "stale_total": groups.stale_total,
         "stale_after": stale_after,
