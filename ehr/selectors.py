@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db.models import CharField, F, Q, Value
 
 from annotations.models import NipsAssessment
-from triage.models import ModelVersion, Neonate, Prediction, TriageCase, User
+from triage.models import Alert, ModelVersion, Neonate, Prediction, TriageCase, User
 
 
 def _scoped(qs, field: str, unit_id: int | None):
@@ -21,7 +21,7 @@ def _scoped(qs, field: str, unit_id: int | None):
 
 def nips_assessments(*, unit_id: int | None):
     """NIPS scores of decided cases (a blind first score of a double-scored case waits for the second)."""
-    qs = NipsAssessment.objects.select_related("case__neonate", "case__prediction__frame").filter(
+    qs = NipsAssessment.objects.select_related("case__neonate", "case__prediction__frame", "nurse").filter(
         case__status=TriageCase.Status.DECIDED
     )
     return _scoped(qs, "case__unit_id", unit_id)
@@ -46,6 +46,11 @@ def devices(*, unit_id: int | None):
     """Model versions: global ones and the unit's own."""
     qs = ModelVersion.objects.all()
     return qs if unit_id is None else qs.filter(Q(unit__isnull=True) | Q(unit_id=unit_id))
+
+
+def alerts(*, unit_id: int | None):
+    qs = Alert.objects.select_related("neonate", "prediction__model_version", "assessment__nurse")
+    return _scoped(qs, "unit_id", unit_id)
 
 
 def observation_row(*, unit_id: int | None, resource_id: str):
@@ -152,11 +157,15 @@ def export_rows(*, unit_id: int | None, since: datetime | None):
         )
         people = people.filter(Q(date_joined__gte=since) | Q(pk__in=nips.values("nurse_id")))
         models = models.filter(Q(created_at__gte=since) | Q(pk__in=ai.values("model_version_id")))
+    flags = alerts(unit_id=unit_id)
+    if since is not None:
+        flags = flags.filter(Q(created_at__gte=since) | Q(last_event_at__gte=since) | Q(acknowledged_at__gte=since))
     return {
         "Patient": patients.order_by("pk").iterator(chunk_size=500),
         "Practitioner": people.order_by("pk").iterator(chunk_size=500),
         "Device": models.order_by("pk").iterator(chunk_size=500),
         "Observation": _chain(nips.order_by("pk"), ai.order_by("pk")),
+        "Flag": flags.order_by("pk").iterator(chunk_size=500),
     }
 
 
@@ -167,6 +176,7 @@ def _chain(*querysets):
 
 __all__ = [
     "ObservationQuery",
+    "alerts",
     "devices",
     "export_rows",
     "neonates",

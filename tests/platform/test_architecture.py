@@ -34,9 +34,7 @@ def _module_name(path: Path) -> str:
 
 def _package_modules() -> dict[str, Path]:
     """Dotted name -> file, for the modules of the project's packages."""
-    return {
-        _module_name(path): path for path in _project_files() if path.relative_to(ROOT).parts[0] in PACKAGES
-    }
+    return {_module_name(path): path for path in _project_files() if path.relative_to(ROOT).parts[0] in PACKAGES}
 
 
 def _imported_names(path: Path, module: str) -> list[str]:
@@ -218,3 +216,26 @@ def test_arrows_between_apps_and_layers_point_one_way():
     )
 
     assert upward == [], f"imports against the layers of docs/architecture.md: {upward}"
+
+
+def test_no_merge_conflict_markers_in_tracked_files():
+    """A merge that left ``<<<<<<<`` in a template renders it to nurses: no tracked text file holds a marker line."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode != 0:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    markers = ("<<<<<<< ", ">>>>>>> ", "=======\n")
+    offenders = []
+    for name in listed.stdout.decode().split("\0"):
+        path = ROOT / name
+        if not name or not path.is_file() or path.suffix in {".png", ".jpg", ".onnx", ".pt", ".mp4", ".gz", ".ico"}:
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        except (UnicodeDecodeError, OSError):
+            continue
+        offenders += [f"{name}:{number}" for number, line in enumerate(lines, 1) if line.startswith(markers)]
+    assert offenders == [], f"merge conflict markers: {offenders}"
