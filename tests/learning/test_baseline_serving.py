@@ -106,3 +106,32 @@ def test_served_p_pain_equals_the_evaluation_with_the_same_baseline(
     assert rebuilt.model_version == other and rebuilt.rebuilt_from_frames == WINDOW
     prediction = Prediction.objects.get(frame=third[0])
     assert prediction.model_version == other and prediction.baseline_used
+
+
+def test_a_served_facial_action_model_equals_its_evaluation(
+    neonate, planted_crops, mesh_model, monkeypatch, tmp_path, settings
+):
+    from inference.training.actions_model import train_actions_model
+
+    monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
+    settings.NEOPAIN_SALIENCY = False
+    config = tr.TrainConfig(finetune="head", baseline="neonate", baseline_min_frames=MIN_FRAMES, baseline_window=WINDOW)
+    trained = train_actions_model(planted_crops, config=config)
+    assert trained.metrics["l2"] in (0.003, 0.03, 0.3, 3.0, 30.0)
+    path = tmp_path / "actions.pt"
+    tr.bundle_write(trained, path, version="actions")
+    version = services.model_version_register(bundle_path=path, status="active")
+    assert version.architecture == "face_actions"
+    loaded = load_bundle(path)
+    subject = planted_crops.subjects[-1]
+    rows = [i for i, s in enumerate(planted_crops.subjects) if s == subject]
+    images = [planted_crops.images[i] for i in rows]
+    crops = [planted_crops.crops[i] for i in rows]
+    first, second = queued(neonate, images[:4]), None
+    services.frames_process(frame_ids=[f.pk for f in first])
+    second = queued(neonate, images[4:8])
+    services.frames_process(frame_ids=[f.pk for f in second])
+    warm = [Prediction.objects.get(frame=f) for f in second]
+    assert all(p.baseline_used for p in warm)
+    expected, _ = model_evaluate_p_pain(loaded, crops[4:8], [subject] * 4, baseline_crops={subject: crops[:4]})
+    assert [p.p_pain for p in warm] == pytest.approx(expected.tolist(), abs=1e-5)

@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import numpy as np
 import pytest
 
-from inference.face_actions import ACTIONS, action_features, action_measures, face_mesh, face_mesh_model_path
+from inference.face_actions import ACTIONS, action_features, action_measures, face_mesh
 from inference.training.linear import linear_losocv
-from tests.support import TEST_CACHE, package_archive
-
-
-@pytest.fixture(scope="session")
-def mesh_model():
-    """The face-mesh model: where scripts/face_mesh_fetch.sh put it, else out of the wheel into the test cache."""
-    path = face_mesh_model_path()
-    if path.is_file():
-        return path
-    target = TEST_CACHE / "face_landmark.tflite"
-    if not target.is_file():
-        wheel = package_archive("mediapipe==0.10.21", pattern="mediapipe-0.10.21-*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            target.write_bytes(archive.read("mediapipe/modules/face_landmark/face_landmark.tflite"))
-    return target
 
 
 @pytest.fixture(scope="session")

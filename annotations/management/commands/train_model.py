@@ -12,7 +12,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from annotations.management.commands._options import TrainingCommand, add_unit_option, fmt, guarantee_line, json_line
+from annotations.management.commands._options import (
+    TrainingCommand,
+    add_label_source_option,
+    add_unit_option,
+    fmt,
+    guarantee_line,
+    json_line,
+    label_sources_line,
+)
 from triage.management.commands._options import unit_from_option
 
 
@@ -27,11 +35,19 @@ class Command(TrainingCommand):
         source.add_argument("--dataset", help="Dataset folder or CSV manifest (path, subject, label).")
         source.add_argument("--from-assessments", action="store_true", help="Train on nurse-labelled frames.")
         add_unit_option(parser, help="Unit code: its nurse labels, and the model serves only it.")
+        add_label_source_option(parser)
         parser.add_argument(
             "--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt)."
         )
         parser.add_argument("--name", default=None, help="Model name in the bundle (default painnet-<unit|backbone>).")
         parser.add_argument("--no-register", action="store_true", help="Write the bundle only.")
+        parser.add_argument(
+            "--features",
+            choices=["cnn", "actions"],
+            default="cnn",
+            help="cnn: PainNet (the recipe; default); actions: face-mesh facial actions relative to each neonate's "
+            "baseline, L2 logistic regression (needs --baseline neonate).",
+        )
         super().add_arguments(parser)
 
     def handle(self, *args, **options):
@@ -41,6 +57,8 @@ class Command(TrainingCommand):
         from triage.services import model_version_register
 
         unit = unit_from_option(code=options["unit"])
+        if options["features"] == "actions" and options["baseline"] != "neonate":
+            raise CommandError("--features actions judges a face against the baby's own: add --baseline neonate")
         config = self.train_config(options, options["backbone"])
         alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
         progress = self.show_progress(options)
@@ -48,14 +66,18 @@ class Command(TrainingCommand):
         runtime = self.runtime_configure(options)
         with tempfile.TemporaryDirectory(prefix="neopain-train-") as tmp:
             if options["from_assessments"]:
-                export = training_set_export(unit=unit, out_dir=tmp)
+                export = training_set_export(unit=unit, out_dir=tmp, source=options["label_source"])
                 self.stdout.write(
                     f"Exported {export['n_images']} nurse-labelled crops of {export['n_subjects']} neonates "
-                    f"({export['n_pain']} pain); excluded {export['excluded'] or 'none'}"
+                    f"({export['n_pain']} pain, labels: {export['label_source']}); excluded {export['excluded'] or 'none'}"
                 )
+                self.stdout.write(label_sources_line(export))
                 if export["n_images"] == 0:
                     raise CommandError("No usable nurse-labelled frames to train on.")
-                source, source_name = tmp, f"nurse assessments ({unit.code if unit else 'all units'})"
+                source, source_name = (
+                    tmp,
+                    f"nurse assessments ({unit.code if unit else 'all units'}, labels {export['label_source']})",
+                )
             else:
                 source, source_name = options["dataset"], str(options["dataset"])
             info, crops = self.dataset_crops(source, options)
@@ -78,23 +100,41 @@ class Command(TrainingCommand):
                 )
             audit = audit_flags(tmp, crops.images) if options["from_assessments"] else None
             try:
-                trained = tr.train_model(
-                    crops, config=config, alpha=alpha, progress=progress, dataset=dataset, audit=audit
-                )
+                if options["features"] == "actions":
+                    from inference.face_actions import FaceMeshUnavailable
+                    from inference.training.actions_model import train_actions_model
+
+                    try:
+                        trained = train_actions_model(crops, config=config, alpha=alpha, dataset=dataset)
+                    except FaceMeshUnavailable as exc:
+                        raise CommandError(str(exc)) from exc
+                else:
+                    trained = tr.train_model(
+                        crops, config=config, alpha=alpha, progress=progress, dataset=dataset, audit=audit
+                    )
             except (tr.DatasetError, FileNotFoundError) as exc:
                 raise CommandError(str(exc)) from exc
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         scope = unit.code if unit else config.backbone
         name = options["name"] or f"painnet-{scope}"
         out = Path(options["out"]) if options["out"] else Path(settings.MODELS_DIR) / f"{name}-{stamp}.pt"
-        sha256 = tr.bundle_write(trained, out, name=name, version=stamp)
+        description = (
+            f"Facial actions (face mesh) relative to each neonate's baseline, L2 logistic regression, trained on "
+            f"{dataset['n_images']} images of {dataset['n_subjects']} subjects."
+            if options["features"] == "actions"
+            else ""
+        )
+        sha256 = tr.bundle_write(trained, out, name=name, version=stamp, description=description)
         m = trained.metrics
         w = self.stdout.write
         w(f"Bundle: {out.resolve()} (sha256 {sha256})")
-        w(
-            f"Stopped at epoch {m['epochs_run']} (best {m['best_epoch']}), {m['train_seconds']:.0f} s training, "
-            f"{time.perf_counter() - start:.0f} s in all"
-        )
+        if m.get("l2") is not None:
+            w(f"L2 {m['l2']:g} chosen by leave-one-subject-out over the training subjects, {m['train_seconds']:.0f} s")
+        else:
+            w(
+                f"Stopped at epoch {m['epochs_run']} (best {m['best_epoch']}), {m['train_seconds']:.0f} s training, "
+                f"{time.perf_counter() - start:.0f} s in all"
+            )
         if "accuracy" in m:
             w(
                 f"Validation subjects {', '.join(m['validation_subjects'])}: accuracy {fmt(m['accuracy'])}, AUC {fmt(m['auc'])}, "

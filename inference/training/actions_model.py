@@ -1,0 +1,172 @@
+"""Train the facial-action model for serving: face-mesh geometry relative to each neonate's baseline,
+an L2 logistic regression (L2 by leave-one-subject-out over the training subjects), a temperature and
+the guarantee on disjoint validation subjects. The bundle is served like PainNet (architecture
+``face_actions``); the worker keeps the baselines (:mod:`inference.baseline`)."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from inference import thresholds as th
+from inference.baseline import BaselinePolicy, population_reference, relative_p_pain, subject_baselines
+from inference.face_actions import ACTIONS, N_FEATURES, actions_spec, crops_action_features, face_actions_model
+from inference.painnet import CLASSES
+from inference.training.config import TrainConfig, subject_indices, validation_split
+from inference.training.crops import CropSet
+from inference.training.cross_validation import per_subject_accuracy, subject_summary
+from inference.training.linear import L2_GRID, centred_by_subject, l2_choose, logistic_fit
+from inference.training.serving import MIN_CALIBRATION_IMAGES, TrainedModel, served_temperature
+
+
+def _split_roles(val_subjects: list[str], seed: int) -> dict[str, Any]:
+    """Temperature and guarantee on disjoint halves of the validation subjects (one subject: both on it)."""
+    shuffled = random.Random(f"actions-roles:{seed}").sample(sorted(val_subjects), len(val_subjects))
+    none = ["none (no epochs: the L2 is chosen by leave-one-subject-out over the training subjects)"]
+    if len(shuffled) < 2:
+        return {
+            "early_stopping": none,
+            "temperature": shuffled,
+            "calibration": shuffled,
+            "reuse": "one validation subject: temperature and guarantee both on it",
+        }
+    half = len(shuffled) // 2
+    return {
+        "early_stopping": none,
+        "temperature": sorted(shuffled[:half]),
+        "calibration": sorted(shuffled[half:]),
+        "reuse": None,
+    }
+
+
+def train_actions_model(
+    crops: CropSet,
+    *,
+    config: TrainConfig,
+    alpha: float = 0.05,
+    dataset: dict[str, Any] | None = None,
+    features: np.ndarray | None = None,
+) -> TrainedModel:
+    """A servable facial-action model trained on all subjects but the validation subjects."""
+    start = time.perf_counter()
+    policy: BaselinePolicy = config.baseline_policy()
+    subjects = crops.subjects
+    x_all = crops_action_features(crops.crops) if features is None else features
+    train_subjects, val_subjects = validation_split(
+        subjects, config.val_subjects, config.seed, max(2, config.min_val_subjects)
+    )
+    centred = centred_by_subject(x_all, subjects, policy=policy, reference_subjects=train_subjects)
+    train_idx = subject_indices(subjects, train_subjects)
+    baselines = subject_baselines(x_all, subjects, policy)
+    reference = population_reference([baselines[s] for s in train_subjects], x_all[train_idx])
+    val_idx = subject_indices(subjects, val_subjects)
+    y = crops.labels
+    subjects_arr = np.asarray(subjects)
+    l2, inner = l2_choose(centred[train_idx], y[train_idx], subjects_arr[train_idx], L2_GRID)
+    mean = centred[train_idx].mean(axis=0)
+    std = centred[train_idx].std(axis=0) + 1e-6
+    w, b = logistic_fit((centred[train_idx] - mean) / std, y[train_idx], l2=l2)
+    model = face_actions_model(x_all.shape[1])
+    with torch.no_grad():
+        model.head[0].mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        model.head[0].std.copy_(torch.from_numpy(std.astype(np.float32)))
+        linear = model.head[1]
+        linear.weight.zero_()
+        linear.bias.zero_()
+        linear.weight[1] = torch.from_numpy(w.astype(np.float32))
+        linear.bias[1] = float(b)
+        model.reference.copy_(torch.from_numpy(reference))
+    model.eval()
+    # Validation frames scored exactly as served: against their own subject's baseline.
+    centres = x_all[val_idx] - centred[val_idx]
+    val_p = relative_p_pain(model.head, x_all[val_idx], None, centres)
+    val_labels = y[val_idx]
+    val_subject_of = [subjects[i] for i in val_idx]
+    roles = _split_roles(val_subjects, config.seed)
+    t_mask = np.array([s in set(roles["temperature"]) for s in val_subject_of], dtype=bool)
+    temperature, fitted = served_temperature(val_p[t_mask], val_labels[t_mask], config.calibrate)
+    served = th.temperature_apply(val_p, temperature) if val_labels.size else val_p
+    n_calibration = int(sum(s in set(roles["calibration"]) for s in val_subject_of))
+    source = {
+        "source": "validation subjects",
+        "n_images": n_calibration,
+        "n_subjects": len(roles["calibration"]),
+        "note": f"validation subjects {', '.join(roles['calibration'])} ({n_calibration} frames)",
+    }
+    metrics: dict[str, Any] = {
+        "validation_roles": roles,
+        "calibration_source": source,
+        "l2": l2,
+        "l2_inner_auc": {str(k): v for k, v in inner.items()},
+    }
+    if val_labels.size:
+        analysis = th.threshold_analysis(p_pain=served, labels=val_labels, alpha=alpha, subjects=val_subject_of)
+        c_mask = np.array([s in set(roles["calibration"]) for s in val_subject_of], dtype=bool)
+        calibration = th.threshold_analysis(
+            p_pain=served[c_mask],
+            labels=val_labels[c_mask],
+            alpha=alpha,
+            subjects=[s for s, k in zip(val_subject_of, c_mask) if k],
+        )
+        for key in ("guarantee", "guarantee_conditional", "calibration_scores"):
+            analysis[key] = calibration[key]
+        analysis["ece"] = th.expected_calibration_error(p_pain=val_p, labels=val_labels)
+        analysis["ece_temperature_scaled"] = th.expected_calibration_error(p_pain=served, labels=val_labels)
+        analysis["temperature"] = temperature
+        analysis["temperature_fitted"] = fitted
+        analysis["temperature_clipped"] = fitted is not None and abs(fitted - temperature) > 1e-9
+        analysis["temperature_fitted_on"] = (
+            f"validation subjects {', '.join(roles['temperature'])} (NLL); guarantee on "
+            f"{', '.join(roles['calibration'])}{'; ' + roles['reuse'] if roles['reuse'] else ''}; 1.0 when fewer "
+            f"than {MIN_CALIBRATION_IMAGES} images or one class"
+        )
+        metrics.update(analysis)
+        per_subject = per_subject_accuracy(served, val_labels, val_subject_of)
+        metrics["folds"] = per_subject
+        metrics.update(subject_summary(per_subject))
+    seconds = round(time.perf_counter() - start, 2)
+    metrics.update(
+        {
+            "evaluation": "held-out validation subjects, each frame against its own subject's baseline",
+            "backbone": "face_mesh",
+            "features": "actions",
+            "validation_subjects": val_subjects,
+            "train_seconds": seconds,
+            "best_epoch": None,
+            "epochs_run": None,
+            "dataset": dataset or {},
+        }
+    )
+    metadata = {
+        "architecture": "face_actions",
+        "backbone": "face_mesh",
+        "feature_dim": int(x_all.shape[1] if x_all.ndim == 2 else N_FEATURES),
+        "actions": list(ACTIONS),
+        "classes": list(CLASSES),
+        "preprocessing": actions_spec(),
+        "temperature": temperature,
+        "baseline": {"kind": "neonate", **policy.describe(), "of": "embedding", "reference": reference.tolist()},
+        "training_data": {
+            **(dataset or {}),
+            "train_subjects": train_subjects,
+            "validation_subjects": val_subjects,
+            "validation_roles": roles,
+            "train_sha256": sorted({crops.file_sha256[i] for i in train_idx}),
+            "crop_settings": crops.settings.describe(),
+            "skipped": len(crops.skipped),
+        },
+        "training": {
+            "model": "L2 logistic regression on face-mesh action geometry, relative to each subject's baseline",
+            "features": "actions",
+            "l2": l2,
+            "l2_grid": list(L2_GRID),
+            "seed": config.seed,
+            "finetune": "none",
+            "torch": torch.__version__,
+        },
+    }
+    return TrainedModel(model=model, temperature=temperature, metrics=metrics, metadata=metadata, result=None)
