@@ -105,24 +105,24 @@ def observation_search(*, unit_id: int | None, query: ObservationQuery, offset: 
         )
         parts.append(
             nips.annotate(
-                kind=Value("nips", output_field=CharField()),
+                resource_kind=Value("nips", output_field=CharField()),
                 at=F("case__prediction__frame__captured_at"),
             )
-            .values_list("kind", "pk", "at")
+            .values_list("resource_kind", "pk", "at")
             .order_by()
         )
     if not query.codes or "ai-pain-verdict" in query.codes:
         ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
         parts.append(
-            ai.annotate(kind=Value("ai", output_field=CharField()), at=F("frame__captured_at"))
-            .values_list("kind", "pk", "at")
+            ai.annotate(resource_kind=Value("ai", output_field=CharField()), at=F("frame__captured_at"))
+            .values_list("resource_kind", "pk", "at")
             .order_by()
         )
     if not parts:
         return [], 0
     total = sum(part.count() for part in parts)
     merged = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
-    page = list(merged.order_by("-at", "kind", "-pk")[offset : offset + count])
+    page = list(merged.order_by("-at", "resource_kind", "-pk")[offset : offset + count])
     wanted = {
         "nips": [pk for kind, pk, _ in page if kind == "nips"],
         "ai": [pk for kind, pk, _ in page if kind == "ai"],

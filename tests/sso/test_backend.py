@@ -206,6 +206,7 @@ def id_token(key, **overrides):
         ({"iss": "https://evil.example.org"}, "issuer"),
         ({"exp": int(time.time()) - 3600}, "expired"),
         ({"aud": None}, "aud"),
+        ({"aud": ["neopain", "another-app"], "azp": "another-app"}, "authorized party"),
     ],
 )
 def test_an_id_token_for_another_client_issuer_or_time_is_refused(sso, monkeypatch, signing_key, overrides, error):
@@ -366,3 +367,20 @@ def test_the_sign_in_redirect_carries_pkce_state_nonce_and_the_prompt(sso, db, m
     stored = browser.session["oidc_states"][query["state"]]
     assert stored["nonce"] == query["nonce"] and len(stored["code_verifier"]) >= 43
     assert browser.session["oidc_login_next"] == "/alerts/"
+
+
+def test_userinfo_for_another_subject_is_refused_and_id_token_claims_are_kept(sso, monkeypatch):
+    from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+
+    monkeypatch.setattr(
+        backends, "provider_metadata", lambda: {"issuer": ISSUER, "userinfo_endpoint": "https://idp/ui"}
+    )
+    answers = {"s-1": {"sub": "s-1", "email": "a@example.org"}, "other": {"sub": "s-2"}}
+    monkeypatch.setattr(OIDCAuthenticationBackend, "get_userinfo", lambda self, token, *args: answers[token])
+    id_claims = {"sub": "s-1", "roles": ["NeoPain.Nurse"]}
+
+    merged = OIDCBackend().get_userinfo("s-1", "id-token", id_claims)
+
+    assert merged == {"sub": "s-1", "roles": ["NeoPain.Nurse"], "email": "a@example.org"}
+    with pytest.raises(SuspiciousOperation, match="another subject"):
+        OIDCBackend().get_userinfo("other", "id-token", id_claims)
