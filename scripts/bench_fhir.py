@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _setup(data_dir: str, database_url: str | None) -> None:
     os.environ["NEOPAIN_DATA_DIR"] = data_dir
+    # Never the operator's own database or Redis: SQLite in the throw-away dir unless --database-url.
+    for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
+        os.environ.pop(name, None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neopain_site.settings")
     if database_url:
         os.environ["DATABASE_URL"] = database_url
