@@ -164,7 +164,9 @@ def nips_observation(assessment: NipsAssessment) -> dict:
         observation["valueInteger"] = int(assessment.total)
     if assessment.pain is not None:
         verdict = "Pain" if assessment.pain else "No pain"
-        observation["interpretation"] = _interpretation(assessment.pain, f"{verdict} by rule {assessment.rule}")
+        # A face-only or partial review has no total: its verdict is the nurse's own call (issue 13).
+        how = f"by rule {assessment.rule}" if assessment.kind == "nips" else f"nurse's call, {assessment.kind_label}"
+        observation["interpretation"] = _interpretation(assessment.pain, f"{verdict} {how}")
     notes = [text for text in (assessment.unable_reason, assessment.note) if text]
     if notes:
         observation["note"] = [{"text": text} for text in notes]

@@ -33,6 +33,13 @@ class UnitSettingsForm(forms.Form):
         label="Alert cooldown (minutes)",
         help_text="Repeats for the same baby within this time are counted on the open alert, not paged again.",
     )
+    alert_escalation_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=240,
+        label="Escalate an unacknowledged alert after (minutes)",
+        help_text="Nobody acknowledged it in this time: it goes to the charge nurse (unit admins when none is named).",
+    )
     claim_timeout_minutes = forms.IntegerField(
         min_value=1,
         max_value=240,
@@ -73,6 +80,13 @@ class UnitSettingsForm(forms.Form):
             "A frame captured longer ago than this is stale: the queue lists it after fresh frames (grouped per baby) "
             "and the case warns that the baby may look different now."
         ),
+    )
+    bedside_window_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=120,
+        label="Bedside observation covers (minutes)",
+        help_text="One NIPS observation at the cot also resolves the baby's open cases from frames this recent.",
     )
     alert_rule_k = forms.IntegerField(
         min_value=1,
@@ -127,7 +141,15 @@ class UnitSettingsForm(forms.Form):
     )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "stale_after_minutes", "device_token_days", "person_token_hours")
+OPTIONAL_UNCHANGED = (
+    "audit_share",
+    "keyframe_period_s",
+    "stale_after_minutes",
+    "device_token_days",
+    "person_token_hours",
+    "bedside_window_minutes",
+    "alert_escalation_minutes",
+)
 
 
 def _admin_unit(request) -> Unit:

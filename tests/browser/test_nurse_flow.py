@@ -117,9 +117,16 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     ward["first"].refresh_from_db()
     assert ward["first"].claimed_by == nurse
 
-    # Digits set the focused item; Tab moves to the next one.
+    # Digits set the focused item; Tab moves to the next one. The face comes first (what the image
+    # shows), then how the baby was observed (Space picks "at the cot"), its time, the bedside items.
     expect(page.locator('input[name="face"][value="0"]')).to_be_focused()
-    for digit in ["1", "2", "1", "0", "0"]:
+    page.keyboard.press("1")
+    page.keyboard.press("Tab")
+    expect(page.locator('input[name="method"][value="cot"]')).to_be_focused()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")  # the observation time, filled in with now
+    page.keyboard.press("Tab")
+    for digit in ["2", "1", "0", "0"]:
         page.keyboard.press(digit)
         page.keyboard.press("Tab")
     page.keyboard.press("5")  # out of range for arousal: refused with a hint
@@ -156,7 +163,9 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     card = page.locator(".alert-card--open")
     expect(card).to_have_count(1)
     expect(card).to_contain_text("Bed 4")
-    expect(card).to_contain_text("Nurse-confirmed pain: NIPS 5")
+    expect(card).to_contain_text("Severe pain")  # NIPS 5 (issue 13: the card says who scored what)
+    expect(card).to_contain_text("5 of 7")
+    expect(card.locator("dd").first).to_contain_text("Alice")
     screenshot(page, "alerts")
     card.get_by_label("Note (what was done)").fill("Sucrose given, reassess at 10:30")
     card.get_by_role("button", name="Acknowledge").click()

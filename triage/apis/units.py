@@ -19,6 +19,7 @@ class UnitSettingsOutputSerializer(serializers.Serializer):
     nips_pain_threshold = serializers.IntegerField()
     nips_rule = serializers.CharField()
     alert_cooldown_minutes = serializers.IntegerField()
+    alert_escalation_minutes = serializers.IntegerField()
     claim_timeout_minutes = serializers.IntegerField()
     double_scoring_share = serializers.FloatField()
     missed_pain_target = serializers.FloatField(allow_null=True)
@@ -29,6 +30,7 @@ class UnitSettingsOutputSerializer(serializers.Serializer):
     audit_share = serializers.FloatField()
     keyframe_period_s = serializers.FloatField()
     stale_after_minutes = serializers.IntegerField()
+    bedside_window_minutes = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
 
 
@@ -61,6 +63,7 @@ class UnitDetailApi(APIView):
         threshold = serializers.FloatField(required=False, min_value=0.5, max_value=1.0)
         nips_pain_threshold = serializers.IntegerField(required=False, min_value=1, max_value=7)
         alert_cooldown_minutes = serializers.IntegerField(required=False, min_value=0, max_value=24 * 60)
+        alert_escalation_minutes = serializers.IntegerField(required=False, min_value=1, max_value=240)
         claim_timeout_minutes = serializers.IntegerField(required=False, min_value=1, max_value=240)
         double_scoring_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
         missed_pain_target = serializers.FloatField(required=False, allow_null=True, min_value=0.001, max_value=0.5)
@@ -71,6 +74,7 @@ class UnitDetailApi(APIView):
         audit_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
         keyframe_period_s = serializers.FloatField(required=False, min_value=0.0, max_value=600.0)
         stale_after_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60)
+        bedside_window_minutes = serializers.IntegerField(required=False, min_value=1, max_value=120)
 
         def validate(self, attrs):
             unknown = sorted(set(self.initial_data) - set(self.fields))
