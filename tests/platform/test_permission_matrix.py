@@ -41,6 +41,8 @@ MATRIX = {
     # The case page's heartbeat (issue 13): nurses only; nobody holds the case here, so a nurse of
     # the unit (and a superuser) get the 409 "not_held" the page shows, another unit's nurse a 404.
     "POST case heartbeat": [409, 404, 403, 403, 403, 409, 401],
+    # The open-alert badge's poll (issue 13): clinicians; each sees the counts of their own unit.
+    "GET alerts summary": [200, 200, 200, 403, 403, 200, 401],
     # FHIR (issue 18): clinicians of the unit; another unit's resource is a 404, its search is empty
     # (test_fhir_search_of_another_unit_is_empty); errors are OperationOutcomes.
     "GET fhir metadata": [200, 200, 200, 200, 200, 200, 200],
@@ -116,6 +118,8 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/models/")
     if key == "POST model activate":
         return client.post(f"/api/v1/models/{objects['model'].pk}/activate/")
+    if key == "GET alerts summary":
+        return client.get("/api/v1/alerts/summary/?poll=1")
     if key == "POST case heartbeat":
         from tests.ui.conftest import make_case
 
