@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import CharField, F, Q, Value
+from django.db.models import Q
 
 from annotations.models import NipsAssessment
 from triage.models import Alert, ModelVersion, Neonate, Prediction, TriageCase, User
@@ -91,11 +91,14 @@ def _filtered(qs, *, query: ObservationQuery, prefix: str, updated_field: str):
 def observation_search(*, unit_id: int | None, query: ObservationQuery, offset: int, count: int):
     """One page of Observations (NIPS and model verdicts together), newest effective time first.
 
-    Returns ``(rows, total)``: rows are NipsAssessment and Prediction objects in page order. The two
-    tables are merged in the database (UNION of (kind, pk, effective time)) so a page costs two queries
-    plus one per kind to load the rows, whatever the offset.
+    Returns ``(rows, total)``: rows are NipsAssessment and Prediction objects in page order. Each
+    kind's first ``offset + count`` (time, pk) pairs come from its own ordered, limited query (the
+    patient search walks the frames' (neonate, captured_at) index), and are merged here; then the
+    page's rows are loaded, one query per kind.
     """
-    parts = []
+    limit = offset + count
+    keys: list[tuple] = []
+    total = 0
     if not query.codes or "nips-total" in query.codes:
         nips = _filtered(
             nips_assessments(unit_id=unit_id),
@@ -103,38 +106,26 @@ def observation_search(*, unit_id: int | None, query: ObservationQuery, offset: 
             prefix="case__prediction__frame__",
             updated_field="created_at",
         )
-        parts.append(
-            nips.annotate(
-                resource_kind=Value("nips", output_field=CharField()),
-                at=F("case__prediction__frame__captured_at"),
-            )
-            .values_list("resource_kind", "pk", "at")
-            .order_by()
-        )
+        total += nips.count()
+        at = "case__prediction__frame__captured_at"
+        keys += [(when, "nips", pk) for pk, when in nips.order_by(f"-{at}", "-pk").values_list("pk", at)[:limit]]
     if not query.codes or "ai-pain-verdict" in query.codes:
         ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
-        parts.append(
-            ai.annotate(resource_kind=Value("ai", output_field=CharField()), at=F("frame__captured_at"))
-            .values_list("resource_kind", "pk", "at")
-            .order_by()
-        )
-    if not parts:
-        return [], 0
-    total = sum(part.count() for part in parts)
-    merged = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
-    page = list(merged.order_by("-at", "resource_kind", "-pk")[offset : offset + count])
-    wanted = {
-        "nips": [pk for kind, pk, _ in page if kind == "nips"],
-        "ai": [pk for kind, pk, _ in page if kind == "ai"],
-    }
-    loaded = (
-        {("nips", row.pk): row for row in nips_assessments(unit_id=unit_id).filter(pk__in=wanted["nips"])}
-        if wanted["nips"]
-        else {}
-    )
+        total += ai.count()
+        keys += [
+            (when, "ai", pk)
+            for pk, when in ai.order_by("-frame__captured_at", "-pk").values_list("pk", "frame__captured_at")[:limit]
+        ]
+    page = sorted(keys, reverse=True)[offset:limit]
+    wanted = {kind: [pk for _, k, pk in page if k == kind] for kind in ("nips", "ai")}
+    # The keys were read in the caller's scope: load by primary key alone (with the unit filter too,
+    # SQLite walked the unit's frames instead of the 50 keys: 0.3 s a page at 25,000 observations).
+    loaded = {}
+    if wanted["nips"]:
+        loaded.update({("nips", row.pk): row for row in nips_assessments(unit_id=None).filter(pk__in=wanted["nips"])})
     if wanted["ai"]:
-        loaded.update({("ai", row.pk): row for row in predictions(unit_id=unit_id).filter(pk__in=wanted["ai"])})
-    return [loaded[(kind, pk)] for kind, pk, _ in page], total
+        loaded.update({("ai", row.pk): row for row in predictions(unit_id=None).filter(pk__in=wanted["ai"])})
+    return [loaded[(kind, pk)] for _, kind, pk in page], total
 
 
 def export_rows(*, unit_id: int | None, since: datetime | None):

@@ -229,3 +229,12 @@ def test_the_address_throttle_lock_is_audited_as_a_lockout_too(settings):
 
     event = AuditEvent.objects.get(action="login.locked_out")
     assert event.after["scopes"] == ["address+user"] and event.ip == "192.0.2.99"
+
+
+def test_the_devices_page_flags_a_camera_token_that_expires_within_30_days(browser_for, unit_admin, device):
+    api_token_for(device.user, expires_in=timedelta(days=10, hours=1))
+    api_token_for(device.user, expires_in=timedelta(days=200))
+
+    page = browser_for(unit_admin).get("/unit/devices/").content.decode()
+
+    assert page.count("expires in 10 days") == 1 and "token-expiring" in page
