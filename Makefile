@@ -49,7 +49,7 @@ lint: venv-test
 
 # pip-audit needs network access to PyPI's vulnerability data; docs/security.md explains each finding.
 audit: venv-test
-	$(PY) -m bandit -q -r inference triage annotations neopain_site scripts manage.py \
+	$(PY) -m bandit -q -r inference triage annotations ehr neopain_site scripts manage.py \
 		--severity-level high --confidence-level medium -x "*/tests/*,*/migrations/*"
 	$(PY) -m pip_audit --progress-spinner off --skip-editable
 

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from annotations import apis
+from annotations.apis.bedside import CaseBedsideApi
 
 urlpatterns = [
     path("cases/", apis.CaseListApi.as_view(), name="api-case-list"),
@@ -11,6 +12,7 @@ urlpatterns = [
     path("cases/<int:pk>/release/", apis.CaseReleaseApi.as_view(), name="api-case-release"),
     path("cases/<int:pk>/heartbeat/", apis.CaseHeartbeatApi.as_view(), name="api-case-heartbeat"),
     path("cases/<int:pk>/assessment/", apis.AssessmentCreateApi.as_view(), name="api-case-assessment"),
+    path("cases/<int:pk>/bedside/", CaseBedsideApi.as_view(), name="api-case-bedside"),
     path("alerts/<int:pk>/acknowledge/", apis.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),
     path("assessments/export.csv", apis.AssessmentExportApi.as_view(), name="api-assessment-export"),
 ]

@@ -9,6 +9,12 @@
 - Times are ISO 8601 in UTC with a ``Z``; probabilities have four decimals; pain is ``true``/``false``
   (blank when the nurse was unable to assess). The export has no unable/intubated columns, so those
   facts are prefixed to the note cell ("Unable to assess: ..." / "Intubated: silent cry scored").
+- How the baby was observed (issue 13): ``kind`` is ``nips``, ``face only``, ``partial observation``
+  or ``unable to assess``; an item not observed is blank, and ``nips_total`` is blank unless all six
+  were observed (a face-only review is never a NIPS total). ``observation_method``: ``at the cot``,
+  ``from video``, ``from the image only`` or ``method not recorded`` (rows from before it was
+  asked). ``nurse_call``: the nurse's own pain / no pain call, the verdict of a review without a total.
+  Appended after ``assessed_at``, so readers of the older 21 columns by position keep working.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ EXPORT_COLUMNS = [
     "rule",
     "note",
     "assessed_at",
+    "kind",
+    "observation_method",
+    "observed_at",
+    "nurse_call",
 ]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -106,10 +116,14 @@ def export_row(assessment: NipsAssessment) -> list[str]:
         _int(assessment.legs),
         _int(assessment.arousal),
         _int(assessment.total),
-        _bool(assessment.pain),
+        _bool(assessment.pain if assessment.kind == "nips" else None),
         text(assessment.rule),
         text(_note(assessment)),
         _utc(assessment.created_at),
+        text(assessment.kind_label),
+        text(assessment.method_label),
+        _utc(assessment.observed_at),
+        _bool(assessment.nurse_call),
     ]
 
 

@@ -42,11 +42,12 @@ def models_compare(
     dataset: str | os.PathLike[str] | None = None,
     unit: Unit | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    label_source: str = "nips_rule",
 ) -> dict[str, Any]:
     """Score candidate and active on the same nurse-labelled images the candidate never trained on.
 
     ``dataset``: a dataset folder or manifest; default, the unit's nurse labels exported
-    afresh. Images whose file hash is in either model's training split are left out (the
+    afresh, labelled by ``label_source`` (``--label-source``). Images whose file hash is in either model's training split are left out (the
     candidate's validation subjects and every label since it was trained remain).
     Returns per-model figures at the unit's threshold and missed-pain target, and an
     exact McNemar test on the paired verdicts.
@@ -65,8 +66,15 @@ def models_compare(
             active = None
     with tempfile.TemporaryDirectory(prefix="neopain-compare-") as tmp:
         if dataset is None:
-            summary = training_set_export(unit=unit, out_dir=tmp)
-            source = {"kind": "nurse assessments", "unit": unit.code if unit else None, "excluded": summary["excluded"]}
+            summary = training_set_export(unit=unit, out_dir=tmp, source=label_source)
+            source = {
+                "kind": "nurse assessments",
+                "unit": unit.code if unit else None,
+                "excluded": summary["excluded"],
+                "label_source": summary["label_source"],
+                "label_sources": summary["label_sources"],
+                "methods": summary["methods"],
+            }
             dataset = tmp
         else:
             source = {"kind": "dataset", "path": str(dataset)}

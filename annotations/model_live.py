@@ -125,7 +125,8 @@ def stored_figures(model: ModelVersion) -> dict:
     n, accuracy = metrics.get("n"), metrics.get("accuracy")
     ci = None
     if isinstance(n, int) and n > 0 and isinstance(accuracy, (int, float)):
-        ci = _interval(max(0, min(n, round(accuracy * n))), n)
+        # The interval from the nearest whole count; the figure shown is the stored one.
+        ci = {**_interval(max(0, min(n, round(accuracy * n))), n), "accuracy": float(accuracy)}
     guarantee = metrics.get("guarantee") if isinstance(metrics.get("guarantee"), dict) else {}
     threshold = guarantee.get("threshold")
     return {

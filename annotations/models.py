@@ -7,8 +7,9 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
-NIPS_ITEMS: dict[str, int] = {"face": 1, "cry": 2, "breathing": 1, "arms": 1, "legs": 1, "arousal": 1}
-"""NIPS items and their maximum score (Lawrence et al. 1993); total 0-7."""
+from annotations.observations import KIND_LABELS, METHOD_LABELS, NIPS_ITEMS, Kind, Method, nips_total
+
+__all__ = ["NIPS_ITEMS", "FaceBoxCorrection", "NipsAssessment"]
 
 
 class NipsAssessment(models.Model):
@@ -30,6 +31,30 @@ class NipsAssessment(models.Model):
     unable_reason = models.TextField(blank=True)
     note = models.TextField(blank=True)
     is_second_opinion = models.BooleanField(default=False)
+    method = models.CharField(
+        max_length=12,
+        choices=[(m.value, METHOD_LABELS[m]) for m in Method],
+        default=Method.UNRECORDED.value,
+        help_text="How the baby was observed: at the cot, from video, from the image only (or not recorded).",
+    )
+    observed_at = models.DateTimeField(null=True, blank=True, help_text="When the baby was observed.")
+    kind = models.CharField(
+        max_length=10,
+        choices=[(k.value, KIND_LABELS[k]) for k in Kind],
+        default=Kind.NIPS.value,
+        help_text="A full NIPS (all six items observed), a face-only review, or a partial observation.",
+    )
+    nurse_call = models.BooleanField(
+        null=True, blank=True, help_text="The nurse's own pain / no pain call (needed when there is no NIPS total)."
+    )
+    bedside_source = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="bedside_copies",
+        help_text="The bedside observation (on another case of the same baby) this assessment was copied from.",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -44,13 +69,26 @@ class NipsAssessment(models.Model):
         return {name: getattr(self, name) for name in NIPS_ITEMS}
 
     def compute_total(self) -> int | None:
+        """The NIPS total of a complete observation; ``None`` for face-only, partial or unable."""
         if self.unable_to_assess:
             return None
-        return sum(int(v or 0) for v in self.items().values())
+        return nips_total(Method(self.method), self.items())
 
     @staticmethod
     def pain_by_rule(total: int | None, rule_threshold: int) -> bool | None:
         return None if total is None else total >= rule_threshold
+
+    @property
+    def is_face_only(self) -> bool:
+        return self.kind == Kind.FACE_ONLY and not self.unable_to_assess
+
+    @property
+    def kind_label(self) -> str:
+        return "unable to assess" if self.unable_to_assess else KIND_LABELS[Kind(self.kind)]
+
+    @property
+    def method_label(self) -> str:
+        return METHOD_LABELS[Method(self.method)]
 
 
 class FaceBoxCorrection(models.Model):

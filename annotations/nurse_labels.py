@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 
 from annotations.models import FaceBoxCorrection, NipsAssessment
+from annotations.observations import Kind, LabelSource, label_for
 from triage.models import TriageCase, Unit
 
 
@@ -46,6 +47,8 @@ class NurseLabel:
     box_source: str
     n_assessments: int
     origin: str = "uncertain"
+    methods: str = ""
+    """How the labelling assessments observed the baby (e.g. ``cot``, ``cot+unrecorded``)."""
 
     @property
     def unbiased(self) -> bool:
@@ -65,26 +68,68 @@ def label_origin(case: TriageCase, n_assessments: int) -> str:
     return "double-scored" if n_assessments > 1 else "uncertain"
 
 
-def case_label(case: TriageCase) -> tuple[bool | None, str]:
-    """(label, reason when unusable) from a decided case's assessments.
+def case_label(case: TriageCase, source: LabelSource = LabelSource.NIPS_RULE) -> tuple[bool | None, str]:
+    """(label, reason when unusable) from a decided case's assessments, under a label ``source``.
 
-    The pain verdict stored with each assessment is the unit's NIPS rule in force when she
-    scored. Unable-to-assess scores carry no verdict and are ignored; a case with no verdict
-    left is "unable"; two scorers who disagree make the case "disagreement" (excluded: the
-    model should not be taught a label the nurses themselves did not agree on).
+    ``nips_rule`` (default): the pain verdict of the unit's NIPS rule in force when she scored,
+    from complete observations only (all six items observed): a face-only or partial review
+    never gives one. ``face_item``: the facial expression item (grimace = pain). ``nurse_call``:
+    the nurse's own pain / no pain call. Unable-to-assess scores give none; a case with no label
+    left is ``no_<source>`` (``unable_to_assess`` when every score was unable); two scorers who
+    disagree make the case ``disagreement`` (excluded: the model should not be taught a label
+    the nurses themselves did not agree on).
     """
+    source = LabelSource(source)
     if case.status != TriageCase.Status.DECIDED:
         return None, "undecided"
-    verdicts = [a.pain for a in case.assessments.all() if a.pain is not None and not a.unable_to_assess]
-    if not verdicts:
+    assessments = list(case.assessments.all())
+    if assessments and all(a.unable_to_assess for a in assessments):
         return None, "unable_to_assess"
+    verdicts = [v for v in (assessment_label(a, source) for a in assessments) if v is not None]
+    if not verdicts:
+        return None, f"no_{source.value}"
     if len(set(verdicts)) > 1:
         return None, "disagreement"
     return bool(verdicts[0]), ""
 
 
-def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter]:
-    """Usable labels (one per frame, the latest decided case) and a count of exclusions by reason."""
+def assessment_label(assessment: NipsAssessment, source: LabelSource) -> bool | None:
+    """The label one assessment gives under ``source`` (:func:`annotations.observations.label_for`)."""
+    return label_for(
+        source,
+        kind=assessment.kind,
+        face=assessment.face,
+        pain_by_rule=assessment.pain if assessment.kind == Kind.NIPS else None,
+        nurse_call=assessment.nurse_call,
+        unable=assessment.unable_to_assess,
+    )
+
+
+def label_source_counts(*, unit: Unit | None = None) -> dict[str, int]:
+    """How many usable labels (decided cases, before the one-per-frame and no-face checks) each source gives."""
+    cases = _decided_cases(unit)
+    counts = dict.fromkeys((s.value for s in LabelSource), 0)
+    for case in cases:
+        for source in LabelSource:
+            if not case_label(case, source)[1]:
+                counts[source.value] += 1
+    return counts
+
+
+def _decided_cases(unit: Unit | None):
+    cases = (
+        TriageCase.objects.filter(status=TriageCase.Status.DECIDED)
+        .select_related("prediction__frame")
+        .prefetch_related(Prefetch("assessments", queryset=NipsAssessment.objects.order_by("created_at", "id")))
+        .order_by("-decided_at", "-id")
+    )
+    return cases.filter(unit=unit) if unit is not None else cases
+
+
+def nurse_labels(
+    *, unit: Unit | None = None, source: LabelSource = LabelSource.NIPS_RULE
+) -> tuple[list[NurseLabel], Counter]:
+    """Usable labels under ``source`` (one per frame, the latest decided case) and a count of exclusions by reason."""
     from inference.detect import DEFAULT_MARGIN
     from inference.preprocess import expand_box
 
@@ -103,7 +148,7 @@ def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter
     labels: list[NurseLabel] = []
     seen_frames: set[int] = set()
     for case in cases:
-        pain, reason = case_label(case)
+        pain, reason = case_label(case, source)
         frame = case.prediction.frame
         if reason:
             excluded[reason] += 1
@@ -121,10 +166,10 @@ def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter
             box = expand_box(
                 (correction.x, correction.y, correction.w, correction.h), DEFAULT_MARGIN, (frame.width, frame.height)
             )
-            source = "nurse_correction"
+            box_source = "nurse_correction"
         else:
             box = tuple(case.prediction.box)
-            source = "prediction"
+            box_source = "prediction"
         labels.append(
             NurseLabel(
                 case_id=case.pk,
@@ -132,12 +177,18 @@ def nurse_labels(*, unit: Unit | None = None) -> tuple[list[NurseLabel], Counter
                 neonate_id=frame.neonate_id,
                 pain=bool(pain),
                 box=tuple(int(v) for v in box),  # type: ignore[arg-type]
-                box_source=source,
+                box_source=box_source,
                 n_assessments=len(case.assessments.all()),
                 origin=label_origin(case, len(case.assessments.all())),
+                methods=_methods(case, source),
             )
         )
     return labels, excluded
+
+
+def _methods(case: TriageCase, source: LabelSource) -> str:
+    found = {a.method for a in case.assessments.all() if assessment_label(a, source) is not None}
+    return "+".join(sorted(found))
 
 
 def labels_since(*, unit: Unit, since: dt.datetime | None) -> int:

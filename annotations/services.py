@@ -18,7 +18,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from annotations.models import NIPS_ITEMS, FaceBoxCorrection, NipsAssessment
+from annotations.assessment_input import (
+    nips_items_clean,
+    observed_at_clean,
+)
+from annotations.bedside_selectors import bedside_related_cases
+from annotations.models import FaceBoxCorrection, NipsAssessment
+from annotations.observations import Kind, Method, ObservationError, method_parse, observation_verdict
 from triage.models import Alert, Frame, Role, TriageCase, User
 from triage.services import alert_raise, audit_record, unit_settings_get
 
@@ -155,42 +161,6 @@ def case_release(*, case: TriageCase, nurse: User, if_expires_at=None, request=N
     return case
 
 
-def nips_items_clean(items: dict, *, unable_to_assess: bool) -> dict[str, int | None]:
-    """Validate the six NIPS items (field errors in one ValidationError). Unable to assess: all blank."""
-    errors: dict[str, list[str]] = {}
-    cleaned: dict[str, int | None] = {}
-    for name, maximum in NIPS_ITEMS.items():
-        raw = items.get(name)
-        if raw is None or raw == "":
-            if not unable_to_assess:
-                errors[name] = ["Required."]
-            cleaned[name] = None
-            continue
-        if isinstance(raw, bool):
-            errors[name] = [f"Must be a whole number from 0 to {maximum}."]
-            continue
-        try:
-            value = int(raw)
-            if str(raw).strip() != str(value) and not isinstance(raw, int):
-                raise ValueError
-        except (TypeError, ValueError):
-            errors[name] = [f"Must be a whole number from 0 to {maximum}."]
-            continue
-        if not 0 <= value <= maximum:
-            errors[name] = [f"Must be from 0 to {maximum}."]
-            continue
-        cleaned[name] = value
-    unknown = sorted(set(items) - set(NIPS_ITEMS))
-    for name in unknown:
-        errors[name] = ["Not a NIPS item."]
-    if errors:
-        raise ValidationError(errors)
-    if unable_to_assess:
-        # "Unable to assess" is a verdict of its own; partial scores would be mistaken for a total.
-        return dict.fromkeys(NIPS_ITEMS)
-    return cleaned
-
-
 def _final_pain(assessments: list[NipsAssessment]) -> bool | None:
     """Pain if any scorer says pain; no pain if any could score and none said pain; None if none could."""
     verdicts = [a.pain for a in assessments if a.pain is not None]
@@ -209,9 +179,20 @@ def assessment_create(
     unable_reason: str = "",
     intubated: bool = False,
     unable_to_assess: bool | None = None,
+    method: str | None = None,
+    observed_at=None,
+    nurse_call: bool | None = None,
+    resolve_related: bool | None = None,
     request=None,
 ) -> NipsAssessment:
     """Record ``nurse``'s NIPS scoring of ``case``; decide the case when the last required score lands.
+
+    ``method`` says how the baby was observed (:class:`annotations.observations.Method`; blank:
+    not recorded). The NIPS total and rule verdict exist only for a complete observation; a
+    face-only or partial review needs ``nurse_call`` (her own pain / no pain call) and decides
+    the case by it. An observation at the cot also resolves the baby's other open cases from the
+    unit's bedside window unless ``resolve_related`` is False (:mod:`annotations.bedside`,
+    :func:`annotations.bedside_selectors.bedside_related_cases`).
 
     The nurse must hold the claim, or the case must be unclaimed (then it is claimed implicitly).
     ``unable_to_assess`` defaults to "a reason was given". Nurse-confirmed pain raises an alert.
@@ -224,20 +205,81 @@ def assessment_create(
     if unable_to_assess is None:
         unable_to_assess = bool(unable_reason)
     errors: dict[str, list[str]] = {}
+    try:
+        observed_by = method_parse(method)
+    except ObservationError as exc:
+        raise ValidationError(exc.errors) from exc
     if unable_to_assess and not unable_reason:
         errors["unable_reason"] = ["Say why the baby could not be assessed."]
     if len(unable_reason) > UNABLE_REASON_MAX:
         errors["unable_reason"] = [f"At most {UNABLE_REASON_MAX} characters."]
     if len(note) > NOTE_MAX:
         errors["note"] = [f"At most {NOTE_MAX} characters."]
+    cleaned: dict[str, int | None] = {}
     try:
-        cleaned = nips_items_clean(items or {}, unable_to_assess=bool(unable_to_assess))
+        cleaned = nips_items_clean(items or {}, unable_to_assess=bool(unable_to_assess), method=observed_by)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    rules = unit_settings_get(unit=case.unit)
+    verdict = None
+    if not errors and not unable_to_assess:
+        try:
+            verdict = observation_verdict(
+                observed_by, cleaned, threshold=rules.nips_pain_threshold, nurse_call=nurse_call
+            )
+        except ObservationError as exc:
+            errors.update(exc.errors)
+    now = timezone.now()
+    try:
+        observed_at = observed_at_clean(
+            observed_at, method=observed_by, frame_captured_at=case.prediction.frame.captured_at, now=now
+        )
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
 
-    now = timezone.now()
+    fields = {
+        **cleaned,
+        "intubated": bool(intubated),
+        "rule": rules.nips_rule,
+        "unable_to_assess": bool(unable_to_assess),
+        "unable_reason": unable_reason,
+        "note": note,
+        "method": observed_by.value,
+        "observed_at": observed_at,
+        "kind": (verdict.kind if verdict else Kind.NIPS).value,
+        "nurse_call": nurse_call,
+        "total": verdict.total if verdict else None,
+        "pain": verdict.pain if verdict else None,
+    }
+    assessment = assessment_record(case=case, nurse=nurse, fields=fields, now=now, request=request)
+    if observed_by == Method.COT and resolve_related is not False:
+        _bedside_resolve_related(source=assessment, nurse=nurse, fields=fields, now=now, request=request)
+    return assessment
+
+
+def _bedside_resolve_related(*, source: NipsAssessment, nurse: User, fields: dict, now, request=None) -> None:
+    """Copy a bedside observation onto the baby's other open cases in the unit's window (same transaction).
+
+    A case that became held or decided meanwhile is skipped (logged), never overwritten.
+    """
+    for related in bedside_related_cases(case=source.case, nurse=nurse, at=source.observed_at or now):
+        try:
+            with transaction.atomic():
+                assessment_record(case=related, nurse=nurse, fields=fields, now=now, request=request, source=source)
+        except CaseConflict as exc:
+            logger.info("bedside observation %s skipped case %s: %s", source.pk, related.pk, exc.message)
+
+
+def assessment_record(
+    *, case: TriageCase, nurse: User, fields: dict, now, request=None, source: NipsAssessment | None = None
+) -> NipsAssessment:
+    """Save one validated assessment on ``case`` (locked), decide the case if it was the last score, audit, alert.
+
+    ``source``: the bedside observation this one copies onto another case of the same baby
+    (its pain alert, if any, was raised with the source).
+    """
     case = _lock_undecided_case(case, message="This case is already decided; it cannot be assessed again.")
     _ensure_not_held_by_other(case, nurse, now)
     previous = list(case.assessments.all())
@@ -245,23 +287,15 @@ def assessment_create(
         raise CaseConflict(
             "You have already scored this case; a second nurse must score it blind.", code="already_scored"
         )
-
-    rules = unit_settings_get(unit=case.unit)
     assessment = NipsAssessment(
         case=case,
         nurse=nurse,
-        intubated=bool(intubated),
-        rule=rules.nips_rule,
-        unable_to_assess=bool(unable_to_assess),
-        unable_reason=unable_reason,
-        note=note,
         is_second_opinion=bool(previous),
         started_at=case.claimed_at if case.claimed_by_id == nurse.pk else None,
         created_at=now,
-        **cleaned,
+        bedside_source=source,
+        **fields,
     )
-    assessment.total = assessment.compute_total()
-    assessment.pain = NipsAssessment.pain_by_rule(assessment.total, rules.nips_pain_threshold)
     try:
         with transaction.atomic():
             assessment.save()
@@ -274,13 +308,19 @@ def assessment_create(
     case.claimed_by = None
     case.claimed_at = None
     case.claim_expires_at = None
+    case.bedside_started_at = None
     if decided:
         case.status = TriageCase.Status.DECIDED
         case.decided_at = now
         case.final_pain = _final_pain(all_assessments)
     else:
         case.status = TriageCase.Status.OPEN
-    case.save(update_fields=["status", "claimed_by", "claimed_at", "claim_expires_at", "decided_at", "final_pain"])
+    case.save(
+        update_fields=[
+            *("status", "claimed_by", "claimed_at", "claim_expires_at", "decided_at", "final_pain"),
+            "bedside_started_at",
+        ]
+    )
 
     audit_record(
         action="assessment.created",
@@ -293,6 +333,11 @@ def assessment_create(
             "total": assessment.total,
             "rule": assessment.rule,
             "pain": assessment.pain,
+            "kind": assessment.kind,
+            "method": assessment.method,
+            "observed_at": assessment.observed_at.isoformat() if assessment.observed_at else None,
+            "nurse_call": assessment.nurse_call,
+            "bedside_source": source.pk if source else None,
             "intubated": assessment.intubated,
             "unable_to_assess": assessment.unable_to_assess,
             "is_second_opinion": assessment.is_second_opinion,
@@ -309,14 +354,15 @@ def assessment_create(
             after={"status": case.status, "final_pain": case.final_pain, "assessments": len(all_assessments)},
             request=request,
         )
-    if assessment.pain:
+    if assessment.pain and source is None:
         alert_raise(
             neonate=case.neonate, source=Alert.Source.NURSE, assessment=assessment, prediction=case.prediction, at=now
         )
     logger.info(
-        "case %s assessed by %s: total %s pain %s%s",
+        "case %s assessed by %s: %s total %s pain %s%s",
         case.pk,
         nurse.pk,
+        assessment.kind,
         assessment.total,
         assessment.pain,
         " (decided)" if decided else "",

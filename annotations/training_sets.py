@@ -12,20 +12,34 @@ from pathlib import Path
 from typing import Any
 
 from annotations.models import FaceBoxCorrection
-from annotations.nurse_labels import nurse_labels, subject_pseudonym
+from annotations.nurse_labels import label_source_counts, nurse_labels, subject_pseudonym
+from annotations.observations import LabelSource
 from triage.models import Unit
 
 logger = logging.getLogger(__name__)
 
 
-def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+LABEL_RULES = {
+    LabelSource.NIPS_RULE: "the NIPS pain verdict of the unit's rule in force, from complete observations only "
+    "(all six items observed; face-only and partial reviews give none)",
+    LabelSource.FACE_ITEM: "the NIPS facial expression item (grimace = pain), from any assessment that scored it",
+    LabelSource.NURSE_CALL: "the nurse's own pain / no pain call",
+}
+
+
+def training_set_export(
+    *, unit: Unit | None = None, out_dir: str | os.PathLike[str], source: LabelSource | str = LabelSource.NIPS_RULE
+) -> dict[str, Any]:
     """Write nurse-labelled face crops as ``out_dir/<subject>/<pain|nonpain>/<frame sha>.png``.
 
     Crops are made as serving makes them (decode, crop the prediction's box or the nurse's
     corrected box, letterbox to 224), so ``train_model`` runs no detector on them
     (``dataset.json`` says ``"cropped": true``). Also writes ``manifest.csv`` (path, subject,
     label, frame_id, case_id, box_source, origin: uncertain / double-scored / audit, see
-    :func:`annotations.nurse_labels.label_origin`). Returns the summary that ``dataset.json`` holds.
+    :func:`annotations.nurse_labels.label_origin`; methods: how the labelling assessments observed
+    the baby). Labels come from ``source`` (``--label-source``: nips_rule, face_item, nurse_call);
+    the summary also says how many labels each source would give (``label_sources``). Returns the
+    summary that ``dataset.json`` holds.
     """
     from inference.decode import UnreadableImage, decode_image
     from inference.preprocess import CROP_SIZE, DEFAULT_FILL, crop_face, letterbox
@@ -33,7 +47,8 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels, excluded = nurse_labels(unit=unit)
+    source = LabelSource(source)
+    labels, excluded = nurse_labels(unit=unit, source=source)
     frames = Frame.objects.in_bulk([label.frame_id for label in labels])
     rows = []
     for label in labels:
@@ -60,11 +75,12 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
                 label.case_id,
                 label.box_source,
                 label.origin,
+                label.methods,
             ]
         )
     with (out / "manifest.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "subject", "label", "frame_id", "case_id", "box_source", "origin"])
+        writer.writerow(["path", "subject", "label", "frame_id", "case_id", "box_source", "origin", "methods"])
         writer.writerows(rows)
     summary = {
         "cropped": True,
@@ -79,8 +95,12 @@ def training_set_export(*, unit: Unit | None = None, out_dir: str | os.PathLike[
         "origins": {
             origin: sum(1 for r in rows if r[6] == origin) for origin in ("uncertain", "double-scored", "audit")
         },
-        "label_rule": "the NIPS pain verdict stored with each assessment (the unit's rule in force); "
-        "double-scored cases only when the nurses agree",
+        "label_source": source.value,
+        "label_rule": LABEL_RULES[source] + "; double-scored cases only when the nurses agree",
+        # Usable labels each source gives on these decided cases (before one-per-frame and no-face checks).
+        "label_sources": label_source_counts(unit=unit),
+        # How the baby was observed for the labels written ("unrecorded": from before it was asked).
+        "methods": dict(Counter(r[7] for r in rows)),
         "subject_id": "pseudonym nb-HMAC-SHA256(neonate pk), see annotations.learning",
     }
     (out / "dataset.json").write_text(json.dumps(summary, indent=2))

@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from annotations.models import NipsAssessment
-from triage.models import ModelVersion, Neonate, Prediction, User
+from triage.models import Alert, ModelVersion, Neonate, Prediction, User
 
 FHIR_VERSION = "4.0.1"
 CODE_SYSTEM = "https://neopain.dev/fhir/CodeSystem/neopain"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
+FLAG_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/flag-category"
 INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 DATA_ABSENT_SYSTEM = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 UCUM = "http://unitsofmeasure.org"
@@ -54,6 +55,7 @@ CODES: dict[str, str] = {
     "ai-route": "Routing of the verdict (auto or nurse)",
     "pain": "Pain",
     "no-pain": "No pain",
+    "pain-alert": "Pain alert: call the pain-management team",
 }
 
 
@@ -82,6 +84,29 @@ def patient_reference(neonate: Neonate) -> dict:
     return {
         "reference": f"Patient/{neonate.pk}",
         "identifier": {"system": mrn_system(), "value": neonate.mrn},
+    }
+
+
+def practitioner_reference(user: User) -> dict:
+    return {
+        "reference": f"Practitioner/{user.pk}",
+        "identifier": {"system": identifier_system("user"), "value": user.username},
+        "display": user.get_full_name() or user.username,
+    }
+
+
+def device_reference(model: ModelVersion) -> dict:
+    return {
+        "reference": f"Device/{model.pk}",
+        "identifier": {"system": identifier_system("model-weights-sha256"), "value": model.sha256},
+        "display": model.label,
+    }
+
+
+def observation_reference(resource_id: str) -> dict:
+    return {
+        "reference": f"Observation/{resource_id}",
+        "identifier": {"system": identifier_system("observation"), "value": resource_id},
     }
 
 
@@ -128,9 +153,9 @@ def nips_observation(assessment: NipsAssessment) -> dict:
         "subject": patient_reference(case.neonate),
         "effectiveDateTime": instant(case.prediction.frame.captured_at),
         "issued": instant(assessment.created_at),
-        "performer": [{"reference": f"Practitioner/{assessment.nurse_id}"}],
+        "performer": [practitioner_reference(assessment.nurse)],
         "method": _concept("nips"),
-        "derivedFrom": [{"reference": f"Observation/ai-{case.prediction_id}"}],
+        "derivedFrom": [observation_reference(f"ai-{case.prediction_id}")],
         "component": components,
     }
     if assessment.total is None:
@@ -139,7 +164,9 @@ def nips_observation(assessment: NipsAssessment) -> dict:
         observation["valueInteger"] = int(assessment.total)
     if assessment.pain is not None:
         verdict = "Pain" if assessment.pain else "No pain"
-        observation["interpretation"] = _interpretation(assessment.pain, f"{verdict} by rule {assessment.rule}")
+        # A face-only or partial review has no total: its verdict is the nurse's own call (issue 13).
+        how = f"by rule {assessment.rule}" if assessment.kind == "nips" else f"nurse's call, {assessment.kind_label}"
+        observation["interpretation"] = _interpretation(assessment.pain, f"{verdict} {how}")
     notes = [text for text in (assessment.unable_reason, assessment.note) if text]
     if notes:
         observation["note"] = [{"text": text} for text in notes]
@@ -174,7 +201,7 @@ def ai_observation(prediction: Prediction) -> dict:
         "issued": instant(prediction.created_at),
         "valueCodeableConcept": _concept("pain" if pain else "no-pain"),
         "interpretation": _interpretation(pain, f"{'Pain' if pain else 'No pain'} (model {model.label})"),
-        "device": {"reference": f"Device/{model.pk}", "display": model.label},
+        "device": device_reference(model),
         "method": {
             "coding": [_coding("ai-pain-verdict")],
             "text": f"{model.label} ({model.architecture or 'painnet'}"
@@ -229,6 +256,45 @@ def device(model: ModelVersion) -> dict:
     }
 
 
+def alert_flag(alert: Alert) -> dict:
+    """A pain alert as a Flag: active until acknowledged; author the model (automatic) or the nurse."""
+    flag: dict = {
+        "resourceType": "Flag",
+        "id": f"alert-{alert.pk}",
+        "meta": {"lastUpdated": instant(alert.last_event_at)},
+        "identifier": [{"system": identifier_system("flag"), "value": f"alert-{alert.pk}"}],
+        "status": "inactive" if alert.acknowledged_at else "active",
+        "category": [{"coding": [{"system": FLAG_CATEGORY_SYSTEM, "code": "clinical", "display": "Clinical"}]}],
+        "code": _concept("pain-alert"),
+        "subject": patient_reference(alert.neonate),
+        "period": {"start": instant(alert.created_at)},
+    }
+    if alert.acknowledged_at:
+        flag["period"]["end"] = instant(alert.acknowledged_at)
+    if alert.source == Alert.Source.AUTO and alert.prediction_id:
+        flag["author"] = device_reference(alert.prediction.model_version)
+    elif alert.assessment_id:
+        flag["author"] = practitioner_reference(alert.assessment.nurse)
+    return flag
+
+
+def for_push(resource: dict) -> dict:
+    """The resource as POSTed to another FHIR server: no local id, and references by identifier only
+    (``Patient/12`` means nothing there; the MRN, user name, weights hash and observation id do)."""
+
+    def logical(value):
+        if isinstance(value, dict):
+            if "reference" in value and "identifier" in value:
+                return {k: logical(v) for k, v in value.items() if k != "reference"}
+            return {k: logical(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [logical(v) for v in value]
+        return value
+
+    pushed = {k: logical(v) for k, v in resource.items() if k not in ("id", "meta")}
+    return pushed
+
+
 def operation_outcome(status: int, message: str, *, code: str | None = None) -> dict:
     return {
         "resourceType": "OperationOutcome",
@@ -275,6 +341,8 @@ def searchset(entries: list[dict], *, total: int, self_url: str, next_url: str |
 
 __all__ = [
     "CODES",
+    "alert_flag",
+    "for_push",
     "CODE_SYSTEM",
     "FHIR_VERSION",
     "ai_observation",

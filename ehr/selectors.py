@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db.models import CharField, F, Q, Value
 
 from annotations.models import NipsAssessment
-from triage.models import ModelVersion, Neonate, Prediction, TriageCase, User
+from triage.models import Alert, ModelVersion, Neonate, Prediction, TriageCase, User
 
 
 def _scoped(qs, field: str, unit_id: int | None):
@@ -21,7 +21,7 @@ def _scoped(qs, field: str, unit_id: int | None):
 
 def nips_assessments(*, unit_id: int | None):
     """NIPS scores of decided cases (a blind first score of a double-scored case waits for the second)."""
-    qs = NipsAssessment.objects.select_related("case__neonate", "case__prediction__frame").filter(
+    qs = NipsAssessment.objects.select_related("case__neonate", "case__prediction__frame", "nurse").filter(
         case__status=TriageCase.Status.DECIDED
     )
     return _scoped(qs, "case__unit_id", unit_id)
@@ -46,6 +46,11 @@ def devices(*, unit_id: int | None):
     """Model versions: global ones and the unit's own."""
     qs = ModelVersion.objects.all()
     return qs if unit_id is None else qs.filter(Q(unit__isnull=True) | Q(unit_id=unit_id))
+
+
+def alerts(*, unit_id: int | None):
+    qs = Alert.objects.select_related("neonate", "prediction__model_version", "assessment__nurse")
+    return _scoped(qs, "unit_id", unit_id)
 
 
 def observation_row(*, unit_id: int | None, resource_id: str):
@@ -100,24 +105,24 @@ def observation_search(*, unit_id: int | None, query: ObservationQuery, offset: 
         )
         parts.append(
             nips.annotate(
-                kind=Value("nips", output_field=CharField()),
+                resource_kind=Value("nips", output_field=CharField()),
                 at=F("case__prediction__frame__captured_at"),
             )
-            .values_list("kind", "pk", "at")
+            .values_list("resource_kind", "pk", "at")
             .order_by()
         )
     if not query.codes or "ai-pain-verdict" in query.codes:
         ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
         parts.append(
-            ai.annotate(kind=Value("ai", output_field=CharField()), at=F("frame__captured_at"))
-            .values_list("kind", "pk", "at")
+            ai.annotate(resource_kind=Value("ai", output_field=CharField()), at=F("frame__captured_at"))
+            .values_list("resource_kind", "pk", "at")
             .order_by()
         )
     if not parts:
         return [], 0
     total = sum(part.count() for part in parts)
     merged = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
-    page = list(merged.order_by("-at", "kind", "-pk")[offset : offset + count])
+    page = list(merged.order_by("-at", "resource_kind", "-pk")[offset : offset + count])
     wanted = {
         "nips": [pk for kind, pk, _ in page if kind == "nips"],
         "ai": [pk for kind, pk, _ in page if kind == "ai"],
@@ -152,11 +157,15 @@ def export_rows(*, unit_id: int | None, since: datetime | None):
         )
         people = people.filter(Q(date_joined__gte=since) | Q(pk__in=nips.values("nurse_id")))
         models = models.filter(Q(created_at__gte=since) | Q(pk__in=ai.values("model_version_id")))
+    flags = alerts(unit_id=unit_id)
+    if since is not None:
+        flags = flags.filter(Q(created_at__gte=since) | Q(last_event_at__gte=since) | Q(acknowledged_at__gte=since))
     return {
         "Patient": patients.order_by("pk").iterator(chunk_size=500),
         "Practitioner": people.order_by("pk").iterator(chunk_size=500),
         "Device": models.order_by("pk").iterator(chunk_size=500),
         "Observation": _chain(nips.order_by("pk"), ai.order_by("pk")),
+        "Flag": flags.order_by("pk").iterator(chunk_size=500),
     }
 
 
@@ -167,6 +176,7 @@ def _chain(*querysets):
 
 __all__ = [
     "ObservationQuery",
+    "alerts",
     "devices",
     "export_rows",
     "neonates",

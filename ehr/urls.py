@@ -12,5 +12,9 @@ urlpatterns = [
     path("Patient/<str:pk>", apis.PatientReadApi.as_view(), name="fhir-patient-read"),
     path("Practitioner/<str:pk>", apis.PractitionerReadApi.as_view(), name="fhir-practitioner-read"),
     path("Device/<str:pk>", apis.DeviceReadApi.as_view(), name="fhir-device-read"),
+    path("Flag/<str:pk>", apis.FlagReadApi.as_view(), name="fhir-flag-read"),
+    path("$export", apis.ExportKickOffApi.as_view(), name="fhir-export"),
+    path("$export-status/<str:pk>", apis.ExportStatusApi.as_view(), name="fhir-export-status"),
+    path("$export-file/<str:pk>/<str:name>", apis.ExportFileApi.as_view(), name="fhir-export-file"),
     re_path(r"^(?P<rest>.*)$", apis.UnknownApi.as_view(), name="fhir-unknown"),
 ]

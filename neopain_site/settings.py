@@ -419,6 +419,18 @@ if NEOPAIN_RETRAIN_EVERY_N_LABELS:
 # live under NEOPAIN_FHIR_IDENTIFIER_SYSTEM.
 NEOPAIN_FHIR_MRN_SYSTEM = env.str("NEOPAIN_FHIR_MRN_SYSTEM", default="urn:neopain:mrn")
 NEOPAIN_FHIR_IDENTIFIER_SYSTEM = env.str("NEOPAIN_FHIR_IDENTIFIER_SYSTEM", default="urn:neopain").rstrip("/")
+# Bulk Data export files are kept this long after they are written, then deleted (fhir_sweep).
+NEOPAIN_FHIR_EXPORT_HOURS = env_int("NEOPAIN_FHIR_EXPORT_HOURS", 24, minimum=1)
+# Push: each final assessment and alert is POSTed to this FHIR base URL (empty: no push), through the
+# outbox table, retried with backoff; NEOPAIN_FHIR_PUSH_UNITS limits it to some units (codes).
+NEOPAIN_FHIR_ENDPOINT = env.str("NEOPAIN_FHIR_ENDPOINT", default="").strip()
+if NEOPAIN_FHIR_ENDPOINT and not NEOPAIN_FHIR_ENDPOINT.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"NEOPAIN_FHIR_ENDPOINT must be an http(s) URL, got {NEOPAIN_FHIR_ENDPOINT!r}")
+NEOPAIN_FHIR_TOKEN = env_secret("NEOPAIN_FHIR_TOKEN", "") or ""
+NEOPAIN_FHIR_PUSH_UNITS = env.list("NEOPAIN_FHIR_PUSH_UNITS", default=[])
+NEOPAIN_FHIR_PUSH_MAX_ATTEMPTS = env_int("NEOPAIN_FHIR_PUSH_MAX_ATTEMPTS", 20, minimum=1)
+NEOPAIN_FHIR_TIMEOUT_SECONDS = env_int("NEOPAIN_FHIR_TIMEOUT_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["fhir-sweep"] = {"task": "ehr.tasks.fhir_sweep", "schedule": timedelta(minutes=1)}
 
 LOGGING = {
     "version": 1,

@@ -86,6 +86,14 @@ OIDC_RP_CLIENT_ID = _env("NEOPAIN_OIDC_CLIENT_ID")
 OIDC_RP_CLIENT_SECRET = env_secret("NEOPAIN_OIDC_CLIENT_SECRET")
 OIDC_RP_SCOPES = _env("NEOPAIN_OIDC_SCOPES", "openid email profile")
 OIDC_RP_SIGN_ALGO = _env("NEOPAIN_OIDC_SIGN_ALGO", "RS256")
+# OpenID ``prompt``: ``login`` makes the provider ask for credentials at every NeoPain sign-in, even
+# while its own session lives on (shared ward workstations: an idle logoff ends NeoPain's session only).
+NEOPAIN_OIDC_PROMPT = _env("NEOPAIN_OIDC_PROMPT")
+if NEOPAIN_OIDC_PROMPT and not set(NEOPAIN_OIDC_PROMPT.split()) <= {"login", "select_account", "consent", "none"}:
+    raise ImproperlyConfigured(
+        f"NEOPAIN_OIDC_PROMPT must be login, select_account or consent, not {NEOPAIN_OIDC_PROMPT!r}"
+    )
+OIDC_AUTH_REQUEST_EXTRA_PARAMS = {"prompt": NEOPAIN_OIDC_PROMPT} if NEOPAIN_OIDC_PROMPT else {}
 try:
     OIDC_TIMEOUT = float(_env("NEOPAIN_OIDC_TIMEOUT_SECONDS", "10") or 10)
 except ValueError:
@@ -125,10 +133,12 @@ LOGIN_REDIRECT_URL_FAILURE = "login"
 OIDC_OP_AUTHORIZATION_ENDPOINT = OIDC_OP_TOKEN_ENDPOINT = OIDC_OP_USER_ENDPOINT = OIDC_OP_JWKS_ENDPOINT = ""
 
 __all__ = [
+    "OIDC_AUTH_REQUEST_EXTRA_PARAMS",
     "LOGIN_REDIRECT_URL_FAILURE",
     "NEOPAIN_LOCAL_LOGIN",
     "NEOPAIN_OIDC_DISCOVERY_URL",
     "NEOPAIN_OIDC_ISSUER",
+    "NEOPAIN_OIDC_PROMPT",
     "NEOPAIN_OIDC_PROVIDER_NAME",
     "NEOPAIN_OIDC_ROLE_CLAIM",
     "NEOPAIN_OIDC_ROLE_MAP",

@@ -52,6 +52,7 @@ urlpatterns = [
     path("annotations/", include("annotations.urls")),
     # FHIR R4 for the EHR (docs/fhir.md): every answer application/fhir+json, every error an OperationOutcome.
     path("fhir/", include("ehr.urls")),
+    path("ehr/", include("ehr.page_urls")),
     # One ``triage`` namespace for the ward pages, whichever app serves them (see triage/urls.py).
     path("", include((ward_urlpatterns + triage_urls.urlpatterns, triage_urls.app_name))),
 ]

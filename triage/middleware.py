@@ -161,6 +161,8 @@ PHI_READ_ROUTES: dict[str, str] = {
     "fhir-observation-search": "",
     "fhir-observation-read": "",
     "fhir-patient-read": "triage.Neonate",
+    "fhir-flag-read": "",
+    "fhir-export-file": "",
 }
 
 

@@ -15,6 +15,7 @@ from annotations.apis.common import (
     refusal_response,
 )
 from annotations.models import NIPS_ITEMS
+from annotations.observations import BEDSIDE_ITEMS, Method
 from triage.models import TriageCase
 from triage.permissions import IsClinician, IsNurse
 
@@ -41,6 +42,32 @@ class AssessmentCreateApi(APIView):
         unable_reason = serializers.CharField(
             required=False, allow_blank=True, max_length=services.UNABLE_REASON_MAX, default=""
         )
+        method = serializers.ChoiceField(
+            choices=[m.value for m in Method],
+            required=False,
+            default=Method.UNRECORDED.value,
+            help_text="How the baby was observed: cot, video, image (face only), or unrecorded (the default).",
+        )
+        observed_at = serializers.DateTimeField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Default: now (cot, video), the frame's time (image).",
+        )
+        nurse_call = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Your own pain / no pain call: required for a face-only or partial review (no NIPS total).",
+        )
+
+        resolve_related = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="With method cot: also resolve the baby's other open cases from the unit's bedside window "
+            "(default true).",
+        )
 
         def validate(self, attrs):
             errors = {}
@@ -48,9 +75,11 @@ class AssessmentCreateApi(APIView):
                 if not attrs.get("unable_reason", "").strip():
                     errors["unable_reason"] = ["Say why the baby could not be assessed."]
             else:
+                # Absent is an error, null is "not observed": not observing has to be said.
+                image_only = attrs.get("method") == Method.IMAGE
                 for name in NIPS_ITEMS:
-                    if attrs.get(name) is None:
-                        errors[name] = ["This field is required."]
+                    if name not in attrs and not (image_only and name in BEDSIDE_ITEMS):
+                        errors[name] = ["This field is required (null: not observed)."]
             if errors:
                 raise serializers.ValidationError(errors)
             return attrs
@@ -85,11 +114,15 @@ class AssessmentCreateApi(APIView):
             assessment = services.assessment_create(
                 case=case,
                 nurse=request.user,
-                items={name: data.get(name) for name in NIPS_ITEMS},
+                items={name: data.get(name, "") for name in NIPS_ITEMS},
                 note=data.get("note", ""),
                 unable_reason=data.get("unable_reason", ""),
                 unable_to_assess=data.get("unable_to_assess", False),
                 intubated=data.get("intubated", False),
+                method=data["method"],
+                observed_at=data["observed_at"],
+                nurse_call=data["nurse_call"],
+                resolve_related=data["resolve_related"],
                 request=request,
             )
         except SERVICE_REFUSALS as exc:

@@ -65,3 +65,11 @@ class AssessmentOutputSerializer(serializers.Serializer):
     pain = serializers.BooleanField(allow_null=True)
     is_second_opinion = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+    method = serializers.CharField(help_text="cot, video, image or unrecorded: how the baby was observed.")
+    observed_at = serializers.DateTimeField(allow_null=True)
+    kind = serializers.CharField(help_text="nips (all six items observed), face_only or partial.")
+    face_only = serializers.BooleanField(source="is_face_only")
+    nurse_call = serializers.BooleanField(allow_null=True, help_text="The nurse's own pain / no pain call.")
+    bedside_source = serializers.IntegerField(
+        source="bedside_source_id", allow_null=True, help_text="The bedside assessment this one was copied from."
+    )

@@ -9,6 +9,7 @@ from annotations.views import models_page
 from annotations.views.assessment import (
     NIPS_CHOICES,
     assessment_submit,
+    case_bedside,
     case_claim,
     case_context,
     case_detail,
@@ -27,6 +28,7 @@ __all__ = [
     "alert_acknowledge",
     "alerts",
     "assessment_submit",
+    "case_bedside",
     "case_claim",
     "case_context",
     "case_detail",

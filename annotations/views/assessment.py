@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
@@ -9,8 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from annotations import queue_time, selectors, services
+from annotations import bedside, queue_time, selectors, services
+from annotations.assessment_input import NOT_OBSERVED, OBSERVED_AT_SKEW
 from annotations.models import NIPS_ITEMS
+from annotations.observations import BEDSIDE_ITEMS, METHOD_LABELS, Kind, Method
 from triage.models import Role, TriageCase
 from triage.routing_reason import routing_reason
 from triage.services import unit_settings_get
@@ -25,6 +29,43 @@ NIPS_CHOICES: list[tuple[str, str, list[tuple[int, str]]]] = [
     ("arousal", "State of arousal", [(0, "Sleeping / awake"), (1, "Fussy")]),
 ]
 assert [name for name, _, _ in NIPS_CHOICES] == list(NIPS_ITEMS)
+
+METHOD_CHOICES = [(m.value, METHOD_LABELS[m].capitalize()) for m in (Method.COT, Method.VIDEO, Method.IMAGE)]
+
+
+def _items_context(values: dict, errors: dict) -> list[dict]:
+    """The six items for the form, each with its choices and a "not observed" choice."""
+    return [
+        {
+            "name": name,
+            "label": label,
+            "max": NIPS_ITEMS[name],
+            "bedside": name in BEDSIDE_ITEMS,
+            "choices": [
+                {"value": value, "text": text, "checked": str(values.get(name, "")) == str(value)}
+                for value, text in choices
+            ],
+            "not_observed": values.get(name) in NOT_OBSERVED,
+            "errors": errors.get(name, []),
+        }
+        for name, label, choices in NIPS_CHOICES
+    ]
+
+
+def observed_at_from_form(value: str, *, now):
+    """``HH:MM`` (the unit's local time) as the latest such moment not after now (a time before midnight is yesterday)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        clock = datetime.strptime(value, "%H:%M").time()
+    except ValueError:
+        raise ValidationError({"observed_at": ["Give the time as HH:MM."]}) from None
+    local_now = timezone.localtime(now)
+    moment = timezone.make_aware(datetime.combine(local_now.date(), clock), timezone.get_current_timezone())
+    if moment > now + OBSERVED_AT_SKEW:
+        moment -= timedelta(days=1)
+    return moment
 
 
 def case_context(request, case: TriageCase, *, form_values=None, form_errors=None, box_errors=None) -> dict:
@@ -41,20 +82,11 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     is_nurse = user.is_nurse
     prediction = case.prediction
     visible = selectors.assessments_visible(user=user, case=case)
-    values = form_values or {}
-    items = [
-        {
-            "name": name,
-            "label": label,
-            "max": NIPS_ITEMS[name],
-            "choices": [
-                {"value": value, "text": text, "checked": str(values.get(name, "")) == str(value)}
-                for value, text in choices
-            ],
-            "errors": (form_errors or {}).get(name, []),
-        }
-        for name, label, choices in NIPS_CHOICES
-    ]
+    values = dict(form_values or {})
+    observing = held_by_me and bedside.case_observing_at_bedside(case, now)
+    if observing and not values.get("method"):
+        values["method"] = Method.COT.value
+    items = _items_context(values, form_errors or {})
     return {
         "case": case,
         # An undecided audit case hides the model's verdict (blind scoring, unbiased labels).
@@ -79,6 +111,20 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         "visible_assessments": visible,
         "hidden_assessments": len(case.assessments.all()) - len(visible),
         "items": items,
+        "image_items": [item for item in items if not item["bedside"]],
+        "bedside_items": [item for item in items if item["bedside"]],
+        "methods": [
+            {"value": value, "text": text, "checked": values.get("method") == value} for value, text in METHOD_CHOICES
+        ],
+        "observed_time": values.get("observed_time") or timezone.localtime(now).strftime("%H:%M"),
+        "frames_around": bedside.frames_around(frame=prediction.frame),
+        "can_go_to_cot": is_nurse and not decided and not already_scored and not (held_live and not held_by_me),
+        "observing": observing,
+        "bedside_until": (
+            case.bedside_started_at + timedelta(seconds=bedside.OBSERVATION_SECONDS) if observing else None
+        ),
+        "bedside_related": bedside.bedside_related_cases(case=case, nurse=user) if observing else [],
+        "bedside_window": rules.bedside_window_minutes,
         "form_values": values,
         "form_errors": form_errors or {},
         "box_errors": box_errors or {},
@@ -135,6 +181,18 @@ def case_claim(request, pk: int):
 
 
 @require_POST
+@role_required(Role.NURSE)
+def case_bedside(request, pk: int):
+    """Go to the cot: claim the case (or extend the claim) and start the one-minute observation."""
+    case = selectors.case_get(user=request.user, pk=pk)
+    try:
+        bedside.case_bedside_start(case=case, nurse=request.user, request=request)
+    except services.CaseConflict as exc:
+        messages.error(request, f"Not started: {exc.message}")
+    return redirect("triage:case_detail", pk=case.pk)
+
+
+@require_POST
 @role_required(*CLINICAL)
 def case_release(request, pk: int):
     case = selectors.case_get(user=request.user, pk=pk)
@@ -158,8 +216,16 @@ def assessment_submit(request, case_id: int):
         intubated=post.get("intubated") == "on",
         unable_to_assess=post.get("unable_to_assess") == "on",
         unable_reason=post.get("unable_reason", ""),
+        method=post.get("method", ""),
+        observed_time=post.get("observed_time", ""),
+        nurse_call=post.get("nurse_call", ""),
     )
     try:
+        if not values["method"] and not values["unable_to_assess"]:
+            # The form always asks how the baby was seen ("unrecorded" is for old rows and API clients).
+            raise ValidationError(
+                {"method": ["Say how the baby was observed: at the cot, from video, or the image only."]}
+            )
         assessment = services.assessment_create(
             case=case,
             nurse=request.user,
@@ -168,6 +234,11 @@ def assessment_submit(request, case_id: int):
             intubated=values["intubated"],
             unable_to_assess=values["unable_to_assess"],
             unable_reason=values["unable_reason"],
+            method=values["method"],
+            observed_at=observed_at_from_form(values["observed_time"], now=timezone.now()),
+            nurse_call={"pain": True, "no_pain": False}.get(values["nurse_call"]),
+            # Only the cases she was shown (the box under the form) are resolved with this one.
+            resolve_related=post.get("resolve_related") == "on",
             request=request,
         )
     except ValidationError as exc:
@@ -179,15 +250,16 @@ def assessment_submit(request, case_id: int):
         context = case_context(request, case, form_values=values)
         context["conflict"] = exc.message
         return render(request, "triage/case_detail.html", context, status=409)
-    if assessment.unable_to_assess:
-        verdict = "unable to assess"
-    else:
-        verdict = f"NIPS {assessment.total} — {'PAIN' if assessment.pain else 'no pain'} by rule {assessment.rule}"
+    verdict = assessment_summary(assessment)
     tail = ""
     if assessment.pain:
         tail = " The pain team has been alerted."
     elif assessment.case.status != "decided":
         tail = " A second nurse will score it blind."
+    copies = assessment.bedside_copies.select_related("case")
+    if copies:
+        also = ", ".join(str(copy.case_id) for copy in copies)
+        tail += f" The same bedside observation resolved this baby's case{'s' if len(copies) > 1 else ''} {also}."
     messages.success(request, f"Case {case.pk} saved: {verdict}.{tail}")
     return redirect_to_next_case(request, case)
 
@@ -205,6 +277,16 @@ def redirect_to_next_case(request, case: TriageCase):
     if following is None:
         return redirect("triage:dashboard")
     return redirect("triage:case_detail", pk=following.pk)
+
+
+def assessment_summary(assessment) -> str:
+    """One line: "NIPS 5 — PAIN by rule total>=3 (at the cot)" or "face only — no pain (nurse's call)"."""
+    if assessment.unable_to_assess:
+        return "unable to assess"
+    said = "PAIN" if assessment.pain else "no pain"
+    if assessment.kind == Kind.NIPS:
+        return f"NIPS {assessment.total} — {said} by rule {assessment.rule} ({assessment.method_label})"
+    return f"{assessment.kind_label}, no NIPS total — {said} (nurse's call, {assessment.method_label})"
 
 
 @require_POST

@@ -74,6 +74,13 @@ class UnitSettingsForm(forms.Form):
             "and the case warns that the baby may look different now."
         ),
     )
+    bedside_window_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=120,
+        label="Bedside observation covers (minutes)",
+        help_text="One NIPS observation at the cot also resolves the baby's open cases from frames this recent.",
+    )
     alert_rule_k = forms.IntegerField(
         min_value=1,
         max_value=20,
@@ -127,7 +134,14 @@ class UnitSettingsForm(forms.Form):
     )
 
 
-OPTIONAL_UNCHANGED = ("audit_share", "keyframe_period_s", "stale_after_minutes", "device_token_days", "person_token_hours")
+OPTIONAL_UNCHANGED = (
+    "audit_share",
+    "keyframe_period_s",
+    "stale_after_minutes",
+    "device_token_days",
+    "person_token_hours",
+    "bedside_window_minutes",
+)
 
 
 def _admin_unit(request) -> Unit:

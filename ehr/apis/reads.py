@@ -60,6 +60,7 @@ class MetadataApi(FhirApi):
                             {"type": "Patient", "interaction": read},
                             {"type": "Practitioner", "interaction": read},
                             {"type": "Device", "interaction": read},
+                            {"type": "Flag", "interaction": read},
                             {"type": "CodeSystem", "interaction": read},
                         ],
                         "operation": [
@@ -134,6 +135,17 @@ class DeviceReadApi(FhirApi):
         if row is None:
             raise not_found(f"Device/{pk} is not known.")
         return Response(resources.device(row))
+
+
+class FlagReadApi(FhirApi):
+    """``GET /fhir/Flag/alert-<id>``: a pain alert (what the push sends the EHR for each alert)."""
+
+    def get(self, request, pk: str):
+        number = pk.removeprefix("alert-")
+        row = selectors.alerts(unit_id=self.unit_id(request)).filter(pk=number).first() if number.isdigit() else None
+        if row is None or not pk.startswith("alert-"):
+            raise not_found(f"Flag/{pk} is not known.")
+        return Response(resources.alert_flag(row))
 
 
 class UnknownApi(FhirApi):

@@ -125,27 +125,59 @@
     }
     function valueOf(item) {
       var checked = item.querySelector("input[type=radio]:checked");
-      return checked ? parseInt(checked.value, 10) : null;
+      if (!checked) return null;
+      return checked.value === "x" ? "x" : parseInt(checked.value, 10);
     }
     function unable() {
       return unableToggle && unableToggle.checked;
     }
+    function method() {
+      var checked = form && form.querySelector("input[name=method]:checked");
+      return checked ? checked.value : null;
+    }
+    function call() {
+      var checked = form && form.querySelector("input[name=nurse_call]:checked");
+      return checked ? checked.value : null;
+    }
+    // From the image only: the bedside items cannot be seen, so they are not asked (not observed).
+    function imageOnly() {
+      var only = method() === "image";
+      items().forEach(function (item) {
+        if (item.hasAttribute("data-bedside")) {
+          item.disabled = only;
+          item.classList.toggle("is-unseen", only);
+        }
+      });
+      return only;
+    }
+    function activeItems() {
+      return items().filter(function (item) { return !item.disabled; });
+    }
 
+    /* The total exists only for a complete observation (all six observed); else the nurse's call decides. */
     function updateTotal() {
       if (!form || !totalEl) return;
       var rule = parseInt(form.getAttribute("data-rule"), 10);
-      var total = 0, missing = [];
-      items().forEach(function (item) {
+      var only = imageOnly();
+      var total = 0, missing = [], unseen = [];
+      activeItems().forEach(function (item) {
         var v = valueOf(item);
         if (v === null) missing.push(item.getAttribute("data-label"));
+        else if (v === "x") unseen.push(item.getAttribute("data-label"));
         else total += v;
       });
       form.classList.toggle("is-unable", unable());
+      form.classList.toggle("needs-call", only || unseen.length > 0);
       totalEl.classList.remove("is-pain", "is-nopain");
       if (unable()) {
         totalEl.textContent = "Unable to assess: give the reason below. No total is recorded.";
       } else if (missing.length) {
-        totalEl.textContent = "Total so far " + total + " of 7 — still to score: " + missing.join(", ") + ".";
+        totalEl.textContent = "Still to score or mark not observed: " + missing.join(", ") + ".";
+      } else if (only || unseen.length) {
+        var what = only ? "Face only" : "Not observed: " + unseen.join(", ");
+        var c = call();
+        totalEl.textContent = what + ". No NIPS total" + (c ? " — your call: " + (c === "pain" ? "PAIN." : "no pain.") : ": give your own call below.");
+        if (c) totalEl.classList.add(c === "pain" ? "is-pain" : "is-nopain");
       } else if (total >= rule) {
         totalEl.textContent = "Total " + total + " of 7: PAIN by the unit rule (total ≥ " + rule + ").";
         totalEl.classList.add("is-pain");
@@ -160,30 +192,39 @@
       if (el) el.textContent = text || "";
     }
 
+    function dirtyWarning() {
+      return Date.now() <= leaveArmedUntil;
+    }
+
+    function refuse(text, focus) {
+      problem.hidden = false;
+      problem.textContent = text;
+      if (focus) focus.focus();
+      return false;
+    }
+
     function validate() {
       if (unable()) {
         var reason = form.querySelector("input[name=unable_reason]");
-        if (!reason.value.trim()) {
-          problem.hidden = false;
-          problem.textContent = "Say why the baby could not be assessed.";
-          reason.focus();
-          return false;
-        }
+        if (!reason.value.trim()) return refuse("Say why the baby could not be assessed.", reason);
         return true;
       }
-      var firstMissing = null, names = [];
-      items().forEach(function (item) {
-        if (valueOf(item) === null) {
+      var firstMissing = null, names = [], unseen = 0;
+      activeItems().forEach(function (item) {
+        var v = valueOf(item);
+        if (v === "x") unseen += 1;
+        if (v === null) {
           names.push(item.getAttribute("data-label"));
-          hint(item, "Score this item.");
+          hint(item, "Score this item, or mark it not observed.");
           if (!firstMissing) firstMissing = item;
         }
       });
       if (firstMissing) {
-        problem.hidden = false;
-        problem.textContent = "Score all six items first. Missing: " + names.join(", ") + ".";
-        firstMissing.querySelector("input[type=radio]").focus();
-        return false;
+        return refuse("Score or mark every item first. Missing: " + names.join(", ") + ".", firstMissing.querySelector("input[type=radio]"));
+      }
+      if (!method()) return refuse("Say how the baby was observed: at the cot, from video, or the image only.", form.querySelector("input[name=method]"));
+      if ((method() === "image" || unseen) && !call()) {
+        return refuse("No NIPS total without every item observed: give your own pain / no pain call.", form.querySelector("input[name=nurse_call]"));
       }
       problem.hidden = true;
       return true;
@@ -194,6 +235,7 @@
         dirty = true;
         var item = event.target.closest(".nips-item");
         if (item) hint(item, "");
+        if (problem && !problem.hidden && !dirtyWarning()) problem.hidden = true;
         updateTotal();
       });
       form.addEventListener("input", function () { dirty = true; });
@@ -209,6 +251,19 @@
       var active = document.activeElement;
       var inForm = form && form.contains(active);
       var fieldsetDisabled = form && form.querySelector("fieldset.nips") && form.querySelector("fieldset.nips").disabled;
+
+      // N marks the focused item not observed.
+      if (inForm && (event.key === "n" || event.key === "N") && !isTyping(active) && !fieldsetDisabled) {
+        var unseenItem = active.closest(".nips-item");
+        if (unseenItem) {
+          event.preventDefault();
+          var none = unseenItem.querySelector('input[type=radio][value="x"]');
+          none.checked = true;
+          none.focus();
+          none.dispatchEvent(new Event("change", { bubbles: true }));
+          return;
+        }
+      }
 
       // Digits score the item that has focus.
       if (inForm && /^[0-9]$/.test(event.key) && !isTyping(active)) {
@@ -257,6 +312,27 @@
     return true;
   }
 
+  /* --- going to the cot: the one-minute observation timer (issue 13) --------------------- */
+  function setupBedsideTimer() {
+    var timer = document.querySelector("[data-bedside-timer]");
+    if (!timer) return;
+    var until = Date.parse(timer.getAttribute("data-until"));
+    if (isNaN(until)) return;
+    function tick() {
+      var left = Math.ceil((until - Date.now()) / 1000);
+      if (left > 0) {
+        var seconds = left % 60;
+        timer.textContent = Math.floor(left / 60) + ":" + (seconds < 10 ? "0" : "") + seconds + " left of the one-minute observation";
+        return;
+      }
+      timer.textContent = "One minute observed: score what you saw.";
+      timer.classList.add("is-done");
+      clearInterval(handle);
+    }
+    var handle = setInterval(tick, 1000);
+    tick();
+  }
+
   /* --- full frame on demand (loaded, and audited, only when opened) ---------------------- */
   function setupLazyImages() {
     document.querySelectorAll("details[data-lazy-image]").forEach(function (details) {
@@ -272,6 +348,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var onCase = setupCase();
     setupLazyImages();
+    setupBedsideTimer();
     refreshAges();
     setInterval(refreshAges, 20000);
     if (!onCase) {

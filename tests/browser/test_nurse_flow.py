@@ -117,9 +117,16 @@ def test_nurse_scores_a_case_by_keyboard_and_a_pain_alert_appears(
     ward["first"].refresh_from_db()
     assert ward["first"].claimed_by == nurse
 
-    # Digits set the focused item; Tab moves to the next one.
+    # Digits set the focused item; Tab moves to the next one. The face comes first (what the image
+    # shows), then how the baby was observed (Space picks "at the cot"), its time, the bedside items.
     expect(page.locator('input[name="face"][value="0"]')).to_be_focused()
-    for digit in ["1", "2", "1", "0", "0"]:
+    page.keyboard.press("1")
+    page.keyboard.press("Tab")
+    expect(page.locator('input[name="method"][value="cot"]')).to_be_focused()
+    page.keyboard.press("Space")
+    page.keyboard.press("Tab")  # the observation time, filled in with now
+    page.keyboard.press("Tab")
+    for digit in ["2", "1", "0", "0"]:
         page.keyboard.press(digit)
         page.keyboard.press("Tab")
     page.keyboard.press("5")  # out of range for arousal: refused with a hint

@@ -43,9 +43,9 @@ def test_nips_observation_carries_items_total_rule_performer_patient_and_model(c
     assert body["valueInteger"] == 5
     assert components["nips-rule"]["valueString"] == "total>=3"
     assert body["interpretation"][0]["coding"][1]["code"] == "POS"
-    assert body["performer"] == [{"reference": f"Practitioner/{nurse.pk}"}]
+    assert body["performer"][0]["reference"] == f"Practitioner/{nurse.pk}"
     assert body["subject"]["identifier"]["value"] == "MRN-NORTH-1"
-    assert body["derivedFrom"] == [{"reference": f"Observation/ai-{nips.case.prediction_id}"}]
+    assert body["derivedFrom"][0]["reference"] == f"Observation/ai-{nips.case.prediction_id}"
     assert body["effectiveDateTime"].endswith("Z")
 
 

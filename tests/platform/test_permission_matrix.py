@@ -13,7 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from inference.bundle import sha256_file
-from tests.factories import FrameFactory, ModelVersionFactory, PredictionFactory, UserFactory, png_bytes
+from tests.factories import AlertFactory, FrameFactory, ModelVersionFactory, PredictionFactory, UserFactory, png_bytes
 from triage.models import Clip
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +49,12 @@ MATRIX = {
     "GET fhir patient": [200, 404, 200, 403, 403, 200, 401],
     "GET fhir practitioner": [200, 404, 200, 403, 403, 200, 401],
     "GET fhir device": [200, 200, 200, 403, 403, 200, 401],
+    "GET fhir flag": [200, 404, 200, 403, 403, 200, 401],
+    # Bulk Data kick-off: unit admins (their unit) and superusers; polling another unit's export is a 404
+    # (tests/ehr/test_fhir_export.py).
+    "GET fhir export": [403, 403, 202, 403, 403, 202, 401],
+    # Go to the cot (issue 13): nurses (and superusers, as for claims); another unit's case is a 404.
+    "POST case bedside": [200, 404, 403, 403, 403, 200, 401],
 }
 
 
@@ -64,7 +70,19 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     )
     prediction = PredictionFactory(frame=FrameFactory(neonate=neonate), model_version=model)
     practitioner = UserFactory(username="fhir-nurse", role="nurse", unit=neonate.unit)
-    return {"frame": frame, "clip": clip, "model": model, "prediction": prediction, "practitioner": practitioner}
+    alert = AlertFactory(neonate=neonate, source="auto", prediction=prediction)
+    from tests.factories import TriageCaseFactory
+
+    case = TriageCaseFactory(prediction=prediction)
+    return {
+        "frame": frame,
+        "clip": clip,
+        "model": model,
+        "prediction": prediction,
+        "practitioner": practitioner,
+        "alert": alert,
+        "case": case,
+    }
 
 
 def call(client, key, *, unit, neonate, objects, clip_bytes):
@@ -107,6 +125,10 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/health/")
     if key == "GET schema":
         return client.get("/api/schema/")
+    if key == "GET fhir export":
+        return client.get("/fhir/$export", HTTP_PREFER="respond-async")
+    if key == "POST case bedside":
+        return client.post(f"/api/v1/cases/{objects['case'].pk}/bedside/")
     if key.startswith("GET fhir"):
         return client.get(
             {
@@ -116,6 +138,7 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
                 "GET fhir patient": f"/fhir/Patient/{neonate.pk}",
                 "GET fhir practitioner": f"/fhir/Practitioner/{objects['practitioner'].pk}",
                 "GET fhir device": f"/fhir/Device/{objects['model'].pk}",
+                "GET fhir flag": f"/fhir/Flag/alert-{objects['alert'].pk}",
             }[key]
         )
     raise AssertionError(key)

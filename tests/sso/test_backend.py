@@ -206,6 +206,7 @@ def id_token(key, **overrides):
         ({"iss": "https://evil.example.org"}, "issuer"),
         ({"exp": int(time.time()) - 3600}, "expired"),
         ({"aud": None}, "aud"),
+        ({"aud": ["neopain", "another-app"], "azp": "another-app"}, "authorized party"),
     ],
 )
 def test_an_id_token_for_another_client_issuer_or_time_is_refused(sso, monkeypatch, signing_key, overrides, error):
@@ -279,3 +280,107 @@ def test_a_provider_that_does_not_answer_gives_a_clear_page(sso, db, monkeypatch
     assert response.status_code == 502
     assert "not answering" in response.content.decode()
     assert AuditEvent.objects.get(action="sso.refused").after["reason"] == "provider_unreachable"
+
+
+# The callback and start-up ----------------------------------------------------------------------------
+
+
+def _browser_with_state(state: str) -> Client:
+    browser = Client()
+    session = browser.session
+    session["oidc_states"] = {state: {"nonce": "n-1", "code_verifier": "v" * 64, "added_on": time.time()}}
+    session.save()
+    return browser
+
+
+def test_a_provider_error_such_as_a_cancelled_sign_in_gets_a_page_and_an_audit_row(sso, db):
+    browser = _browser_with_state("st-1")
+
+    response = browser.get(
+        "/oidc/callback/", {"error": "access_denied", "error_description": "User cancelled", "state": "st-1"}
+    )
+
+    assert response.status_code == 403
+    assert "answered “access_denied”: User cancelled" in response.content.decode()
+    assert AuditEvent.objects.get(action="sso.refused").after["reason"] == "provider:access_denied"
+    assert "st-1" not in browser.session["oidc_states"]  # the state cannot be replayed
+
+
+def test_a_callback_with_a_state_this_browser_never_sent_is_refused(sso, db):
+    browser = _browser_with_state("st-1")
+
+    response = browser.get("/oidc/callback/", {"code": "c", "state": "forged"})
+
+    assert response.status_code == 400
+    assert "could not be verified" in response.content.decode()
+    assert AuditEvent.objects.get(action="sso.refused").after["reason"] == "invalid_response"
+    assert "_auth_user_id" not in browser.session
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NEOPAIN_LOCAL_LOGIN": "false"}, "needs NEOPAIN_OIDC_ISSUER"),
+        (
+            {"NEOPAIN_OIDC_ISSUER": "https://idp.example.org", "NEOPAIN_OIDC_CLIENT_ID": "x"},
+            "NEOPAIN_OIDC_CLIENT_SECRET",
+        ),
+        (
+            {
+                "NEOPAIN_OIDC_ISSUER": "https://idp.example.org",
+                "NEOPAIN_OIDC_CLIENT_ID": "x",
+                "NEOPAIN_OIDC_CLIENT_SECRET": "y",
+                "NEOPAIN_OIDC_ROLE_MAP": "cams=device",
+            },
+            "is not one of",
+        ),
+    ],
+)
+def test_an_incomplete_or_unsafe_configuration_refuses_to_start(tmp_path, env, message):
+    from tests.platform.test_settings import run_settings
+
+    result = run_settings({"NEOPAIN_DATA_DIR": str(tmp_path), **env})
+
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-500:]
+
+
+def test_the_sign_in_redirect_carries_pkce_state_nonce_and_the_prompt(sso, db, monkeypatch):
+    from urllib.parse import parse_qs, urlsplit
+
+    from triage.sso import views
+
+    monkeypatch.setattr(
+        views, "provider_metadata", lambda: {"authorization_endpoint": "https://idp.example.org/authorize"}
+    )
+    sso.OIDC_AUTH_REQUEST_EXTRA_PARAMS = {"prompt": "login"}
+    browser = Client()
+
+    response = browser.get("/oidc/authenticate/", {"next": "/alerts/"})
+
+    assert response.status_code == 302
+    location = urlsplit(response["Location"])
+    query = {key: values[0] for key, values in parse_qs(location.query).items()}
+    assert f"{location.scheme}://{location.netloc}{location.path}" == "https://idp.example.org/authorize"
+    assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) == 43
+    assert query["redirect_uri"] == "http://testserver/oidc/callback/"
+    assert (query["client_id"], query["response_type"], query["prompt"]) == ("neopain", "code", "login")
+    stored = browser.session["oidc_states"][query["state"]]
+    assert stored["nonce"] == query["nonce"] and len(stored["code_verifier"]) >= 43
+    assert browser.session["oidc_login_next"] == "/alerts/"
+
+
+def test_userinfo_for_another_subject_is_refused_and_id_token_claims_are_kept(sso, monkeypatch):
+    from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+
+    monkeypatch.setattr(
+        backends, "provider_metadata", lambda: {"issuer": ISSUER, "userinfo_endpoint": "https://idp/ui"}
+    )
+    answers = {"s-1": {"sub": "s-1", "email": "a@example.org"}, "other": {"sub": "s-2"}}
+    monkeypatch.setattr(OIDCAuthenticationBackend, "get_userinfo", lambda self, token, *args: answers[token])
+    id_claims = {"sub": "s-1", "roles": ["NeoPain.Nurse"]}
+
+    merged = OIDCBackend().get_userinfo("s-1", "id-token", id_claims)
+
+    assert merged == {"sub": "s-1", "roles": ["NeoPain.Nurse"], "email": "a@example.org"}
+    with pytest.raises(SuspiciousOperation, match="another subject"):
+        OIDCBackend().get_userinfo("other", "id-token", id_claims)

@@ -95,7 +95,7 @@ def test_a_refused_submit_shows_her_scores_and_note_again_never_an_empty_form(br
     services.case_claim(case=case, nurse=second_nurse)  # her claim lapsed and Bella took the case
 
     response = browser_for(nurse).post(
-        f"/annotations/cases/{case.pk}/assessment/", {**SCORES, "note": "grimace at heel lance"}
+        f"/annotations/cases/{case.pk}/assessment/", {**SCORES, "method": "cot", "note": "grimace at heel lance"}
     )
 
     assert response.status_code == 409
@@ -109,7 +109,7 @@ def test_a_refused_submit_shows_her_scores_and_note_again_never_an_empty_form(br
 def test_entries_refused_because_the_case_was_decided_are_still_shown(browser_for, nurse, second_nurse, case):
     services.assessment_create(case=case, nurse=second_nurse, items={k: int(v) for k, v in SCORES.items()})
 
-    response = browser_for(nurse).post(f"/annotations/cases/{case.pk}/assessment/", {**SCORES, "note": "mine"})
+    response = browser_for(nurse).post(f"/annotations/cases/{case.pk}/assessment/", {**SCORES, "method": "cot", "note": "mine"})
 
     page = response.content.decode()
     assert response.status_code == 409 and 'id="nips-form"' in page and ">mine</textarea>" in page
@@ -156,16 +156,16 @@ def test_after_a_submit_the_nurse_goes_straight_to_the_next_case_she_can_score(
     client = browser_for(nurse)
     client.post(f"/cases/{first.pk}/claim/")
 
-    response = client.post(f"/annotations/cases/{first.pk}/assessment/", SCORES)
+    response = client.post(f"/annotations/cases/{first.pk}/assessment/", {**SCORES, "method": "cot"})
 
     assert response.status_code == 302 and response["Location"] == f"/cases/{free.pk}/"
     # The last free case scored: back to the top of what is left, then to the queue.
     client.post(f"/cases/{free.pk}/claim/")
-    assert client.post(f"/annotations/cases/{free.pk}/assessment/", SCORES)["Location"] == "/"
+    assert client.post(f"/annotations/cases/{free.pk}/assessment/", {**SCORES, "method": "cot"})["Location"] == "/"
     lapse(held)
     other = make_case(neonate=neonate, model=model, p_pain=0.9)
     client.post(f"/cases/{held.pk}/claim/")
-    assert client.post(f"/annotations/cases/{held.pk}/assessment/", SCORES)["Location"] == f"/cases/{other.pk}/"
+    assert client.post(f"/annotations/cases/{held.pk}/assessment/", {**SCORES, "method": "cot"})["Location"] == f"/cases/{other.pk}/"
 
 
 def test_the_case_page_carries_the_countdown_and_the_heartbeat_url(browser_for, nurse, case):

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.django_db
 
 EXPECTED_HEADER = (
     "assessment_id,neonate_mrn,frame_id,captured_at,model_version,p_pain,confidence,threshold,routed_to,nurse,"
-    "face,cry,breathing,arms,legs,arousal,nips_total,pain,rule,note,assessed_at"
+    "face,cry,breathing,arms,legs,arousal,nips_total,pain,rule,note,assessed_at,"
+    "kind,observation_method,observed_at,nurse_call"
 )
 SCORES = {"face": 1, "cry": 2, "breathing": 1, "arms": 0, "legs": 0, "arousal": 1}
 

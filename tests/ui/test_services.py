@@ -125,7 +125,7 @@ def test_it_refuses_an_assessment_while_another_nurse_holds_the_case(case, nurse
         ({**SCORES_CALM, "face": 2}, "face"),
         ({**SCORES_CALM, "cry": 3}, "cry"),
         ({**SCORES_CALM, "legs": -1}, "legs"),
-        ({**SCORES_CALM, "arms": "x"}, "arms"),
+        ({**SCORES_CALM, "arms": "one"}, "arms"),
         ({k: v for k, v in SCORES_CALM.items() if k != "arousal"}, "arousal"),
         ({**SCORES_CALM, "tongue": 1}, "tongue"),
     ],

@@ -23,6 +23,7 @@ from triage.models import AuditEvent, TriageCase, UnitSettings
 pytestmark = pytest.mark.django_db
 
 SCORES = {"face": "1", "cry": "2", "breathing": "1", "arms": "0", "legs": "0", "arousal": "1"}
+OBSERVED = {"method": "cot"}  # the form asks how the baby was observed
 
 
 def html(response) -> str:
@@ -235,7 +236,7 @@ def test_claiming_a_held_case_through_the_form_shows_the_problem(browser_for, nu
 def test_submitting_the_form_decides_the_case_and_raises_the_alert(browser_for, nurse, case):
     client = browser_for(nurse)
     client.post(f"/cases/{case.pk}/claim/")
-    response = client.post(f"/annotations/cases/{case.pk}/assessment/", {**SCORES, "note": "cries"}, follow=True)
+    response = client.post(f"/annotations/cases/{case.pk}/assessment/", {**SCORES, **OBSERVED, "note": "cries"}, follow=True)
     assert response.redirect_chain[-1][0] == "/"
     page = html(response)
     assert "NIPS 5" in page and "PAIN" in page and "pain team has been alerted" in page
@@ -248,7 +249,7 @@ def test_submitting_the_form_decides_the_case_and_raises_the_alert(browser_for, 
 def test_form_errors_are_shown_item_by_item(browser_for, nurse, case):
     client = browser_for(nurse)
     client.post(f"/cases/{case.pk}/claim/")
-    response = client.post(f"/annotations/cases/{case.pk}/assessment/", {**SCORES, "cry": "3", "legs": ""})
+    response = client.post(f"/annotations/cases/{case.pk}/assessment/", {**SCORES, **OBSERVED, "cry": "3", "legs": ""})
     assert response.status_code == 400
     page = html(response)
     assert "Must be from 0 to 2." in page and "Required." in page

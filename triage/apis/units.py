@@ -29,6 +29,7 @@ class UnitSettingsOutputSerializer(serializers.Serializer):
     audit_share = serializers.FloatField()
     keyframe_period_s = serializers.FloatField()
     stale_after_minutes = serializers.IntegerField()
+    bedside_window_minutes = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
 
 
@@ -71,6 +72,7 @@ class UnitDetailApi(APIView):
         audit_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
         keyframe_period_s = serializers.FloatField(required=False, min_value=0.0, max_value=600.0)
         stale_after_minutes = serializers.IntegerField(required=False, min_value=1, max_value=24 * 60)
+        bedside_window_minutes = serializers.IntegerField(required=False, min_value=1, max_value=120)
 
         def validate(self, attrs):
             unknown = sorted(set(self.initial_data) - set(self.fields))

@@ -42,6 +42,9 @@ class TriageCase(models.Model):
     assessments_required = models.PositiveSmallIntegerField(default=1)
     decided_at = models.DateTimeField(null=True, blank=True)
     final_pain = models.BooleanField(null=True, blank=True)
+    bedside_started_at = models.DateTimeField(
+        null=True, blank=True, help_text="The holder went to the cot to observe the baby (issue 13): since when."
+    )
 
     class Meta:
         indexes = [

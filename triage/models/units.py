@@ -88,6 +88,11 @@ class UnitSettings(models.Model):
     person_token_hours = models.PositiveIntegerField(
         default=12, validators=[MinValueValidator(1), MaxValueValidator(30 * 24)], help_text="Staff token lifetime."
     )
+    bedside_window_minutes = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(120)],
+        help_text="One observation at the cot also resolves the baby's open cases from frames this recent.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

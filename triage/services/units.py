@@ -35,6 +35,7 @@ UNIT_SETTINGS_EDITABLE = (
     "device_token_days",
     "person_token_hours",
     "stale_after_minutes",
+    "bedside_window_minutes",
 )
 
 

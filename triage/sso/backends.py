@@ -85,7 +85,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         if alg != self.OIDC_RP_SIGN_ALGO:
             raise SuspiciousOperation(f"ID token signed with {alg!r}, expected {self.OIDC_RP_SIGN_ALGO!r}")
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 payload,
                 key,
                 algorithms=[self.OIDC_RP_SIGN_ALGO],
@@ -96,6 +96,11 @@ class OIDCBackend(OIDCAuthenticationBackend):
             )
         except jwt.InvalidTokenError as exc:
             raise SuspiciousOperation(f"ID token refused: {exc}") from exc
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != self.OIDC_RP_CLIENT_ID:
+            # OpenID Connect Core 3.1.3.7: a token for several audiences must name us as its authorized party.
+            raise SuspiciousOperation("ID token refused: several audiences and another authorized party (azp)")
+        return claims
 
     def get_userinfo(self, access_token, id_token, payload):
         """The ID token's claims, completed by the userinfo endpoint's when the provider has one (Entra ID

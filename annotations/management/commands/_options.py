@@ -30,6 +30,28 @@ def add_unit_option(parser, *, help: str) -> None:
     parser.add_argument("--unit", default=None, help=help)
 
 
+def add_label_source_option(parser) -> None:
+    """``--label-source``: which nurse judgement becomes the training label (issue 13)."""
+    from annotations.observations import LABEL_SOURCE_HELP, LabelSource
+
+    parser.add_argument(
+        "--label-source",
+        choices=[s.value for s in LabelSource],
+        default=LabelSource.NIPS_RULE.value,
+        help=f"Labels from nurse assessments: {LABEL_SOURCE_HELP}.",
+    )
+
+
+def label_sources_line(summary: dict[str, Any]) -> str:
+    """``Labels by source: nips_rule 12 (used), face_item 30, nurse_call 8; observed: cot 9, ...``."""
+    counts = ", ".join(
+        f"{name} {n}{' (used)' if name == summary['label_source'] else ''}"
+        for name, n in summary["label_sources"].items()
+    )
+    methods = ", ".join(f"{m or 'none'} {n}" for m, n in sorted(summary.get("methods", {}).items())) or "none"
+    return f"Labels by source: {counts}; labels written by observation method: {methods}"
+
+
 def add_cache_option(parser, *, help: str | None = None) -> None:
     """``--cache DIR``: the face-crop cache folder."""
     parser.add_argument("--cache", default=None, help=help)

@@ -7,9 +7,11 @@ from django.core.management.base import BaseCommand, CommandError
 from annotations.management.commands._options import (
     add_cache_option,
     add_json_option,
+    add_label_source_option,
     add_unit_option,
     fmt,
     json_line,
+    label_sources_line,
 )
 from triage.management.commands._options import unit_from_option
 
@@ -26,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", default=None, help="Dataset folder or manifest (default: nurse labels).")
         add_unit_option(parser, help="Unit code (default: the candidate's unit).")
         add_cache_option(parser)
+        add_label_source_option(parser)
         add_json_option(parser)
         parser.add_argument("--store", action="store_true", help="Keep the comparison in the candidate's metrics.")
 
@@ -44,11 +47,18 @@ class Command(BaseCommand):
         unit = unit_from_option(code=options["unit"])
         try:
             result = models_compare(
-                candidate=candidate, active=active, dataset=options["dataset"], unit=unit, cache_dir=options["cache"]
+                candidate=candidate,
+                active=active,
+                dataset=options["dataset"],
+                unit=unit,
+                cache_dir=options["cache"],
+                label_source=options["label_source"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         w = self.stdout.write
+        if "label_sources" in result["source"]:
+            w(label_sources_line(result["source"]))
         w(
             f"Held-out labelled images: {result['n']} (left out {result['n_excluded_training_images']} that a "
             f"model trained on, {result['n_skipped_no_face']} without a face); unit threshold "

@@ -12,7 +12,15 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from annotations.management.commands._options import TrainingCommand, add_unit_option, fmt, guarantee_line, json_line
+from annotations.management.commands._options import (
+    TrainingCommand,
+    add_label_source_option,
+    add_unit_option,
+    fmt,
+    guarantee_line,
+    json_line,
+    label_sources_line,
+)
 from triage.management.commands._options import unit_from_option
 
 
@@ -27,6 +35,7 @@ class Command(TrainingCommand):
         source.add_argument("--dataset", help="Dataset folder or CSV manifest (path, subject, label).")
         source.add_argument("--from-assessments", action="store_true", help="Train on nurse-labelled frames.")
         add_unit_option(parser, help="Unit code: its nurse labels, and the model serves only it.")
+        add_label_source_option(parser)
         parser.add_argument(
             "--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt)."
         )
@@ -57,14 +66,18 @@ class Command(TrainingCommand):
         runtime = self.runtime_configure(options)
         with tempfile.TemporaryDirectory(prefix="neopain-train-") as tmp:
             if options["from_assessments"]:
-                export = training_set_export(unit=unit, out_dir=tmp)
+                export = training_set_export(unit=unit, out_dir=tmp, source=options["label_source"])
                 self.stdout.write(
                     f"Exported {export['n_images']} nurse-labelled crops of {export['n_subjects']} neonates "
-                    f"({export['n_pain']} pain); excluded {export['excluded'] or 'none'}"
+                    f"({export['n_pain']} pain, labels: {export['label_source']}); excluded {export['excluded'] or 'none'}"
                 )
+                self.stdout.write(label_sources_line(export))
                 if export["n_images"] == 0:
                     raise CommandError("No usable nurse-labelled frames to train on.")
-                source, source_name = tmp, f"nurse assessments ({unit.code if unit else 'all units'})"
+                source, source_name = (
+                    tmp,
+                    f"nurse assessments ({unit.code if unit else 'all units'}, labels {export['label_source']})",
+                )
             else:
                 source, source_name = options["dataset"], str(options["dataset"])
             info, crops = self.dataset_crops(source, options)
