@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0014_h18c_hash_drf_tokens'),
+        ('triage', '0015_h13a_bedside'),
     ]
 
     operations = [
