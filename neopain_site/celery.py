@@ -2,11 +2,24 @@
 
 import logging
 import os
+import sys
+import tempfile
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neopain_site.settings")
+# A prefork worker scores frames in child processes: its metrics (NEOPAIN_WORKER_METRICS_PORT) are
+# kept in prometheus_client's multiprocess files, whose folder must be set before anything imports
+# prometheus_client (Django's settings do, through django-prometheus), i.e. here.
+if os.environ.get("NEOPAIN_WORKER_METRICS_PORT", "0").strip() not in ("", "0") and "worker" in sys.argv[1:]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # The operator's folder: a restart starts from zero (stale files of dead processes add up forever).
+        for _stale in os.scandir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+            if _stale.name.endswith(".db"):
+                os.unlink(_stale.path)
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="neopain-worker-metrics-")
 # OpenMP threads spinning after each op starve onnxruntime's detector on a 2-core box (measured
 # 10-35x slower classify); it must be set before torch loads, i.e. here, before tasks import it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -60,3 +73,24 @@ def _warm_inference_pipelines(**kwargs) -> None:
         logger.warning("model preload skipped: %s: %s", type(exc).__name__, exc)
     finally:
         connection.close()
+
+
+@worker_init.connect
+def _serve_worker_metrics(sender=None, **kwargs) -> None:
+    """The worker's own /metrics (inference time, batch size, outcomes) when NEOPAIN_WORKER_METRICS_PORT is set."""
+    from django.conf import settings
+
+    port = settings.NEOPAIN_WORKER_METRICS_PORT
+    if not port:
+        return
+    from triage.metrics import worker_metrics_serve
+
+    try:
+        worker_metrics_serve(
+            address=settings.NEOPAIN_WORKER_METRICS_ADDRESS,
+            port=port,
+            token=settings.NEOPAIN_METRICS_TOKEN,
+            allowed_ips=settings.NEOPAIN_METRICS_ALLOWED_IPS,
+        )
+    except OSError as exc:  # port taken: the worker still scores frames
+        logger.error("worker metrics not served on port %s: %s", port, exc)

@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_prometheus",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -119,6 +120,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies for /metrics (django-prometheus): first and last, to time everything.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "triage.middleware.RequestBodyCapMiddleware",
@@ -133,6 +136,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "neopain_site.urls"
@@ -264,6 +268,15 @@ NEOPAIN_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ADDRESS_FAILURE_LIM
 # per-address limit: a stranger can lock an account this way, but only for a while, and it is audited.
 NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("NEOPAIN_LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1)
 NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS = env_int("NEOPAIN_LOGIN_ACCOUNT_LOCKOUT_SECONDS", 900, minimum=1)
+# Prometheus: /metrics (and the worker's port) answer a caller presenting this bearer token, or one
+# from an allowed address or network; with neither set nobody may scrape (403).
+NEOPAIN_METRICS_TOKEN = env_secret("NEOPAIN_METRICS_TOKEN", default="") or ""
+if NEOPAIN_METRICS_TOKEN and len(NEOPAIN_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("NEOPAIN_METRICS_TOKEN must be at least 16 characters (e.g. `openssl rand -hex 24`).")
+NEOPAIN_METRICS_ALLOWED_IPS = env.list("NEOPAIN_METRICS_ALLOWED_IPS", default=[])
+# The Celery worker's own metrics endpoint (inference time, batch size); 0 = none.
+NEOPAIN_WORKER_METRICS_PORT = env_int("NEOPAIN_WORKER_METRICS_PORT", 0)
+NEOPAIN_WORKER_METRICS_ADDRESS = env.str("NEOPAIN_WORKER_METRICS_ADDRESS", default="127.0.0.1")
 # Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated).
 # Without it every request behind a proxy shares the proxy's address.
 NEOPAIN_TRUSTED_PROXIES = env.list("NEOPAIN_TRUSTED_PROXIES", default=[])
@@ -403,6 +416,8 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-frames": {"task": "triage.tasks.frames_sweep", "schedule": timedelta(minutes=1)},
+    # Unacknowledged alerts go to the charge nurse after the unit's alert_escalation_minutes.
+    "escalate-unacknowledged-alerts": {"task": "triage.tasks.alerts_escalate", "schedule": timedelta(minutes=1)},
 }
 # Learning loop (annotations.tasks): off unless set. Training takes minutes, so it has a queue of
 # its own (`celery -A neopain_site worker -Q training`) and never blocks the inference workers.

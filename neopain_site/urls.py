@@ -10,6 +10,7 @@ from triage import urls as triage_urls
 from triage.admin_site import NOT_FOR_YOU
 from triage.auth import NeoPainLoginView, NeoPainPasswordChangeView
 from triage.sso.views import NeoPainLogoutView
+from triage.views.metrics import metrics
 
 
 def admin_login(request, *args, **kwargs):
@@ -48,6 +49,8 @@ urlpatterns = [
         name="swagger-ui",
     ),
     path("api/v1/", include("triage.api_urls")),
+    # Prometheus (docs/operations.md): a bearer token or an address allow-list, not a session.
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", include("annotations.api_urls")),
     path("annotations/", include("annotations.urls")),
     # FHIR R4 for the EHR (docs/fhir.md): every answer application/fhir+json, every error an OperationOutcome.

@@ -47,16 +47,10 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
     unit_of = "(CASE WHEN g % 100 < 55 THEN 1 WHEN g % 100 < 70 THEN 2 WHEN g % 100 < 85 THEN 3 ELSE 4 END)"
     return [
         (
-            "units, settings, nurses, neonates, model",
+            "units, nurses, neonates, model (unit settings: through the ORM, after seeding)",
             f"""
             INSERT INTO triage_unit (id, name, code, created_at)
               SELECT u, 'Bench NICU ' || u, 'bench-' || u, now() - interval '60 days' FROM generate_series(1, {UNITS}) u;
-            INSERT INTO triage_unitsettings (unit_id, threshold, nips_pain_threshold, alert_cooldown_minutes,
-                claim_timeout_minutes, double_scoring_share, missed_pain_target, audit_share, keyframe_period_s,
-                device_offline_minutes, alert_rule_k, alert_rule_n, alert_rule_window_seconds, stale_after_minutes,
-                updated_at)
-              SELECT u, {THRESHOLD}, 3, 15, 10, 0.1, NULL, 0.05, 5.0, 2, 2, 3, 60, 10, now()
-              FROM generate_series(1, {UNITS}) u;
             INSERT INTO triage_user (id, password, is_superuser, username, first_name, last_name, email,
                 is_staff, is_active, date_joined, role, unit_id)
               SELECT (u - 1) * {NURSES_PER_UNIT} + i, '!', false, 'nurse-' || u || '-' || i, 'Nurse ' || i, '',
@@ -74,9 +68,10 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
         (
             f"{n:,} frames",
             f"""
-            INSERT INTO triage_frame (id, captured_at, received_at, sha256, image, image_format, width, height,
-                size_bytes, status, reason, attempts, status_changed_at, neonate_id, unit_id)
-              SELECT g, ts, ts, md5(g::text) || md5((-g)::text), 'frames/bench/' || g || '.jpg', 'JPEG', 640, 480,
+            INSERT INTO triage_frame (id, captured_at, received_at, sha256, original_sha256, image, image_format,
+                width, height, size_bytes, status, reason, attempts, status_changed_at, neonate_id, unit_id)
+              SELECT g, ts, ts, md5(g::text) || md5((-g)::text), md5(g::text) || md5((-g)::text),
+                     'frames/bench/' || g || '.jpg', 'JPEG', 640, 480,
                      48000, 'done', '', 1, ts,
                      ({unit_of} - 1) * {NEONATES_PER_UNIT} + 1 + (g / 100) % {NEONATES_PER_UNIT}, {unit_of}
               FROM (SELECT g, now() - ({n} - g) * interval '2 seconds' AS ts FROM generate_series(1, {n}) g) s;
@@ -87,12 +82,12 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
             f"""
             INSERT INTO triage_prediction (id, detector_name, p_pain, label, confidence, threshold, routed_to,
                 weights_sha256, frame_sha256, box_x, box_y, box_w, box_h, crop, saliency, timings_ms, created_at,
-                frame_id, model_version_id)
+                frame_id, model_version_id, baseline_used, baseline_digest)
               SELECT g, 'retinaface', p, CASE WHEN p >= 0.5 THEN 'pain' ELSE 'nonpain' END, greatest(p, 1 - p),
                      {THRESHOLD}, CASE WHEN greatest(p, 1 - p) < {THRESHOLD} THEN 'nurse' ELSE 'auto' END,
                      repeat('a', 64), md5(g::text) || md5((-g)::text), 100, 80, 220, 260,
                      'crops/bench/' || g || '.png', '', '{{"decode": 4.1, "detect": 40.2, "classify": 3.3}}',
-                     now() - ({n} - g) * interval '2 seconds' + interval '80 milliseconds', g, 1
+                     now() - ({n} - g) * interval '2 seconds' + interval '80 milliseconds', g, 1, false, ''
               FROM (SELECT g, ((hashint4(g)::bigint & 2147483647) % 1000000) / 1000000.0 AS p
                     FROM generate_series(1, {n}) g) s;
             """,
@@ -354,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
         benchkit.postgres_recreate(DATABASE)
         seed(database_url, args.predictions, args.open_cases, data_dir)
     benchkit.django_inprocess(benchkit.site_env(data_dir, database_url=database_url))
+    # Unit settings through the ORM, not SQL: every column the app adds gets its default.
+    from triage.models import UnitSettings
+
+    for unit_id in range(1, UNITS + 1):
+        UnitSettings.objects.update_or_create(
+            unit_id=unit_id, defaults={"threshold": THRESHOLD, "claim_timeout_minutes": 10}
+        )
     worst: dict[str, float] = {}
     queries: dict[str, set[int]] = {}
     try:

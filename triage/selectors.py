@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q
 
-from triage.models import Device, ModelVersion, Neonate, Unit
+from triage.models import Device, Frame, ModelVersion, Neonate, Unit
 
 
 def active_model_for_unit(*, unit: Unit | None, kind: str = ModelVersion.Kind.CLASSIFIER) -> ModelVersion | None:
@@ -126,6 +126,84 @@ def alerts_open(*, user):
     return qs.filter(unit_id=user.unit_id).order_by("-created_at")
 
 
+def alert_escalation_receiver(*, user) -> bool:
+    """Whether ``user`` receives the unit's escalated alerts: its charge nurses, else its unit admins.
+
+    Mirrors :func:`triage.services.alerts.alert_escalation_recipients` (who the audit row names).
+    """
+    from triage.models import Role, User
+
+    if not user.is_active or user.unit_id is None:
+        return False
+    if user.is_charge_nurse:
+        return True
+    if user.role != Role.UNIT_ADMIN:
+        return False
+    return not User.objects.filter(unit_id=user.unit_id, is_active=True, is_charge_nurse=True).exists()
+
+
+ALERT_POLL_SECONDS = 10
+"""How often every page asks for the open-alert counts (GET /api/v1/alerts/summary/)."""
+
+
+@dataclass(frozen=True)
+class AlertBadge:
+    """The open-alert count every page shows in its top bar (and the escalation banner)."""
+
+    open: int
+    escalated: int
+    newest_id: int | None
+    newest_escalated_id: int | None
+    for_me: bool
+    """This user receives escalations (charge nurse, or unit admin of a unit without one)."""
+
+
+def alert_badge(*, user) -> AlertBadge:
+    """Open and escalated alerts of the user's unit: one aggregate query (two for a unit admin)."""
+    from django.db.models import Count, Max
+
+    escalated = Q(escalated_at__isnull=False)
+    row = (
+        alerts_open(user=user)
+        .order_by()
+        .aggregate(
+            open=Count("pk"),
+            escalated=Count("pk", filter=escalated),
+            newest=Max("pk"),
+            newest_escalated=Max("pk", filter=escalated),
+        )
+    )
+    return AlertBadge(
+        open=row["open"],
+        escalated=row["escalated"],
+        newest_id=row["newest"],
+        newest_escalated_id=row["newest_escalated"],
+        for_me=bool(row["escalated"]) and alert_escalation_receiver(user=user),
+    )
+
+
+def alert_brief(*, user, pk: int | None) -> dict | None:
+    """What a browser notification may say about an alert: bed, source, time (never the MRN)."""
+    if pk is None:
+        return None
+    row = (
+        alerts_open(user=user)
+        .filter(pk=pk)
+        .values("pk", "neonate__bed", "source", "created_at", "escalated_at", "assessment__total")
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "id": row["pk"],
+        "bed": row["neonate__bed"] or "",
+        "source": row["source"],
+        "nips_total": row["assessment__total"],
+        "created_at": row["created_at"],
+        "escalated_at": row["escalated_at"],
+    }
+
+
 def model_versions_visible(*, user):
     """Registered models: global ones and those of the user's unit (all for ML engineers)."""
     from triage.models import Role
@@ -204,3 +282,38 @@ def camera_tokens(*, unit: Unit) -> list[CameraTokens]:
         if len(by_user[token.user_id]) < CAMERA_TOKENS_SHOWN:
             by_user[token.user_id].append(token)
     return [CameraTokens(device=camera, tokens=by_user[camera.user_id]) for camera in cameras]
+
+
+def beds_without_face(*, unit: Unit, since: datetime) -> list[dict]:
+    """Babies whose camera sees no face now: their newest frame since ``since`` found no face.
+
+    One aggregate query over the frames received since ``since`` (the ``(unit, -received_at)``
+    index: a few minutes of frames, not the unit's history). Each row: ``neonate_id``, ``bed``,
+    ``mrn``, ``frames`` (no-face frames in the window), ``last_no_face``, ``last_face`` (or None).
+    """
+    from django.db.models import Count, Max, Q
+
+    no_face = Q(status=Frame.Status.NO_FACE)
+    rows = (
+        Frame.objects.filter(unit=unit, received_at__gte=since, captured_at__gte=since)
+        .filter(no_face | Q(status=Frame.Status.DONE))
+        .values("neonate_id", "neonate__bed", "neonate__mrn")
+        .annotate(
+            frames=Count("pk", filter=no_face),
+            last_no_face=Max("captured_at", filter=no_face),
+            last_face=Max("captured_at", filter=Q(status=Frame.Status.DONE)),
+        )
+        .order_by("neonate__bed", "neonate__mrn")
+    )
+    return [
+        {
+            "neonate_id": row["neonate_id"],
+            "bed": row["neonate__bed"] or "—",
+            "mrn": row["neonate__mrn"],
+            "frames": row["frames"],
+            "last_no_face": row["last_no_face"],
+            "last_face": row["last_face"],
+        }
+        for row in rows
+        if row["last_no_face"] and (row["last_face"] is None or row["last_no_face"] > row["last_face"])
+    ]

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotations import queue_time, selectors
-from triage.selectors import cameras_health
+from triage.selectors import beds_without_face, cameras_health
 from triage.services import unit_settings_get
 from triage.templatetags.neopain_ui import ago_text, local_stamp, prob
 from triage.views.access import CLINICAL, has_role, is_poll, page_number
@@ -108,10 +108,13 @@ def dashboard(request):
         stale_after = queue_time.stale_after_minutes_for(unit_id=user.unit_id)
     groups = queue_time.queue_groups(user=user, stale_after_minutes=stale_after)
     total = groups.total
-    queue = queue_time.queue_time_ordered(selectors.queue_for_nurse(user=user), groups=groups)
     pages = max(1, -(-total // QUEUE_LIMIT))
     page = min(page_number(request), pages)  # the queue shrank under a later page: its last page
-    offset = (page - 1) * QUEUE_LIMIT
+    # Only the groups this page cuts are read, at their own offset.
+    queue, offset = queue_time.queue_time_window(
+        selectors.queue_for_nurse(user=user), groups=groups, offset=(page - 1) * QUEUE_LIMIT, limit=QUEUE_LIMIT
+    )
+    first_shown = (page - 1) * QUEUE_LIMIT
     # The groups are part of what is shown: a frame turning stale moves it, so the poll swaps.
     shown = f"{total}|{groups.key()}"
     polled = request.GET.get("v") if is_poll(request) else None
@@ -121,19 +124,22 @@ def dashboard(request):
         selectors.queue_page_ids(queue, offset=offset, limit=QUEUE_LIMIT), values=QUEUE_ROW_VALUES
     )
     fingerprint = selectors.queue_fingerprint(cases, total=shown)
-    rows = _queue_rows(cases, user=user, groups=groups, offset=offset)
+    rows = _queue_rows(cases, user=user, groups=groups, offset=first_shown)
+    # Beds whose camera sees no face: no frame reaches the queue, so the nurse is told per bed.
+    no_face = beds_without_face(unit=user.unit, since=groups.cutoff) if user.unit_id else []
     context = {
         "rows": rows,
         "total": total,
+        "no_face_beds": no_face,
         "fresh_total": groups.fresh_total,
         "stale_total": groups.stale_total,
         "stale_after": stale_after,
         "page": page,
         "pages": pages,
-        "first_shown": offset + 1,
-        "last_shown": offset + len(rows),
-        "more_after": max(0, total - offset - len(rows)),
-        "next_count": min(QUEUE_LIMIT, max(0, total - offset - len(rows))),
+        "first_shown": first_shown + 1,
+        "last_shown": first_shown + len(rows),
+        "more_after": max(0, total - first_shown - len(rows)),
+        "next_count": min(QUEUE_LIMIT, max(0, total - first_shown - len(rows))),
         "queue_limit": QUEUE_LIMIT,
         "fingerprint": fingerprint,
         "poll_seconds": POLL_SECONDS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
@@ -57,8 +58,11 @@ def fhir_exception_handler(exc, context):
     return response
 
 
+@extend_schema(exclude=True)
 class FhirApi(APIView):
-    """A FHIR endpoint: nurses and unit admins of a unit (superusers: every unit); others 403, anonymous 401."""
+    """A FHIR endpoint: nurses and unit admins of a unit (superusers: every unit); others 403, anonymous 401.
+
+    Left out of /api/schema/: FHIR describes itself (``GET /fhir/metadata``, the CapabilityStatement)."""
 
     renderer_classes = [FhirJsonRenderer]
     content_negotiation_class = FhirNegotiation

@@ -61,6 +61,9 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     ("api-case-claim", "POST"): (200, 404, 403, 403, 403, 401),
     ("api-case-release", "POST"): (200, 404, 200, 403, 403, 401),
     ("api-case-assessment", "POST"): (201, 404, 403, 403, 403, 401),
+    # Nobody holds the shared case, so the nurse's heartbeat answers 409 ("claim it first").
+    ("api-case-heartbeat", "POST"): (409, 404, 403, 403, 403, 401),
+    ("api-case-bedside", "POST"): (200, 404, 403, 403, 403, 401),
     ("api-alert-acknowledge", "POST"): (200, 404, 200, 403, 403, 401),
     ("api-assessment-export", "GET"): (200, 200, 200, 403, 403, 401),
     ("schema", "GET"): (200, 200, 200, 200, 200, 401),
@@ -69,6 +72,8 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
 
 # The one route open to anonymous callers, on purpose: load balancers probe it. It says "ok" and nothing else.
 PUBLIC_API_ROUTES = {"api-health"}
+# FHIR servers answer ``GET /fhir/metadata`` (their CapabilityStatement, no patient data) to anyone (FHIR R4 3.1.0.1.7).
+PUBLIC_PAGES = {"fhir/metadata"}
 
 # Which fixture object fills the ``pk`` of each route with one.
 PK_OBJECT = {
@@ -80,6 +85,8 @@ PK_OBJECT = {
     "api-case-claim": "case",
     "api-case-release": "case",
     "api-case-assessment": "case",
+    "api-case-heartbeat": "case",
+    "api-case-bedside": "case",
     "api-alert-acknowledge": "alert",
 }
 
@@ -227,10 +234,17 @@ def test_every_page_sends_anonymous_visitors_to_sign_in(north):
 
     client = Client()
     leaks = {}
-    values = {"pk": north["case"].pk, "case_id": north["case"].pk, "id": 1, "object_id": 1, "content_type_id": 1}
+    values = {
+        "pk": north["case"].pk,
+        "case_id": north["case"].pk,
+        "id": 1,
+        "object_id": 1,
+        "content_type_id": 1,
+        "name": "Observation.ndjson",
+    }
     checked = 0
     for route in all_routes():
-        if route.is_api or route.view_class is NeoPainLoginView:
+        if route.is_api or route.view_class is NeoPainLoginView or route.route in PUBLIC_PAGES:
             continue
         path = route.path(**values)
         response = client.get(path, follow=True)
@@ -257,6 +271,7 @@ STATEFUL = {
     ("api-case-claim", "POST"),
     ("api-case-release", "POST"),
     ("api-case-assessment", "POST"),
+    ("api-case-bedside", "POST"),
     ("api-alert-acknowledge", "POST"),
 }
 
@@ -323,6 +338,8 @@ _CROSS_UNIT_REACHES = {
     ("POST", "api-case-claim", "case"): ("nurse",),
     ("POST", "api-case-release", "case"): ("nurse", "unit_admin"),
     ("POST", "api-case-assessment", "case"): ("nurse",),
+    ("POST", "api-case-heartbeat", "case"): ("nurse",),
+    ("POST", "api-case-bedside", "case"): ("nurse",),
     ("POST", "api-alert-acknowledge", "alert"): ("nurse", "unit_admin"),
 }
 CROSS_UNIT = [(who, method, name, obj) for (method, name, obj), whos in _CROSS_UNIT_REACHES.items() for who in whos]

@@ -92,6 +92,9 @@ def celery_worker_process(tmp_path, settings):
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "NEOPAIN_SALIENCY": "1",
         "PYTHONUNBUFFERED": "1",
+        # The worker's own metrics endpoint (issue 18): read after the frame is scored.
+        "NEOPAIN_WORKER_METRICS_PORT": str(metrics_port := free_port()),
+        "NEOPAIN_METRICS_TOKEN": E2E_METRICS_TOKEN,
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
@@ -122,6 +125,7 @@ def celery_worker_process(tmp_path, settings):
             start_new_session=True,
         )
     process.log_path = log_path
+    process.metrics_port = metrics_port
     yield process
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -130,6 +134,27 @@ def celery_worker_process(tmp_path, settings):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+E2E_METRICS_TOKEN = "e2e-metrics-token-0123456789"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def worker_metrics(process) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{process.metrics_port}/metrics", headers={"Authorization": f"Bearer {E2E_METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.read().decode()
 
 
 def worker_log(process) -> str:
@@ -188,3 +213,6 @@ def test_an_upload_over_http_is_scored_by_a_real_worker_and_routed(
         assert prediction["confidence"] >= prediction["threshold"]
         assert Alert.objects.filter(prediction=row).exists() == (prediction["label"] == "pain")
     assert "frame_process" in worker_log(celery_worker_process)
+    scraped = worker_metrics(celery_worker_process)  # the worker's own figures moved with the frame
+    assert f'neopain_inference_batch_size_sum{{model_version="{model.label}"}} 1.0' in scraped, scraped[-2000:]
+    assert 'neopain_worker_frames_total{outcome="done"} 1.0' in scraped

@@ -206,3 +206,43 @@ def test_the_stale_setting_is_editable_in_the_api_and_the_form(client_for, brows
     page = html(browser_for(unit_admin).get("/unit/settings/"))
     assert 'name="stale_after_minutes"' in page and "Frame stale after (minutes)" in page
     assert UnitSettings.objects.get(unit=unit).stale_after_minutes == 15
+
+
+# --- beds whose camera sees no face ------------------------------------------------------------
+
+
+def test_a_bed_whose_newest_frames_have_no_face_is_named_on_the_queue(browser_for, nurse, babies, model):
+    from tests.factories import FrameFactory
+
+    now = timezone.now()
+    one, two, three = babies
+    FrameFactory(neonate=one, status="done", captured_at=now - timedelta(minutes=6))
+    for minutes in (4, 2, 1):
+        FrameFactory(neonate=one, status="no_face", captured_at=now - timedelta(minutes=minutes))
+    FrameFactory(neonate=two, status="no_face", captured_at=now - timedelta(minutes=5))
+    FrameFactory(neonate=two, status="done", captured_at=now - timedelta(minutes=1))  # a face again: no warning
+    FrameFactory(neonate=three, status="no_face", captured_at=now - timedelta(minutes=30))  # outside the window
+    page = html(browser_for(nurse).get("/"))
+    assert page.count("data-no-face-bed=") == 1
+    assert 'data-no-face-bed="1"' in page and "camera sees no face" in page
+    assert "3 frames without a face, the latest <time" in page and "last face <time" in page
+
+
+def test_pages_read_only_the_groups_they_cut_and_add_up_to_the_whole_order(nurse, unit, model):
+    from annotations import queue_time, selectors
+    from tests.factories import NeonateFactory
+
+    babies = [NeonateFactory(unit=unit, bed=f"B{i}") for i in range(4)]
+    for i in range(23):
+        make_case(neonate=babies[i % 4], model=model, p_pain=0.45 + (i % 7) / 100, age_minutes=(i * 3) % 40, crop=False)
+    groups = queue_time.queue_groups(user=nurse, stale_after_minutes=10)
+    whole = list(
+        queue_time.queue_time_ordered(selectors.queue_for_nurse(user=nurse), groups=groups).values_list("pk", flat=True)
+    )
+    paged = []
+    for offset in range(0, 23, 7):
+        window, local = queue_time.queue_time_window(
+            selectors.queue_for_nurse(user=nurse), groups=groups, offset=offset, limit=7
+        )
+        paged += list(window.values_list("pk", flat=True)[local : local + 7])
+    assert paged == whole and len(whole) == 23

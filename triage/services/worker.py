@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from triage.metrics.instruments import batch_observe, frames_outcome_count
 from triage.models import Frame, ModelVersion
 from triage.services.baselines import baselines_apply, baselines_update
 from triage.services.claims import frames_claim, frames_fail, frames_release
@@ -140,6 +141,7 @@ def frames_process(*, frame_ids: list[int], batch_max: int | None = None) -> dic
     except SoftTimeLimitExceeded:
         frames_fail(frame_ids=sorted(pending), reason="time limit exceeded")
         counts["failed"] += len(pending)
+        frames_outcome_count(counts)
         return counts
     except (DatabaseError, OSError) as exc:
         try:
@@ -150,6 +152,7 @@ def frames_process(*, frame_ids: list[int], batch_max: int | None = None) -> dic
     except Exception:
         frames_fail(frame_ids=sorted(pending), reason="internal error while scoring (see worker log)")
         raise
+    frames_outcome_count(counts)
     return counts
 
 
@@ -181,9 +184,9 @@ def _frames_score_batch(*, frames: list, classifier: ModelVersion, detector: Mod
     outcomes = pipeline.run_batch(images)
     # A model that judges frames against the baby's own resting face: rescore against it.
     baselines_apply(frames=readable, outcomes=outcomes, classifier=classifier, pipeline=pipeline)
-    logger.info(
-        "scored %d frames with %s in %.0f ms", len(readable), classifier.label, (time.perf_counter() - started) * 1000
-    )
+    seconds = time.perf_counter() - started
+    batch_observe(model_version=classifier.label, seconds=seconds, size=len(readable))
+    logger.info("scored %d frames with %s in %.0f ms", len(readable), classifier.label, seconds * 1000)
     results = predictions_record(
         frames=readable,
         outcomes=outcomes,
