@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triage', '0015_h13a_bedside'),
+        ('triage', '0016_h13c_alert_escalation'),
     ]
 
     operations = [
