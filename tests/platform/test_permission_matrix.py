@@ -57,6 +57,9 @@ MATRIX = {
     "GET fhir export": [403, 403, 202, 403, 403, 202, 401],
     # Go to the cot (issue 13): nurses (and superusers, as for claims); another unit's case is a 404.
     "POST case bedside": [200, 404, 403, 403, 403, 200, 401],
+    # Double-scoring disagreements (issue 13): clinicians; the review by anyone of the unit but its scorers.
+    "GET disagreements": [200, 200, 200, 403, 403, 200, 401],
+    "POST disagreement review": [200, 404, 200, 403, 403, 200, 401],
 }
 
 
@@ -73,9 +76,24 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     prediction = PredictionFactory(frame=FrameFactory(neonate=neonate), model_version=model)
     practitioner = UserFactory(username="fhir-nurse", role="nurse", unit=neonate.unit)
     alert = AlertFactory(neonate=neonate, source="auto", prediction=prediction)
-    from tests.factories import TriageCaseFactory
+    from annotations.models import ScoreDisagreement
+    from tests.factories import NeonateFactory, NipsAssessmentFactory, TriageCaseFactory
 
     case = TriageCaseFactory(prediction=prediction)
+    disputed = TriageCaseFactory(
+        # Another baby of the unit: the FHIR search test counts this one's observations.
+        prediction=PredictionFactory(
+            frame=FrameFactory(neonate=NeonateFactory(unit=neonate.unit, mrn="DISPUTED-1")), model_version=model
+        ),
+        status="decided",
+        assessments_required=2,
+    )
+    scorers = [UserFactory(username=f"scorer-{i}", role="nurse", unit=neonate.unit) for i in range(2)]
+    first, second = (
+        NipsAssessmentFactory(case=disputed, nurse=scorer, pain=pain, total=total)
+        for scorer, pain, total in zip(scorers, (True, False), (5, 1), strict=True)
+    )
+    ScoreDisagreement.objects.create(case=disputed, unit=neonate.unit, first=first, second=second)
     return {
         "frame": frame,
         "clip": clip,
@@ -84,6 +102,7 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
         "practitioner": practitioner,
         "alert": alert,
         "case": case,
+        "disputed": disputed,
     }
 
 
@@ -131,6 +150,10 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/schema/")
     if key == "GET fhir export":
         return client.get("/fhir/$export", HTTP_PREFER="respond-async")
+    if key == "GET disagreements":
+        return client.get("/api/v1/disagreements/")
+    if key == "POST disagreement review":
+        return client.post(f"/api/v1/cases/{objects['disputed'].pk}/disagreement/review/", {}, format="json")
     if key == "POST case bedside":
         return client.post(f"/api/v1/cases/{objects['case'].pk}/bedside/")
     if key.startswith("GET fhir"):
