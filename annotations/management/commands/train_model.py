@@ -85,6 +85,9 @@ class Command(TrainingCommand):
             dataset.update({"source": source_name, "skipped_no_face": len(crops.skipped)})
             if info.get("excluded"):
                 dataset["excluded"] = info["excluded"]
+            for key in ("label_source", "label_sources", "methods"):  # where the nurse labels came from
+                if key in info:
+                    dataset[key] = info[key]
             self.stdout.write(
                 f"Training {config.backbone} (recipe {config.recipe}, fine-tune {config.finetune}, lr {config.lr:g}, "
                 f"backbone lr {config.backbone_lr or config.lr:g}, up to {config.epochs} epochs, "
