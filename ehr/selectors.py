@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from annotations.models import NipsAssessment
 from triage.models import Alert, ModelVersion, Neonate, Prediction, TriageCase, User
@@ -76,13 +77,28 @@ class ObservationQuery:
     since: datetime | None = None
 
 
-def _filtered(qs, *, query: ObservationQuery, prefix: str, updated_field: str):
+#: A nurse's effective time: when she observed the baby (bedside) if recorded, else the frame's capture.
+NIPS_EFFECTIVE = Coalesce("observed_at", "case__prediction__frame__captured_at")
+#: NeoPain code -> assessment kinds: a full NIPS has a total; face-only and partial reviews do not.
+NIPS_CODES = {"nips-total": ("nips",), "nips-review": ("face_only", "partial")}
+
+
+def _nips_filtered(unit_id: int | None, query: ObservationQuery):
+    qs = nips_assessments(unit_id=unit_id).annotate(effective=NIPS_EFFECTIVE)
+    if query.codes:
+        qs = qs.filter(kind__in=[kind for code in query.codes for kind in NIPS_CODES.get(code, ())])
+    return _filtered(
+        qs, query=query, prefix="case__prediction__frame__", updated_field="created_at", time_field="effective"
+    )
+
+
+def _filtered(qs, *, query: ObservationQuery, prefix: str, updated_field: str, time_field: str | None = None):
     if query.patient:
         ref = query.patient.removeprefix("Patient/")
         by_mrn = Q(**{f"{prefix}neonate__mrn": query.patient})
         qs = qs.filter(by_mrn | Q(**{f"{prefix}neonate_id": int(ref)}) if ref.isdigit() else by_mrn)
     for op, value in query.date_filters:
-        qs = qs.filter(**{f"{prefix}captured_at__{op}": value})
+        qs = qs.filter(**{f"{time_field or prefix + 'captured_at'}__{op}": value})
     if query.since is not None:
         qs = qs.filter(**{f"{updated_field}__gte": query.since})
     return qs
@@ -99,16 +115,12 @@ def observation_search(*, unit_id: int | None, query: ObservationQuery, offset: 
     limit = offset + count
     keys: list[tuple] = []
     total = 0
-    if not query.codes or "nips-total" in query.codes:
-        nips = _filtered(
-            nips_assessments(unit_id=unit_id),
-            query=query,
-            prefix="case__prediction__frame__",
-            updated_field="created_at",
-        )
+    if not query.codes or query.codes & set(NIPS_CODES):
+        nips = _nips_filtered(unit_id, query)
         total += nips.count()
-        at = "case__prediction__frame__captured_at"
-        keys += [(when, "nips", pk) for pk, when in nips.order_by(f"-{at}", "-pk").values_list("pk", at)[:limit]]
+        keys += [
+            (when, "nips", pk) for pk, when in nips.order_by("-effective", "-pk").values_list("pk", "effective")[:limit]
+        ]
     if not query.codes or "ai-pain-verdict" in query.codes:
         ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
         total += ai.count()
@@ -135,9 +147,7 @@ def export_rows(*, unit_id: int | None, since: datetime | None):
     are new since then or that those Observations reference (a client can resolve every reference).
     """
     query = ObservationQuery(since=since)
-    nips = _filtered(
-        nips_assessments(unit_id=unit_id), query=query, prefix="case__prediction__frame__", updated_field="created_at"
-    )
+    nips = _nips_filtered(unit_id, query)
     ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
     patients, people, models = neonates(unit_id=unit_id), practitioners(unit_id=unit_id), devices(unit_id=unit_id)
     if since is not None:
