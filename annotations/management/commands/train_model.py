@@ -85,6 +85,9 @@ class Command(TrainingCommand):
             dataset.update({"source": source_name, "skipped_no_face": len(crops.skipped)})
             if info.get("excluded"):
                 dataset["excluded"] = info["excluded"]
+            for key in ("label_source", "label_sources", "methods"):  # where the nurse labels came from
+                if key in info:
+                    dataset[key] = info[key]
             model_line = (
                 "the facial-action model (face mesh, L2 logistic regression"
                 if options["features"] == "actions"
