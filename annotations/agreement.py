@@ -14,7 +14,7 @@ def agreement_by_model_version(*, unit: Unit) -> list[dict[str, Any]]:
     """Cohen's kappa per model version: nurse vs nurse (double-scored cases) and model vs nurse.
 
     Rows ``{"model_version_id", "label", "status", "n_double_scored", "kappa_nurse_nurse",
-    "agreement_nurse_nurse", "n_model_nurse", "kappa_model_nurse", "agreement_model_nurse",
+    "agreement_nurse_nurse", "n_disagreements", "n_disagreements_reviewed", "n_model_nurse", "kappa_model_nurse", "agreement_model_nurse",
     "n_audit", "accuracy_audit", "kappa_audit", "n_uncertain", "agreement_uncertain"}``, newest
     model first. ``*_model_nurse`` pools every nurse-decided case. The live accuracy is
     ``accuracy_audit`` (with ``n_audit``): on blind audit cases, a random share of automatic
@@ -26,16 +26,22 @@ def agreement_by_model_version(*, unit: Unit) -> list[dict[str, Any]]:
 
     cases = (
         TriageCase.objects.filter(unit=unit, status=TriageCase.Status.DECIDED)
-        .select_related("prediction__model_version")
+        .select_related("prediction__model_version", "disagreement")
         .prefetch_related(Prefetch("assessments", queryset=NipsAssessment.objects.order_by("created_at", "id")))
     )
     per_model: dict[int, dict[str, Any]] = {}
     for case in cases:
         version = case.prediction.model_version
-        entry = per_model.setdefault(version.pk, {"version": version, "pairs": [], "model": [], "audit": []})
+        entry = per_model.setdefault(
+            version.pk, {"version": version, "pairs": [], "model": [], "audit": [], "reviewed": 0}
+        )
+        # Each scorer's verdict: the NIPS rule for a full observation, her own call for a face-only
+        # or partial review. A pair that disagrees is flagged to the charge nurse and counts here.
         verdicts = [a.pain for a in case.assessments.all() if a.pain is not None]
         if len(verdicts) >= 2:
             entry["pairs"].append((verdicts[0], verdicts[1]))
+            flag = getattr(case, "disagreement", None)
+            entry["reviewed"] += bool(flag and flag.reviewed_at)
         if case.final_pain is not None:
             pair = (case.prediction.label == Prediction.Label.PAIN, bool(case.final_pain))
             entry["audit" if case.is_audit else "model"].append(pair)
@@ -52,6 +58,8 @@ def agreement_by_model_version(*, unit: Unit) -> list[dict[str, Any]]:
                 "n_double_scored": len(pairs),
                 "kappa_nurse_nurse": cohen_kappa([a for a, _ in pairs], [b for _, b in pairs]),
                 "agreement_nurse_nurse": _share_equal(pairs),
+                "n_disagreements": sum(a != b for a, b in pairs),
+                "n_disagreements_reviewed": entry["reviewed"],
                 "n_model_nurse": len(model),
                 "kappa_model_nurse": cohen_kappa([a for a, _ in model], [b for _, b in model]),
                 "agreement_model_nurse": _share_equal(model),

@@ -4,6 +4,7 @@ from django.urls import path
 
 from annotations import apis
 from annotations.apis.bedside import CaseBedsideApi
+from annotations.apis.disagreements import DisagreementListApi, DisagreementReviewApi
 
 urlpatterns = [
     path("cases/", apis.CaseListApi.as_view(), name="api-case-list"),
@@ -13,6 +14,8 @@ urlpatterns = [
     path("cases/<int:pk>/heartbeat/", apis.CaseHeartbeatApi.as_view(), name="api-case-heartbeat"),
     path("cases/<int:pk>/assessment/", apis.AssessmentCreateApi.as_view(), name="api-case-assessment"),
     path("cases/<int:pk>/bedside/", CaseBedsideApi.as_view(), name="api-case-bedside"),
+    path("cases/<int:pk>/disagreement/review/", DisagreementReviewApi.as_view(), name="api-case-disagreement-review"),
+    path("disagreements/", DisagreementListApi.as_view(), name="api-disagreement-list"),
     path("alerts/<int:pk>/acknowledge/", apis.AlertAcknowledgeApi.as_view(), name="api-alert-acknowledge"),
     path("assessments/export.csv", apis.AssessmentExportApi.as_view(), name="api-assessment-export"),
 ]

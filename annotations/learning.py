@@ -85,6 +85,13 @@ def retrain_from_assessments(
     scope = unit.code if unit else "all"
     with tempfile.TemporaryDirectory(prefix="neopain-export-") as tmp:
         summary = training_set_export(unit=unit, out_dir=tmp)
+        logger.info(
+            "retraining %s on %s labels; labels by source %s; by observation method %s",
+            scope,
+            summary["label_source"],
+            summary["label_sources"],
+            summary["methods"],
+        )
         if summary["n_images"] == 0:
             raise tr.DatasetError(f"no usable nurse-labelled frames for {scope} (excluded: {summary['excluded']})")
         images = tr.dataset_read(tmp)
@@ -94,6 +101,8 @@ def retrain_from_assessments(
             "source": "nurse assessments",
             "unit": unit.code if unit else None,
             "excluded": summary["excluded"],
+            "label_source": summary["label_source"],
+            "label_sources": summary["label_sources"],
         }
         dataset.pop("per_subject", None)
         trained = tr.train_model(

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from annotations.observations import KIND_LABELS, METHOD_LABELS, NIPS_ITEMS, Kind, Method, nips_total
 
-__all__ = ["NIPS_ITEMS", "FaceBoxCorrection", "NipsAssessment"]
+__all__ = ["NIPS_ITEMS", "FaceBoxCorrection", "NipsAssessment", "ScoreDisagreement"]
 
 
 class NipsAssessment(models.Model):
@@ -108,3 +108,29 @@ class FaceBoxCorrection(models.Model):
 
     def __str__(self) -> str:
         return f"Face box {self.pk} by {self.nurse_id} on frame {self.frame_id}"
+
+
+class ScoreDisagreement(models.Model):
+    """Two blind scores of a double-scored case that disagree on pain: flagged to the charge nurse (issue 13).
+
+    Both verdicts are kept as scored (the case's final verdict stays "pain if either says pain");
+    the flag waits until someone who did not score the case marks it reviewed.
+    """
+
+    case = models.OneToOneField("triage.TriageCase", on_delete=models.PROTECT, related_name="disagreement")
+    unit = models.ForeignKey("triage.Unit", on_delete=models.PROTECT, related_name="+")
+    first = models.ForeignKey(NipsAssessment, on_delete=models.PROTECT, related_name="+")
+    second = models.ForeignKey(NipsAssessment, on_delete=models.PROTECT, related_name="+")
+    flagged_at = models.DateTimeField(default=timezone.now)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    review_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-flagged_at"]
+        indexes = [models.Index(fields=["unit", "reviewed_at", "-flagged_at"], name="disagreement_open")]
+
+    def __str__(self) -> str:
+        return f"Disagreement on case {self.case_id}{' (reviewed)' if self.reviewed_at else ''}"

@@ -9,7 +9,7 @@ import hashlib
 from datetime import date, datetime, time, timedelta
 
 from django.core.paginator import Paginator
-from django.db.models import Count, F, IntegerField, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models import Case, Count, F, IntegerField, Min, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
@@ -263,23 +263,55 @@ def assessments_visible(*, user: User, case: TriageCase) -> list[NipsAssessment]
     return [a for a in rows if a.nurse_id == user.pk]
 
 
+ALERT_SEVERE_NIPS = 5
+"""NIPS total from which a nurse-confirmed alert is severe pain (clinical guides: 3-4 mild to moderate, >= 5 severe)."""
+
+
 def alerts_for_unit(*, user: User, unit: Unit | None = None, include_acknowledged_hours: int = 24) -> QuerySet:
-    """Open alerts first (newest first), then those acknowledged within the last hours."""
+    """Open alerts, most severe first; then those acknowledged within the last hours, newest first.
+
+    Open alerts are ranked by ``severity`` (3: nurse-confirmed NIPS >= 5, severe pain; 2: nurse-
+    confirmed pain below that; 1: automatic, the model's pain not yet seen by a nurse), then the
+    NIPS total, then the one waiting longest first: escalation goes by waiting time, so should
+    the eye. Each row carries what its card shows (scorer, items, frame time, case) in one query.
+    """
     since = timezone.now() - timedelta(hours=include_acknowledged_hours)
     qs = _scope(Alert.objects.all(), user)
     if unit is not None:
         qs = qs.filter(unit=unit)
+    severity = Case(
+        When(source=Alert.Source.NURSE, assessment__total__gte=ALERT_SEVERE_NIPS, then=Value(3)),
+        When(source=Alert.Source.NURSE, then=Value(2)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
     return (
         qs.filter(Q(acknowledged_at__isnull=True) | Q(acknowledged_at__gte=since))
-        .select_related("neonate", "acknowledged_by", "assessment", "prediction")
-        .order_by(F("acknowledged_at").desc(nulls_first=True), "-last_event_at", "-id")
+        .select_related(
+            "neonate",
+            "acknowledged_by",
+            "assessment__nurse",
+            "prediction__frame",
+            "prediction__model_version",
+            "prediction__case",
+        )
+        .annotate(severity=severity)
+        .order_by(
+            F("acknowledged_at").desc(nulls_first=True),
+            "-severity",
+            F("assessment__total").desc(nulls_last=True),
+            "created_at",
+            "-id",
+        )
     )
 
 
 def alerts_fingerprint(alerts) -> str:
     digest = hashlib.sha256()
     for alert in alerts:
-        digest.update(f"{alert.pk}:{alert.suppressed_count}:{alert.acknowledged_at}:{alert.last_event_at};".encode())
+        digest.update(
+            f"{alert.pk}:{alert.suppressed_count}:{alert.acknowledged_at}:{alert.last_event_at}:{alert.escalated_at};".encode()
+        )
     return digest.hexdigest()[:16]
 
 

@@ -23,6 +23,7 @@ from annotations.assessment_input import (
     observed_at_clean,
 )
 from annotations.bedside_selectors import bedside_related_cases
+from annotations.disagreements import disagreement_flag
 from annotations.models import FaceBoxCorrection, NipsAssessment
 from annotations.observations import Kind, Method, ObservationError, method_parse, observation_verdict
 from triage.models import Alert, Frame, Role, TriageCase, User
@@ -354,6 +355,7 @@ def assessment_record(
             after={"status": case.status, "final_pain": case.final_pain, "assessments": len(all_assessments)},
             request=request,
         )
+        disagreement_flag(case=case, assessments=all_assessments, now=now)
     if assessment.pain and source is None:
         alert_raise(
             neonate=case.neonate, source=Alert.Source.NURSE, assessment=assessment, prediction=case.prediction, at=now

@@ -26,6 +26,7 @@ ward_urlpatterns = [
     path("cases/<int:pk>/claim/", views.case_claim, name="case_claim"),
     path("cases/<int:pk>/release/", views.case_release, name="case_release"),
     path("cases/<int:pk>/bedside/", views.case_bedside, name="case_bedside"),
+    path("cases/<int:pk>/disagreement/review/", views.case_disagreement_review, name="case_disagreement_review"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/<int:pk>/acknowledge/", views.alert_acknowledge, name="alert_acknowledge"),
     path("neonates/", views.neonates, name="neonates"),

@@ -39,6 +39,8 @@ ISSUE_TYPE = {
 #: NeoPain's own codes, with their displays (also served as ``GET /fhir/CodeSystem/neopain``).
 CODES: dict[str, str] = {
     "nips-total": "Neonatal Infant Pain Scale (NIPS) total score",
+    "nips-review": "NIPS items observed without a total (face-only review or partial observation)",
+    "nips-kind": "Kind of nurse observation (NIPS, face only, partial)",
     "nips-face": "NIPS facial expression",
     "nips-cry": "NIPS cry",
     "nips-breathing": "NIPS breathing pattern",
@@ -142,6 +144,8 @@ def nips_observation(assessment: NipsAssessment) -> dict:
         components.append(component)
     components.append({"code": _concept("nips-intubated"), "valueBoolean": bool(assessment.intubated)})
     components.append({"code": _concept("nips-rule"), "valueString": assessment.rule})
+    components.append({"code": _concept("nips-kind"), "valueString": assessment.kind_label})
+    full = assessment.kind == "nips"
     observation: dict = {
         "resourceType": "Observation",
         "id": f"nips-{assessment.pk}",
@@ -149,12 +153,13 @@ def nips_observation(assessment: NipsAssessment) -> dict:
         "identifier": [{"system": identifier_system("observation"), "value": f"nips-{assessment.pk}"}],
         "status": "final",
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "survey", "display": "Survey"}]}],
-        "code": _concept("nips-total"),
+        "code": _concept("nips-total" if full else "nips-review"),
         "subject": patient_reference(case.neonate),
-        "effectiveDateTime": instant(case.prediction.frame.captured_at),
+        # When the nurse observed the baby (at the cot, on video) if she recorded it, else the frame's capture.
+        "effectiveDateTime": instant(assessment.observed_at or case.prediction.frame.captured_at),
         "issued": instant(assessment.created_at),
         "performer": [practitioner_reference(assessment.nurse)],
-        "method": _concept("nips"),
+        "method": {"coding": [_coding("nips")], "text": f"NIPS, {assessment.method_label}"},
         "derivedFrom": [observation_reference(f"ai-{case.prediction_id}")],
         "component": components,
     }

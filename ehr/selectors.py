@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import CharField, F, Q, Value
+from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from annotations.models import NipsAssessment
 from triage.models import Alert, ModelVersion, Neonate, Prediction, TriageCase, User
@@ -76,13 +77,28 @@ class ObservationQuery:
     since: datetime | None = None
 
 
-def _filtered(qs, *, query: ObservationQuery, prefix: str, updated_field: str):
+#: A nurse's effective time: when she observed the baby (bedside) if recorded, else the frame's capture.
+NIPS_EFFECTIVE = Coalesce("observed_at", "case__prediction__frame__captured_at")
+#: NeoPain code -> assessment kinds: a full NIPS has a total; face-only and partial reviews do not.
+NIPS_CODES = {"nips-total": ("nips",), "nips-review": ("face_only", "partial")}
+
+
+def _nips_filtered(unit_id: int | None, query: ObservationQuery):
+    qs = nips_assessments(unit_id=unit_id).annotate(effective=NIPS_EFFECTIVE)
+    if query.codes:
+        qs = qs.filter(kind__in=[kind for code in query.codes for kind in NIPS_CODES.get(code, ())])
+    return _filtered(
+        qs, query=query, prefix="case__prediction__frame__", updated_field="created_at", time_field="effective"
+    )
+
+
+def _filtered(qs, *, query: ObservationQuery, prefix: str, updated_field: str, time_field: str | None = None):
     if query.patient:
         ref = query.patient.removeprefix("Patient/")
         by_mrn = Q(**{f"{prefix}neonate__mrn": query.patient})
         qs = qs.filter(by_mrn | Q(**{f"{prefix}neonate_id": int(ref)}) if ref.isdigit() else by_mrn)
     for op, value in query.date_filters:
-        qs = qs.filter(**{f"{prefix}captured_at__{op}": value})
+        qs = qs.filter(**{f"{time_field or prefix + 'captured_at'}__{op}": value})
     if query.since is not None:
         qs = qs.filter(**{f"{updated_field}__gte": query.since})
     return qs
@@ -91,50 +107,37 @@ def _filtered(qs, *, query: ObservationQuery, prefix: str, updated_field: str):
 def observation_search(*, unit_id: int | None, query: ObservationQuery, offset: int, count: int):
     """One page of Observations (NIPS and model verdicts together), newest effective time first.
 
-    Returns ``(rows, total)``: rows are NipsAssessment and Prediction objects in page order. The two
-    tables are merged in the database (UNION of (kind, pk, effective time)) so a page costs two queries
-    plus one per kind to load the rows, whatever the offset.
+    Returns ``(rows, total)``: rows are NipsAssessment and Prediction objects in page order. Each
+    kind's first ``offset + count`` (time, pk) pairs come from its own ordered, limited query (the
+    patient search walks the frames' (neonate, captured_at) index), and are merged here; then the
+    page's rows are loaded, one query per kind.
     """
-    parts = []
-    if not query.codes or "nips-total" in query.codes:
-        nips = _filtered(
-            nips_assessments(unit_id=unit_id),
-            query=query,
-            prefix="case__prediction__frame__",
-            updated_field="created_at",
-        )
-        parts.append(
-            nips.annotate(
-                resource_kind=Value("nips", output_field=CharField()),
-                at=F("case__prediction__frame__captured_at"),
-            )
-            .values_list("resource_kind", "pk", "at")
-            .order_by()
-        )
+    limit = offset + count
+    keys: list[tuple] = []
+    total = 0
+    if not query.codes or query.codes & set(NIPS_CODES):
+        nips = _nips_filtered(unit_id, query)
+        total += nips.count()
+        keys += [
+            (when, "nips", pk) for pk, when in nips.order_by("-effective", "-pk").values_list("pk", "effective")[:limit]
+        ]
     if not query.codes or "ai-pain-verdict" in query.codes:
         ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
-        parts.append(
-            ai.annotate(resource_kind=Value("ai", output_field=CharField()), at=F("frame__captured_at"))
-            .values_list("resource_kind", "pk", "at")
-            .order_by()
-        )
-    if not parts:
-        return [], 0
-    total = sum(part.count() for part in parts)
-    merged = parts[0] if len(parts) == 1 else parts[0].union(parts[1], all=True)
-    page = list(merged.order_by("-at", "resource_kind", "-pk")[offset : offset + count])
-    wanted = {
-        "nips": [pk for kind, pk, _ in page if kind == "nips"],
-        "ai": [pk for kind, pk, _ in page if kind == "ai"],
-    }
-    loaded = (
-        {("nips", row.pk): row for row in nips_assessments(unit_id=unit_id).filter(pk__in=wanted["nips"])}
-        if wanted["nips"]
-        else {}
-    )
+        total += ai.count()
+        keys += [
+            (when, "ai", pk)
+            for pk, when in ai.order_by("-frame__captured_at", "-pk").values_list("pk", "frame__captured_at")[:limit]
+        ]
+    page = sorted(keys, reverse=True)[offset:limit]
+    wanted = {kind: [pk for _, k, pk in page if k == kind] for kind in ("nips", "ai")}
+    # The keys were read in the caller's scope: load by primary key alone (with the unit filter too,
+    # SQLite walked the unit's frames instead of the 50 keys: 0.3 s a page at 25,000 observations).
+    loaded = {}
+    if wanted["nips"]:
+        loaded.update({("nips", row.pk): row for row in nips_assessments(unit_id=None).filter(pk__in=wanted["nips"])})
     if wanted["ai"]:
-        loaded.update({("ai", row.pk): row for row in predictions(unit_id=unit_id).filter(pk__in=wanted["ai"])})
-    return [loaded[(kind, pk)] for kind, pk, _ in page], total
+        loaded.update({("ai", row.pk): row for row in predictions(unit_id=None).filter(pk__in=wanted["ai"])})
+    return [loaded[(kind, pk)] for _, kind, pk in page], total
 
 
 def export_rows(*, unit_id: int | None, since: datetime | None):
@@ -144,9 +147,7 @@ def export_rows(*, unit_id: int | None, since: datetime | None):
     are new since then or that those Observations reference (a client can resolve every reference).
     """
     query = ObservationQuery(since=since)
-    nips = _filtered(
-        nips_assessments(unit_id=unit_id), query=query, prefix="case__prediction__frame__", updated_field="created_at"
-    )
+    nips = _nips_filtered(unit_id, query)
     ai = _filtered(predictions(unit_id=unit_id), query=query, prefix="frame__", updated_field="created_at")
     patients, people, models = neonates(unit_id=unit_id), practitioners(unit_id=unit_id), devices(unit_id=unit_id)
     if since is not None:

@@ -162,6 +162,30 @@ def actions_relative(measures: dict[str, float], baseline: dict[str, float]) -> 
     return {k: (measures[k] - baseline[k]) / baseline[k] for k in measures if baseline.get(k)}
 
 
+def actions_readout(features: np.ndarray, baseline: np.ndarray) -> list[dict[str, float | str]]:
+    """The :data:`ACTIONS` of a frame against the baby's baseline, for the nurse, largest change first.
+
+    ``change`` is signed towards pain: ``+0.38`` on ``eye_squeeze`` means the eyes are 38% less
+    open than at this baby's rest; ``+0.2`` on ``lips_open`` means the lips are 20% further apart.
+    Rows are ``{"action", "label", "change"}``; from the first :data:`ACTIONS` columns of
+    :func:`action_features` rows (``features``, ``baseline``).
+    """
+    rows = []
+    for i, (name, (_, pain_sign)) in enumerate(ACTIONS.items()):
+        rest = float(baseline[i])
+        if abs(rest) < 1e-6:
+            continue
+        change = (float(features[i]) - rest) / rest
+        rows.append(
+            {
+                "action": name,
+                "label": name.replace("_", " "),
+                "change": round(-change if pain_sign == "smaller" else change, 4),
+            }
+        )
+    return sorted(rows, key=lambda row: -abs(float(row["change"])))
+
+
 # --------------------------------------------------------------------------- a servable model
 
 N_FEATURES = len(ACTIONS) + len(GEOMETRY_POINTS) * (len(GEOMETRY_POINTS) - 1) // 2

@@ -416,6 +416,8 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-frames": {"task": "triage.tasks.frames_sweep", "schedule": timedelta(minutes=1)},
+    # Unacknowledged alerts go to the charge nurse after the unit's alert_escalation_minutes.
+    "escalate-unacknowledged-alerts": {"task": "triage.tasks.alerts_escalate", "schedule": timedelta(minutes=1)},
 }
 # Learning loop (annotations.tasks): off unless set. Training takes minutes, so it has a queue of
 # its own (`celery -A neopain_site worker -Q training`) and never blocks the inference workers.

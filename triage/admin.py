@@ -86,7 +86,7 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ["role", "unit", "is_active", "is_staff", "is_superuser"]
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Role and unit", {"fields": ("role", "unit")}),
+        ("Role and unit", {"fields": ("role", "unit", "is_charge_nurse")}),
         ("Personal info", {"fields": ("first_name", "last_name", "email")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),

@@ -14,6 +14,7 @@ urlpatterns = [
     path("clips/", apis.ClipCreateApi.as_view(), name="api-clips"),
     path("clips/<int:pk>/", apis.ClipDetailApi.as_view(), name="api-clip-detail"),
     path("alerts/", apis.AlertListApi.as_view(), name="api-alerts"),
+    path("alerts/summary/", apis.AlertSummaryApi.as_view(), name="api-alerts-summary"),
     path("devices/heartbeat/", apis.DeviceHeartbeatApi.as_view(), name="api-device-heartbeat"),
     path("models/", apis.ModelVersionListApi.as_view(), name="api-models"),
     path("models/<int:pk>/activate/", apis.ModelVersionActivateApi.as_view(), name="api-model-activate"),

@@ -126,6 +126,84 @@ def alerts_open(*, user):
     return qs.filter(unit_id=user.unit_id).order_by("-created_at")
 
 
+def alert_escalation_receiver(*, user) -> bool:
+    """Whether ``user`` receives the unit's escalated alerts: its charge nurses, else its unit admins.
+
+    Mirrors :func:`triage.services.alerts.alert_escalation_recipients` (who the audit row names).
+    """
+    from triage.models import Role, User
+
+    if not user.is_active or user.unit_id is None:
+        return False
+    if user.is_charge_nurse:
+        return True
+    if user.role != Role.UNIT_ADMIN:
+        return False
+    return not User.objects.filter(unit_id=user.unit_id, is_active=True, is_charge_nurse=True).exists()
+
+
+ALERT_POLL_SECONDS = 10
+"""How often every page asks for the open-alert counts (GET /api/v1/alerts/summary/)."""
+
+
+@dataclass(frozen=True)
+class AlertBadge:
+    """The open-alert count every page shows in its top bar (and the escalation banner)."""
+
+    open: int
+    escalated: int
+    newest_id: int | None
+    newest_escalated_id: int | None
+    for_me: bool
+    """This user receives escalations (charge nurse, or unit admin of a unit without one)."""
+
+
+def alert_badge(*, user) -> AlertBadge:
+    """Open and escalated alerts of the user's unit: one aggregate query (two for a unit admin)."""
+    from django.db.models import Count, Max
+
+    escalated = Q(escalated_at__isnull=False)
+    row = (
+        alerts_open(user=user)
+        .order_by()
+        .aggregate(
+            open=Count("pk"),
+            escalated=Count("pk", filter=escalated),
+            newest=Max("pk"),
+            newest_escalated=Max("pk", filter=escalated),
+        )
+    )
+    return AlertBadge(
+        open=row["open"],
+        escalated=row["escalated"],
+        newest_id=row["newest"],
+        newest_escalated_id=row["newest_escalated"],
+        for_me=bool(row["escalated"]) and alert_escalation_receiver(user=user),
+    )
+
+
+def alert_brief(*, user, pk: int | None) -> dict | None:
+    """What a browser notification may say about an alert: bed, source, time (never the MRN)."""
+    if pk is None:
+        return None
+    row = (
+        alerts_open(user=user)
+        .filter(pk=pk)
+        .values("pk", "neonate__bed", "source", "created_at", "escalated_at", "assessment__total")
+        .first()
+    )
+    if row is None:
+        return None
+    return {
+        "id": row["pk"],
+        "bed": row["neonate__bed"] or "",
+        "source": row["source"],
+        "nips_total": row["assessment__total"],
+        "created_at": row["created_at"],
+        "escalated_at": row["escalated_at"],
+    }
+
+
 def model_versions_visible(*, user):
     """Registered models: global ones and those of the user's unit (all for ML engineers)."""
     from triage.models import Role

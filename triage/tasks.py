@@ -49,3 +49,9 @@ def clip_process(clip_id: int) -> int | None:
 def frames_sweep() -> dict:
     """Re-queue frames stuck in queued/processing (run by beat every minute)."""
     return services.frames_sweep()
+
+
+@shared_task(name="triage.tasks.alerts_escalate", **RETRY_OPTIONS)
+def alerts_escalate() -> int:
+    """Send alerts nobody acknowledged in the unit's escalation time to the charge nurse (beat: every minute)."""
+    return services.alerts_escalate()

@@ -13,6 +13,7 @@ from annotations.views.assessment import (
     case_claim,
     case_context,
     case_detail,
+    case_disagreement_review,
     case_release,
     face_box_submit,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "case_bedside",
     "case_claim",
     "case_context",
+    "case_disagreement_review",
     "case_detail",
     "case_release",
     "dashboard",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from annotations import bedside, queue_time, selectors, services
+from annotations import bedside, disagreements, queue_time, selectors, services
 from annotations.assessment_input import NOT_OBSERVED, OBSERVED_AT_SKEW
 from annotations.models import NIPS_ITEMS
 from annotations.observations import BEDSIDE_ITEMS, METHOD_LABELS, Kind, Method
@@ -87,6 +87,7 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
     if observing and not values.get("method"):
         values["method"] = Method.COT.value
     items = _items_context(values, form_errors or {})
+    disagreement = disagreements.disagreement_for_case(case=case) if decided else None
     return {
         "case": case,
         # An undecided audit case hides the model's verdict (blind scoring, unbiased labels).
@@ -125,6 +126,10 @@ def case_context(request, case: TriageCase, *, form_values=None, form_errors=Non
         ),
         "bedside_related": bedside.bedside_related_cases(case=case, nurse=user) if observing else [],
         "bedside_window": rules.bedside_window_minutes,
+        "disagreement": disagreement,
+        "can_review_disagreement": bool(
+            disagreement and disagreements.disagreement_can_review(user=user, flag=disagreement)
+        ),
         "form_values": values,
         "form_errors": form_errors or {},
         "box_errors": box_errors or {},
@@ -189,6 +194,21 @@ def case_bedside(request, pk: int):
         bedside.case_bedside_start(case=case, nurse=request.user, request=request)
     except services.CaseConflict as exc:
         messages.error(request, f"Not started: {exc.message}")
+    return redirect("triage:case_detail", pk=case.pk)
+
+
+@require_POST
+@role_required(*CLINICAL)
+def case_disagreement_review(request, pk: int):
+    """The charge nurse marks a double-scoring disagreement reviewed."""
+    case = selectors.case_get(user=request.user, pk=pk)
+    try:
+        disagreements.disagreement_review(
+            case=case, user=request.user, note=request.POST.get("note", ""), request=request
+        )
+        messages.success(request, f"Disagreement on case {case.pk} marked reviewed.")
+    except (disagreements.DisagreementReviewed, PermissionDenied, ValidationError) as exc:
+        messages.error(request, getattr(exc, "message", None) or " ".join(getattr(exc, "messages", [str(exc)])))
     return redirect("triage:case_detail", pk=case.pk)
 
 

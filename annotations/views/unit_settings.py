@@ -33,6 +33,13 @@ class UnitSettingsForm(forms.Form):
         label="Alert cooldown (minutes)",
         help_text="Repeats for the same baby within this time are counted on the open alert, not paged again.",
     )
+    alert_escalation_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=240,
+        label="Escalate an unacknowledged alert after (minutes)",
+        help_text="Nobody acknowledged it in this time: it goes to the charge nurse (unit admins when none is named).",
+    )
     claim_timeout_minutes = forms.IntegerField(
         min_value=1,
         max_value=240,
@@ -141,6 +148,7 @@ OPTIONAL_UNCHANGED = (
     "device_token_days",
     "person_token_hours",
     "bedside_window_minutes",
+    "alert_escalation_minutes",
 )
 
 

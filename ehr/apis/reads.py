@@ -53,7 +53,7 @@ class MetadataApi(FhirApi):
                                     {"name": "patient", "type": "reference", "documentation": "MRN or Patient/<id>"},
                                     {"name": "subject", "type": "reference"},
                                     {"name": "date", "type": "date", "documentation": "eq, ge, gt, le, lt"},
-                                    {"name": "code", "type": "token", "documentation": "nips-total, ai-pain-verdict"},
+                                    {"name": "code", "type": "token", "documentation": "nips-total, nips-review, ai-pain-verdict"},
                                     {"name": "_count", "type": "number"},
                                 ],
                             },

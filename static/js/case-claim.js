@@ -60,8 +60,12 @@
     return values;
   }
 
+  // What the server put in the form (its defaults, e.g. the observation time): not her entries.
+  var baseline = null;
+  var pristine = true;
+
   function hasEntries(form) {
-    return Object.keys(readForm(form)).length > 0;
+    return !pristine || JSON.stringify(readForm(form)) !== JSON.stringify(baseline || {});
   }
 
   function fillForm(form, values) {
@@ -85,8 +89,7 @@
   function saveDraft(box, form) {
     var s = store();
     if (!s) return;
-    var values = readForm(form);
-    if (Object.keys(values).length) s.setItem(draftKey(box), JSON.stringify({ at: Date.now(), values: values }));
+    if (hasEntries(form)) s.setItem(draftKey(box), JSON.stringify({ at: Date.now(), values: readForm(form) }));
     else s.removeItem(draftKey(box));
   }
 
@@ -162,11 +165,15 @@
 
     // 1. Entries first: a form that came back empty gets the draft; one the server filled is the draft.
     if (form) {
+      // A form the server sent back after a refusal holds her entries; a fresh one only defaults.
+      pristine = box.getAttribute("data-form-pristine") === "1";
+      baseline = readForm(form);
       var draft = loadDraft(box);
-      if (draft && !hasEntries(form)) {
+      if (draft && pristine) {
         fillForm(form, draft);
-        if (restored) restored.hidden = false;
-      } else if (hasEntries(form)) {
+        pristine = JSON.stringify(readForm(form)) === JSON.stringify(baseline);
+        if (restored && !pristine) restored.hidden = false;
+      } else if (!pristine) {
         saveDraft(box, form);
       }
       form.addEventListener("change", function () {

@@ -40,6 +40,7 @@ def cases(unit, model):
 
 
 def score_some(page) -> None:
+    page.locator('input[name="method"][value="cot"]').check()  # observed at the cot (13a's form)
     page.locator('input[name="face"][value="1"]').check()
     page.locator('input[name="cry"][value="2"]').check()
     page.locator('input[name="breathing"][value="1"]').check()
@@ -164,7 +165,12 @@ def test_j_skips_a_case_another_nurse_holds_and_a_submit_goes_to_the_next_case(
     page.goto(f"{base}/cases/{first.pk}/")
     page.keyboard.press("Enter")  # claim
     expect(page.locator("#claim-clock")).to_be_visible()
-    for digit in ["1", "2", "1", "0", "0", "1"]:
+    page.keyboard.press("1")  # face
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")  # observed at the cot
+    page.keyboard.press("Tab")  # the observation time, filled in with now
+    page.keyboard.press("Tab")
+    for digit in ["2", "1", "0", "0", "1"]:
         page.keyboard.press(digit)
         page.keyboard.press("Tab")
     page.get_by_role("button", name="Submit assessment").click()

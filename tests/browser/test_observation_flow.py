@@ -137,3 +137,32 @@ def test_going_to_the_cot_times_the_minute_and_one_observation_resolves_the_baby
     page.goto(f"{base}/cases/{earlier.pk}/")
     expect(page.locator(".assessment-list")).to_contain_text(f"from the bedside observation of case {case.pk}")
     doc_shot(page, "bedside_resolved_case")
+
+
+def test_the_charge_nurse_sees_a_double_scoring_disagreement_and_marks_it_reviewed(
+    live_server, new_page, doc_shot, cot, nurse, second_nurse, unit_admin, password
+):
+    from annotations import services
+
+    case = make_case(neonate=cot["baby"], model=cot["model"], p_pain=0.5, age_minutes=3, assessments_required=2)
+    calm = {"face": 0, "cry": 0, "breathing": 0, "arms": 1, "legs": 0, "arousal": 0}
+    services.assessment_create(case=case, nurse=nurse, items=ALL_SCORES, method="cot", resolve_related=False)
+    services.assessment_create(case=case, nurse=second_nurse, items=calm, method="video")
+    base = live_server.url
+    page = new_page()
+    sign_in(page, base, unit_admin.username, password)
+    panel = page.locator("#disagreements")
+    expect(panel).to_contain_text("For the charge nurse: 1 double score disagrees on pain")
+    expect(panel).to_contain_text("NIPS 5")
+    expect(panel).to_contain_text("NIPS 1")
+    doc_shot(page, "disagreement_dashboard")
+    panel.get_by_role("link", name=f"case {case.pk}").click()
+    box = page.locator("#disagreement")
+    expect(box).to_contain_text("The two blind scores disagree on pain")
+    expect(page.locator(".assessment-list li")).to_have_count(2)
+    box.get_by_label("Review note (optional)").fill("Re-scored together at the cot: pain, sucrose given")
+    doc_shot(page, "disagreement_case")
+    box.get_by_role("button", name="Mark reviewed").click()
+    expect(page.locator("#disagreement")).to_contain_text("Reviewed by")
+    page.goto(f"{base}/")
+    expect(page.locator("#disagreements")).to_have_count(0)

@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from celery.exceptions import Retry
 
 from annotations.services import assessment_create
 from ehr import services
@@ -217,3 +218,26 @@ def test_another_units_admin_sees_none_of_it(
     page = browser_for(other_unit_admin).get("/ehr/outbox/")
     assert b"nips-" not in page.content and b"0</strong> waiting" in page.content
     assert browser_for(nurse).get("/ehr/outbox/").status_code == 403
+
+
+def test_the_celery_tasks_deliver_retry_and_sweep(
+    ehr_server, published, neonate, nurse, model, django_capture_on_commit_callbacks
+):
+    from ehr import tasks
+
+    _decide(neonate, nurse, django_capture_on_commit_callbacks, model)
+    first = published[0]
+    assert tasks.outbox_deliver.apply(args=[first]).get() == "sent"
+    assert tasks.outbox_deliver.apply(args=[first]).get() == "skipped"  # a redelivered message
+    assert tasks.outbox_deliver.apply(args=[999999]).get() is None  # a row that is gone
+
+    ehr_server.stop()
+    second = published[1]
+    # The failed attempt asks Celery for a retry after the message's backoff (2 s after a first failure).
+    with pytest.raises(Retry) as retry:
+        tasks.outbox_deliver.apply(args=[second], throw=True)
+    assert retry.value.when == 2
+    message = OutboxMessage.objects.get(pk=second)
+    assert message.status == "pending" and message.attempts == 1
+    published.clear()
+    assert tasks.fhir_sweep.apply().get()["outbox"] == 1 and published == [second]  # backoff 0 here: due again

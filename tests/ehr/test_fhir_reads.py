@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
@@ -197,3 +197,26 @@ def test_reads_of_patient_data_are_audited(client_for, nurse, nips):
 
 def test_other_formats_are_refused_with_406(client_for, nurse):
     assert client_for(nurse).get("/fhir/Observation?_format=xml").status_code == 406
+
+
+def test_a_face_only_review_is_no_nips_total_and_bedside_time_is_effective(client_for, nurse, nips, fhir_valid):
+    observed = timezone.now() - timedelta(minutes=3)
+    for item in ("cry", "breathing", "arms", "legs", "arousal"):
+        setattr(nips, item, None)
+    nips.kind, nips.method, nips.total, nips.pain, nips.observed_at = "face_only", "image", None, True, observed
+    nips.save()
+    client = client_for(nurse)
+
+    body = _json(client.get(f"/fhir/Observation/nips-{nips.pk}"))
+
+    fhir_valid(body)
+    assert body["code"]["coding"][0]["code"] == "nips-review"
+    assert "valueInteger" not in body and "nurse's call" in body["interpretation"][0]["text"]
+    assert body["method"]["text"] == "NIPS, from the image only"
+    assert body["effectiveDateTime"] == observed.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    assert client.get("/fhir/Observation?code=nips-total").json()["total"] == 0
+    assert [e["resource"]["id"] for e in client.get("/fhir/Observation?code=nips-review").json()["entry"]] == [
+        f"nips-{nips.pk}"
+    ]
+    since = (observed - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert client.get(f"/fhir/Observation?code=nips-review&date=ge{since}").json()["total"] == 1

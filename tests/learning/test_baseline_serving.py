@@ -109,7 +109,7 @@ def test_served_p_pain_equals_the_evaluation_with_the_same_baseline(
 
 
 def test_a_served_facial_action_model_equals_its_evaluation(
-    neonate, planted_crops, mesh_model, monkeypatch, tmp_path, settings
+    neonate, nurse, browser_for, planted_crops, mesh_model, monkeypatch, tmp_path, settings
 ):
     from inference.training.actions_model import train_actions_model
 
@@ -129,9 +129,16 @@ def test_a_served_facial_action_model_equals_its_evaluation(
     crops = [planted_crops.crops[i] for i in rows]
     first, second = queued(neonate, images[:4]), None
     services.frames_process(frame_ids=[f.pk for f in first])
+    UnitSettings.objects.filter(unit=neonate.unit).update(threshold=0.99)  # every frame a nurse case
     second = queued(neonate, images[4:8])
     services.frames_process(frame_ids=[f.pk for f in second])
     warm = [Prediction.objects.get(frame=f) for f in second]
     assert all(p.baseline_used for p in warm)
     expected, _ = model_evaluate_p_pain(loaded, crops[4:8], [subject] * 4, baseline_crops={subject: crops[:4]})
     assert [p.p_pain for p in warm] == pytest.approx(expected.tolist(), abs=1e-5)
+    # The nurse sees the measures that moved most against this baby's rest.
+    readout = warm[0].baseline_actions
+    assert len(readout) == 7 and abs(readout[0]["change"]) >= abs(readout[-1]["change"])
+    page = browser_for(nurse).get(reverse("triage:case_detail", args=[warm[0].case.pk])).content.decode()
+    pct = round(readout[0]["change"] * 100)
+    assert f"{readout[0]['label']} {'+' if readout[0]['change'] >= 0 else ''}{pct}% vs this baby" in page

@@ -70,3 +70,25 @@ def test_evaluate_model_puts_actions_embedding_and_combined_side_by_side(planted
         assert run["features"] == name and run["baseline"] == "neonate"
         assert run["auc_mean"] is not None and len(run["folds"]) == 6
     assert "Face-mesh actions of" in out
+
+
+@pytest.mark.django_db
+def test_train_model_writes_a_facial_action_bundle_and_needs_the_baseline(
+    planted, crop_cache, mesh_model, monkeypatch, tmp_path
+):
+    from django.core.management import CommandError
+
+    from inference.bundle import read_bundle
+    from tests.learning.conftest import last_json_line
+    from tests.learning.test_training import run
+
+    monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
+    common = ["--dataset", str(planted), "--features", "actions", "--cache", str(crop_cache), "--no-progress"]
+    with pytest.raises(CommandError, match="--baseline neonate"):
+        run("train_model", *common, "--no-register")
+    out = run("train_model", *common, "--baseline", "neonate", "--out", str(tmp_path / "a.pt"), "--json")
+    assert "Training the facial-action model" in out and "chosen by leave-one-subject-out" in out
+    result = last_json_line(out)
+    metadata = read_bundle(tmp_path / "a.pt")[0]["metadata"]
+    assert metadata["architecture"] == "face_actions" and metadata["baseline"]["kind"] == "neonate"
+    assert result["metrics"]["l2"] == metadata["training"]["l2"] and result["model_version_id"]

@@ -178,6 +178,10 @@ def test_retrain_compare_activate_end_to_end(
         assert key in candidate.metrics, key
     assert candidate.metrics["dataset"]["source"].startswith("nurse assessments")
     assert candidate.metrics["dataset"]["excluded"] == {"disagreement": 1, "unable_to_assess": 1}
+    # Where the labels came from (issue 13): the default source, and what each source would give.
+    assert "Labels by source: nips_rule" in output and "(used)" in output
+    assert candidate.metrics["dataset"]["label_source"] == "nips_rule"
+    assert set(candidate.metrics["dataset"]["label_sources"]) == {"nips_rule", "face_item", "nurse_call"}
     # Still the bootstrap until someone activates the candidate.
     assert active_model_for_unit(unit=unit) == bootstrap_active
 

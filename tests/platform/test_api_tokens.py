@@ -229,3 +229,43 @@ def test_the_address_throttle_lock_is_audited_as_a_lockout_too(settings):
 
     event = AuditEvent.objects.get(action="login.locked_out")
     assert event.after["scopes"] == ["address+user"] and event.ip == "192.0.2.99"
+
+
+def test_the_devices_page_flags_a_camera_token_that_expires_within_30_days(browser_for, unit_admin, device):
+    api_token_for(device.user, expires_in=timedelta(days=10, hours=1))
+    api_token_for(device.user, expires_in=timedelta(days=200))
+
+    page = browser_for(unit_admin).get("/unit/devices/").content.decode()
+
+    assert page.count("expires in 10 days") == 1 and "token-expiring" in page
+
+
+def test_the_unit_admin_sets_token_lifetimes_on_the_settings_page_audited(browser_for, unit_admin, device):
+    from triage.models import UnitSettings
+
+    form = {
+        "threshold": "0.55",
+        "nips_pain_threshold": "3",
+        "alert_cooldown_minutes": "10",
+        "claim_timeout_minutes": "15",
+        "double_scoring_share": "0",
+        "missed_pain_target": "",
+        "device_offline_minutes": "2",
+        "alert_rule_k": "2",
+        "alert_rule_n": "3",
+        "alert_rule_window_seconds": "60",
+        "device_token_days": "90",
+        "person_token_hours": "8",
+    }
+    page = browser_for(unit_admin).get("/unit/settings/").content.decode()
+    assert "Camera token lifetime (days)" in page and 'name="person_token_hours"' in page
+
+    response = browser_for(unit_admin).post("/unit/settings/", form)
+
+    assert response.status_code == 302, response.content[:500]
+    row = UnitSettings.objects.get(unit=unit_admin.unit)
+    assert (row.device_token_days, row.person_token_hours) == (90, 8)
+    event = AuditEvent.objects.get(action="unit_settings.updated")
+    assert event.after == {"device_token_days": 90, "person_token_hours": 8}
+    issued = services.api_token_create(user=device.user)
+    assert timedelta(days=89) < issued.token.expires_at - timezone.now() <= timedelta(days=90, seconds=5)

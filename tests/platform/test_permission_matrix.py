@@ -41,6 +41,8 @@ MATRIX = {
     # The case page's heartbeat (issue 13): nurses only; nobody holds the case here, so a nurse of
     # the unit (and a superuser) get the 409 "not_held" the page shows, another unit's nurse a 404.
     "POST case heartbeat": [409, 404, 403, 403, 403, 409, 401],
+    # The open-alert badge's poll (issue 13): clinicians; each sees the counts of their own unit.
+    "GET alerts summary": [200, 200, 200, 403, 403, 200, 401],
     # FHIR (issue 18): clinicians of the unit; another unit's resource is a 404, its search is empty
     # (test_fhir_search_of_another_unit_is_empty); errors are OperationOutcomes.
     "GET fhir metadata": [200, 200, 200, 200, 200, 200, 200],
@@ -55,6 +57,9 @@ MATRIX = {
     "GET fhir export": [403, 403, 202, 403, 403, 202, 401],
     # Go to the cot (issue 13): nurses (and superusers, as for claims); another unit's case is a 404.
     "POST case bedside": [200, 404, 403, 403, 403, 200, 401],
+    # Double-scoring disagreements (issue 13): clinicians; the review by anyone of the unit but its scorers.
+    "GET disagreements": [200, 200, 200, 403, 403, 200, 401],
+    "POST disagreement review": [200, 404, 200, 403, 403, 200, 401],
 }
 
 
@@ -71,9 +76,24 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
     prediction = PredictionFactory(frame=FrameFactory(neonate=neonate), model_version=model)
     practitioner = UserFactory(username="fhir-nurse", role="nurse", unit=neonate.unit)
     alert = AlertFactory(neonate=neonate, source="auto", prediction=prediction)
-    from tests.factories import TriageCaseFactory
+    from annotations.models import ScoreDisagreement
+    from tests.factories import NeonateFactory, NipsAssessmentFactory, TriageCaseFactory
 
     case = TriageCaseFactory(prediction=prediction)
+    disputed = TriageCaseFactory(
+        # Another baby of the unit: the FHIR search test counts this one's observations.
+        prediction=PredictionFactory(
+            frame=FrameFactory(neonate=NeonateFactory(unit=neonate.unit, mrn="DISPUTED-1")), model_version=model
+        ),
+        status="decided",
+        assessments_required=2,
+    )
+    scorers = [UserFactory(username=f"scorer-{i}", role="nurse", unit=neonate.unit) for i in range(2)]
+    first, second = (
+        NipsAssessmentFactory(case=disputed, nurse=scorer, pain=pain, total=total)
+        for scorer, pain, total in zip(scorers, (True, False), (5, 1), strict=True)
+    )
+    ScoreDisagreement.objects.create(case=disputed, unit=neonate.unit, first=first, second=second)
     return {
         "frame": frame,
         "clip": clip,
@@ -82,6 +102,7 @@ def objects(neonate, device, small_clip_bytes, bootstrap_bundle):
         "practitioner": practitioner,
         "alert": alert,
         "case": case,
+        "disputed": disputed,
     }
 
 
@@ -116,6 +137,8 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/v1/models/")
     if key == "POST model activate":
         return client.post(f"/api/v1/models/{objects['model'].pk}/activate/")
+    if key == "GET alerts summary":
+        return client.get("/api/v1/alerts/summary/?poll=1")
     if key == "POST case heartbeat":
         from tests.ui.conftest import make_case
 
@@ -127,6 +150,10 @@ def call(client, key, *, unit, neonate, objects, clip_bytes):
         return client.get("/api/schema/")
     if key == "GET fhir export":
         return client.get("/fhir/$export", HTTP_PREFER="respond-async")
+    if key == "GET disagreements":
+        return client.get("/api/v1/disagreements/")
+    if key == "POST disagreement review":
+        return client.post(f"/api/v1/cases/{objects['disputed'].pk}/disagreement/review/", {}, format="json")
     if key == "POST case bedside":
         return client.post(f"/api/v1/cases/{objects['case'].pk}/bedside/")
     if key.startswith("GET fhir"):

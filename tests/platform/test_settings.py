@@ -59,6 +59,7 @@ def test_the_celery_app_has_the_critical_settings():
     assert conf.task_routes["triage.tasks.frame_process"] == {"queue": "inference"}
     assert conf.task_routes["triage.tasks.clip_process"] == {"queue": "clips"}  # never ahead of frames
     assert conf.beat_schedule["sweep-stuck-frames"]["task"] == "triage.tasks.frames_sweep"
+    assert conf.beat_schedule["escalate-unacknowledged-alerts"]["task"] == "triage.tasks.alerts_escalate"
     assert conf.broker_connection_timeout <= 5
 
 

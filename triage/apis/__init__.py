@@ -6,7 +6,7 @@ One view per resource, nested Input/Output serializers, querysets scoped to the 
 The list views share :class:`~triage.apis.common.UnitScopedListApi`.
 """
 
-from triage.apis.alerts import AlertListApi, AlertOutputSerializer
+from triage.apis.alerts import AlertListApi, AlertOutputSerializer, AlertSummaryApi
 from triage.apis.clips import ClipCreateApi, ClipDetailApi, ClipOutputSerializer
 from triage.apis.common import CappedUploadHandler, CappedUploadMixin, UnitScopedListApi, paginate
 from triage.apis.devices import DeviceHeartbeatApi
@@ -19,6 +19,7 @@ from triage.apis.units import UnitDetailApi, UnitListApi, UnitOutputSerializer, 
 
 __all__ = [
     "AlertListApi",
+    "AlertSummaryApi",
     "AlertOutputSerializer",
     "CappedUploadHandler",
     "CappedUploadMixin",

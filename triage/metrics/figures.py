@@ -73,7 +73,7 @@ class NeoPainCollector:
     @staticmethod
     def _frames(units):
         ingested = CounterMetricFamily(
-            "neopain_frames_ingested", "Frames accepted by the upload API, per unit.", labels=["unit"]
+            "neopain_frames_ingested", "Frames stored (uploads and clip keyframes), per unit.", labels=["unit"]
         )
         by_status = GaugeMetricFamily(
             "neopain_frames",

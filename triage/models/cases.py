@@ -97,6 +97,9 @@ class Alert(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     ack_note = models.TextField(blank=True)
+    escalated_at = models.DateTimeField(
+        null=True, blank=True, help_text="Unacknowledged past the unit's escalation time: sent to the charge nurse."
+    )
 
     class Meta:
         ordering = ["-created_at"]

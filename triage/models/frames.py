@@ -207,6 +207,9 @@ class Prediction(models.Model):
     )
     baseline_digest = models.CharField(max_length=16, blank=True)
     baseline_frames = models.PositiveIntegerField(null=True, blank=True)
+    #: A facial-action model's measures against the baby's baseline, largest change first:
+    #: ``[{"action", "label", "change"}]`` with ``change`` signed towards pain (0.38 = 38% more).
+    baseline_actions = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["frame", "model_version"], name="prediction_unique_per_frame_model")]

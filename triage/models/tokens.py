@@ -60,5 +60,10 @@ class ApiToken(models.Model):
         return "active"
 
     @property
+    def days_left(self) -> int:
+        """Whole days until it expires (0 on its last day or after): the devices page flags < 30."""
+        return max(0, (self.expires_at - timezone.now()).days)
+
+    @property
     def is_active(self) -> bool:
         return self.state() == "active"

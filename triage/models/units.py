@@ -41,6 +41,11 @@ class UnitSettings(models.Model):
     alert_cooldown_minutes = models.PositiveIntegerField(
         default=10, validators=[MaxValueValidator(24 * 60)], help_text="One alert per neonate per episode."
     )
+    alert_escalation_minutes = models.PositiveIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(240)],
+        help_text="An alert nobody acknowledged this long goes to the charge nurse.",
+    )
     claim_timeout_minutes = models.PositiveIntegerField(default=15, validators=[MinValueValidator(1), MaxValueValidator(240)])
     double_scoring_share = models.FloatField(
         default=0.0,
@@ -122,6 +127,9 @@ class User(AbstractUser):
 
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.NURSE)
     unit = models.ForeignKey(Unit, null=True, blank=True, on_delete=models.PROTECT, related_name="users")
+    is_charge_nurse = models.BooleanField(
+        default=False, help_text="Receives the unit's escalated alerts (unacknowledged past the unit's escalation time)."
+    )
 
     def is_role(self, *roles: str) -> bool:
         return self.is_active and self.role in roles

@@ -21,7 +21,7 @@ nothing here imports ``triage.tasks``: enqueueing goes through :mod:`triage.serv
 - :mod:`~triage.services.baselines`    per-neonate baselines: rescore, update, rebuild
 """
 
-from triage.services.alerts import alert_raise
+from triage.services.alerts import alert_escalation_recipients, alert_raise, alerts_escalate
 from triage.services.audit import audit_record, client_ip, image_view_record
 from triage.services.baselines import baselines_apply, baselines_update, neonate_baseline_rebuild
 from triage.services.claims import frames_claim, frames_fail, frames_release
@@ -70,7 +70,9 @@ __all__ = [
     "_frames_score_batch",
     "_pipeline_for",
     "_saliency_image",
+    "alert_escalation_recipients",
     "alert_raise",
+    "alerts_escalate",
     "api_token_authenticate",
     "api_token_can_manage",
     "api_token_create",

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from triage.models import Alert, Neonate, Prediction
+from triage.models import Alert, Neonate, Prediction, Role, Unit, UnitSettings, User
 from triage.services.audit import audit_record
 from triage.services.units import unit_settings_get
 
@@ -112,3 +112,63 @@ def alert_raise(
     audit_record(action="alert.raised", unit=neonate.unit, obj=alert, after={"source": source, "neonate": neonate.mrn})
     logger.info("alert %s raised for neonate %s (source %s)", alert.pk, neonate.pk, source)
     return alert, True
+
+
+def alert_escalation_recipients(*, unit: Unit) -> list[User]:
+    """Who an escalated alert goes to: the unit's charge nurses; its unit admins when none is named."""
+    people = User.objects.filter(is_active=True, unit=unit)
+    charge = list(people.filter(is_charge_nurse=True).order_by("username"))
+    return charge or list(people.filter(role=Role.UNIT_ADMIN).order_by("username"))
+
+
+def alerts_escalate(*, now=None) -> int:
+    """Escalate every alert left unacknowledged past its unit's ``alert_escalation_minutes``.
+
+    Run every minute by beat (``triage.tasks.alerts_escalate``). Each alert escalates once: the
+    row is claimed with a conditional UPDATE, so two overlapping runs never audit it twice. The
+    charge nurses see it on every page (badge, banner, notification); the audit row names them.
+    Returns how many alerts were escalated.
+    """
+    now = now or timezone.now()
+    waiting = Alert.objects.filter(acknowledged_at__isnull=True, escalated_at__isnull=True)
+    unit_ids = set(waiting.values_list("unit_id", flat=True).distinct())
+    if not unit_ids:
+        return 0
+    minutes_by_unit = dict(
+        UnitSettings.objects.filter(unit_id__in=unit_ids).values_list("unit_id", "alert_escalation_minutes")
+    )
+    default = UnitSettings._meta.get_field("alert_escalation_minutes").default
+    escalated = 0
+    for unit_id in sorted(unit_ids):
+        minutes = minutes_by_unit.get(unit_id, default)
+        due = waiting.filter(unit_id=unit_id, created_at__lte=now - timedelta(minutes=minutes)).select_related(
+            "unit", "neonate"
+        )
+        for alert in due:
+            with transaction.atomic():
+                if not Alert.objects.filter(
+                    pk=alert.pk, escalated_at__isnull=True, acknowledged_at__isnull=True
+                ).update(escalated_at=now):
+                    continue  # acknowledged or escalated meanwhile
+                recipients = alert_escalation_recipients(unit=alert.unit)
+                audit_record(
+                    action="alert.escalated",
+                    unit=alert.unit,
+                    obj=alert,
+                    before={"escalated_at": None},
+                    after={
+                        "escalated_at": now.isoformat(),
+                        "unacknowledged_minutes": round((now - alert.created_at).total_seconds() / 60, 1),
+                        "escalation_minutes": minutes,
+                        "to": [person.get_username() for person in recipients],
+                    },
+                )
+            escalated += 1
+            logger.warning(
+                "alert %s (bed %s) unacknowledged for %d min: escalated to %s",
+                alert.pk,
+                alert.neonate.bed or "-",
+                minutes,
+                ", ".join(p.get_username() for p in recipients) or "nobody (no charge nurse or unit admin)",
+            )
+    return escalated

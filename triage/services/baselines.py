@@ -82,6 +82,7 @@ def baselines_apply(*, frames: list, outcomes: list, classifier: ModelVersion, p
     :func:`baselines_update`). Does nothing for a model without a baseline.
     """
     from inference.baseline import array_from_bytes, model_p_pain
+    from inference.face_actions import actions_readout
 
     policy = _policy(pipeline)
     if policy is None:
@@ -118,6 +119,10 @@ def baselines_apply(*, frames: list, outcomes: list, classifier: ModelVersion, p
             "digest": row.digest if baseline is not None else "",
             "frames": row.n_frames,
             "min_frames": policy.min_frames,
+            # A facial-action model: the measures against this baby's rest, for the nurse.
+            "actions": actions_readout(embedding, baseline)
+            if baseline is not None and pipeline.model.metadata.get("actions")
+            else [],
         }
 
 

@@ -111,3 +111,24 @@ def person_role_set(*, person: User, role: str, actor: User, request=None) -> Us
         request=request,
     )
     return person
+
+
+@transaction.atomic
+def person_charge_nurse_set(*, person: User, charge: bool, actor: User, request=None) -> User:
+    """Name someone charge nurse (she receives the unit's escalated alerts) or take it back; audited."""
+    person = User.objects.select_for_update().get(pk=person.pk)
+    _check_manageable(person=person, actor=actor)
+    if person.is_charge_nurse == charge:
+        return person
+    person.is_charge_nurse = charge
+    person.save(update_fields=["is_charge_nurse"])
+    audit_record(
+        action="user.charge_nurse_set",
+        actor=actor,
+        unit=person.unit,
+        obj=person,
+        before={"charge_nurse": not charge},
+        after={"charge_nurse": charge},
+        request=request,
+    )
+    return person

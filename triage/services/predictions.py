@@ -89,6 +89,7 @@ def _prediction_build(
         baseline_id=baseline.get("id"),
         baseline_digest=baseline.get("digest", ""),
         baseline_frames=baseline.get("frames"),
+        baseline_actions=baseline.get("actions") or [],
     )
     try:
         if outcome.crop is not None:

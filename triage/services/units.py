@@ -23,6 +23,7 @@ UNIT_SETTINGS_EDITABLE = (
     "threshold",
     "nips_pain_threshold",
     "alert_cooldown_minutes",
+    "alert_escalation_minutes",
     "claim_timeout_minutes",
     "double_scoring_share",
     "missed_pain_target",

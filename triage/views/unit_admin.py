@@ -16,7 +16,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from triage.models import Device, Neonate, Role, Unit, User
 from triage.services.neonates import neonate_admit, neonate_discharge
-from triage.services.people import UNIT_ROLES, person_active_set, person_create, person_role_set
+from triage.services.people import (
+    UNIT_ROLES,
+    person_active_set,
+    person_charge_nurse_set,
+    person_create,
+    person_role_set,
+)
 from triage.views.access import role_required
 
 ROLE_CHOICES = [(r.value, r.label) for r in UNIT_ROLES]
@@ -103,6 +109,15 @@ def person_change(request, pk: int):
                 person=person, role=request.POST.get("role", ""), actor=request.user, request=request
             )
             done = f"is now {person.get_role_display().lower()}"
+        elif action in ("charge_on", "charge_off"):
+            person = person_charge_nurse_set(
+                person=person, charge=action == "charge_on", actor=request.user, request=request
+            )
+            done = (
+                "is a charge nurse: escalated alerts go to her"
+                if person.is_charge_nurse
+                else "is no longer a charge nurse"
+            )
         else:
             raise ValidationError("Unknown action.")
     except (ValidationError, PermissionDenied) as exc:

@@ -85,10 +85,17 @@ class Command(TrainingCommand):
             dataset.update({"source": source_name, "skipped_no_face": len(crops.skipped)})
             if info.get("excluded"):
                 dataset["excluded"] = info["excluded"]
+            for key in ("label_source", "label_sources", "methods"):  # where the nurse labels came from
+                if key in info:
+                    dataset[key] = info[key]
+            model_line = (
+                "the facial-action model (face mesh, L2 logistic regression"
+                if options["features"] == "actions"
+                else f"{config.backbone} (recipe {config.recipe}, fine-tune {config.finetune}, lr {config.lr:g}, "
+                f"backbone lr {config.backbone_lr or config.lr:g}, up to {config.epochs} epochs"
+            )
             self.stdout.write(
-                f"Training {config.backbone} (recipe {config.recipe}, fine-tune {config.finetune}, lr {config.lr:g}, "
-                f"backbone lr {config.backbone_lr or config.lr:g}, up to {config.epochs} epochs, "
-                f"seed {config.seed}) on {dataset['n_images']} images of {dataset['n_subjects']} subjects "
+                f"Training {model_line}, seed {config.seed}) on {dataset['n_images']} images of {dataset['n_subjects']} subjects "
                 f"({dataset['n_pain']} pain); {crops.cache_hits} crops from cache, {len(crops.skipped)} skipped"
             )
             if config.baseline == "neonate":
