@@ -13,7 +13,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # The face-mesh model (inference/face_actions.py) out of the mediapipe wheel; a no-op when present.
-scripts/face_mesh_fetch.sh
+# Not fatal: offline, everything but the facial-action features still works (they say what to run).
+scripts/face_mesh_fetch.sh || echo "face-mesh model not fetched: --features actions unavailable until scripts/face_mesh_fetch.sh runs" >&2
 
 files=(requirements.txt requirements-weights.txt)
 if [ "$mode" = "test" ]; then

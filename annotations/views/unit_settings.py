@@ -237,6 +237,10 @@ def metric_rows(metrics: dict) -> list[dict]:
             text = f"{value * 100:.1f}%" if kind == "pct" else f"{value:.3f}"
         else:
             text = None
+        babies = metrics.get("per_subject_accuracy")
+        if text and key == "accuracy_mean" and isinstance(babies, dict) and babies:
+            # A mean over few babies is a small sample whatever the frame count: say how few.
+            text += f" over {len(babies)} bab{'y' if len(babies) == 1 else 'ies'}"
         rows.append({"key": key, "label": label, "value": text})
     return rows
 

@@ -63,6 +63,7 @@ NOT_PAGES: dict[str, str] = {
     "triage:case_release": "form POST, redirects",
     "triage:case_bedside": "form POST, redirects to the case (its bedside panel is checked there)",
     "triage:case_disagreement_review": "form POST, redirects to the case",
+    "metrics": "Prometheus text for the scraper, not a page",
     "triage:alert_acknowledge": "form POST, redirects",
     "triage:device_assign": "form POST, redirects",
     "triage:unit_person_change": "form POST, redirects",

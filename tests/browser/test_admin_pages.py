@@ -152,6 +152,10 @@ def test_the_audit_log_names_beds_and_people_and_groups_image_views(live_server,
 
 
 def test_an_ml_engineer_compares_two_models_and_activates_one(live_server, signed_in, ml_engineer, neonate, tmp_path):
+    # Activation hashes the bundle with inference.bundle, which imports torch: seconds on a first import.
+    # The live server shares this process, so importing it here keeps that out of the click's timeout.
+    import inference.bundle  # noqa: F401
+
     active = ModelVersionFactory(
         name="painnet", version="3", unit=None, metrics={"accuracy": 0.81, "n": 120, "n_pain": 50, "auc": 0.86}
     )

@@ -129,3 +129,12 @@ def test_a_guaranteed_threshold_of_one_says_no_verdict_is_safe(browser_for, unit
 def test_a_real_guarantee_is_not_called_unsafe():
     context = guarantee_context({"guarantee": {"alpha": 0.05, "threshold": 0.72, "n_calibration": 412}}, 0.8)
     assert not context["nothing_safe"] and context["covers_current"]
+
+
+def test_the_mean_over_folds_says_over_how_many_babies():
+    from annotations.views.unit_settings import metric_rows
+
+    rows = {
+        r["key"]: r["value"] for r in metric_rows({"accuracy_mean": 0.9, "per_subject_accuracy": {"a": 1.0, "b": 0.8}})
+    }
+    assert rows["accuracy_mean"] == "90.0% over 2 babies"
