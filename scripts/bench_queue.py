@@ -107,10 +107,10 @@ def seed_sql(n: int, open_cases: int) -> list[tuple[str, str]]:
             "NIPS assessments of decided cases (10% double-scored)",
             f"""
             INSERT INTO annotations_nipsassessment (face, cry, breathing, arms, legs, arousal, intubated, total, rule,
-                pain, unable_to_assess, unable_reason, note, is_second_opinion, created_at, case_id, nurse_id)
+                pain, unable_to_assess, unable_reason, note, is_second_opinion, created_at, case_id, nurse_id, kind, method)
               SELECT 1, 1, 0, 1, 0, 1, false, 4, 'total>=3', true, false, '', '', k = 2,
                      c.created_at + interval '10 minutes', c.id,
-                     (c.unit_id - 1) * {NURSES_PER_UNIT} + 1 + (c.id + k * 7) % {NURSES_PER_UNIT}
+                     (c.unit_id - 1) * {NURSES_PER_UNIT} + 1 + (c.id + k * 7) % {NURSES_PER_UNIT}, 'nips', 'cot'
               FROM triage_triagecase c, generate_series(1, 2) k WHERE k <= c.assessments_required;
             """,
         ),
@@ -144,10 +144,10 @@ def open_backlog_sql(open_cases: int | None) -> str:
     UPDATE triage_triagecase SET status = 'decided', decided_at = created_at + interval '20 minutes',
         claimed_by_id = NULL, claimed_at = NULL, claim_expires_at = NULL WHERE status <> 'decided';
     INSERT INTO annotations_nipsassessment (face, cry, breathing, arms, legs, arousal, intubated, total, rule,
-        pain, unable_to_assess, unable_reason, note, is_second_opinion, created_at, case_id, nurse_id)
+        pain, unable_to_assess, unable_reason, note, is_second_opinion, created_at, case_id, nurse_id, kind, method)
       SELECT 1, 1, 0, 1, 0, 1, false, 4, 'total>=3', true, false, '', '', k = 2,
              c.created_at + interval '10 minutes', c.id,
-             (c.unit_id - 1) * {NURSES_PER_UNIT} + 1 + (c.id + k * 7) % {NURSES_PER_UNIT}
+             (c.unit_id - 1) * {NURSES_PER_UNIT} + 1 + (c.id + k * 7) % {NURSES_PER_UNIT}, 'nips', 'cot'
       FROM triage_triagecase c, generate_series(1, 2) k
       WHERE k <= c.assessments_required
         AND NOT EXISTS (SELECT 1 FROM annotations_nipsassessment a WHERE a.case_id = c.id);
@@ -160,8 +160,8 @@ def open_backlog_sql(open_cases: int | None) -> str:
     DELETE FROM annotations_nipsassessment a USING reopened o WHERE a.case_id = o.id;
     UPDATE triage_triagecase SET assessments_required = 2 WHERE status = 'open' AND unit_id = 1 AND id % 50 = 0;
     INSERT INTO annotations_nipsassessment (face, cry, breathing, arms, legs, arousal, intubated, total, rule,
-        pain, unable_to_assess, unable_reason, note, is_second_opinion, created_at, case_id, nurse_id)
-      SELECT 1, 1, 0, 1, 0, 1, false, 4, 'total>=3', true, false, '', '', false, now(), id, 1
+        pain, unable_to_assess, unable_reason, note, is_second_opinion, created_at, case_id, nurse_id, kind, method)
+      SELECT 1, 1, 0, 1, 0, 1, false, 4, 'total>=3', true, false, '', '', false, now(), id, 1, 'nips', 'cot'
       FROM triage_triagecase WHERE status = 'open' AND unit_id = 1 AND id % 50 = 0;
     UPDATE triage_triagecase SET status = 'claimed', claimed_by_id = 2, claimed_at = now(),
         claim_expires_at = now() + interval '10 minutes'

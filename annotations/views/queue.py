@@ -24,7 +24,7 @@ QUEUE_LIMIT = 50
 QUEUE_ROW_VALUES = (
     *selectors.FINGERPRINT_VALUES,
     *("confidence", "is_audit", "created_at", "assessments_required", "neonate__bed", "neonate__mrn"),
-    *("captured_at", "neonate_id"),
+    *("captured_at", "neonate_id", "prediction__frame__clip_id", "prediction__frame__clip_time_s"),
     *("claimed_by__username", "claimed_by__first_name", "claimed_by__last_name", "prediction_id"),
     *("prediction__p_pain", "prediction__threshold", "prediction__crop"),
     *("prediction__model_version__name", "prediction__model_version__version"),
@@ -64,6 +64,8 @@ def _queue_rows(cases: list[dict], *, user, groups: queue_time.QueueGroups, offs
         previous_group = group
         rows.append(
             {
+                "clip_key": (case["prediction__frame__clip_id"], group),
+                "clip_time": case["prediction__frame__clip_time_s"],
                 "url": case_path.replace(str(PATH_PK), str(case["id"])),
                 "crop_url": crop_path.replace(str(PATH_PK), str(case["prediction_id"]))
                 if case["prediction__crop"]
@@ -88,7 +90,43 @@ def _queue_rows(cases: list[dict], *, user, groups: queue_time.QueueGroups, offs
                 "assessments": f"{case['assessments_done']}/{case['assessments_required']}",
             }
         )
-    return rows
+    return _clip_cases(rows)
+
+
+def _clip_cases(rows: list[dict]) -> list[dict]:
+    """A clip's keyframes on the page as one clip case: the most pain-like keyframe's row, with the sequence.
+
+    The rows come in queue order, so the first keyframe of a clip in a group is its most pain-like;
+    the others fold into its ``clip`` (every keyframe linked, in clip time order) instead of taking a
+    row each (issue 13: a clip is one event at the cot, not five cases).
+    """
+    first: dict = {}
+    kept = []
+    for row in rows:
+        clip_id, _ = row["clip_key"]
+        if clip_id is None:
+            kept.append(row)
+            continue
+        head = first.get(row["clip_key"])
+        if head is None:
+            first[row["clip_key"]] = row
+            row["clip"] = [row]
+            kept.append(row)
+        else:
+            head["clip"].append(row)
+    for row in kept:
+        if "clip" in row:
+            frames = sorted(row["clip"], key=lambda r: (r["clip_time"] is None, r["clip_time"] or 0))
+            times = [r["clip_time"] for r in frames if r["clip_time"] is not None]
+            row["clip"] = {
+                "frames": [
+                    {"url": r["url"], "crop_url": r["crop_url"], "time": r["clip_time"], "this": r is row}
+                    for r in frames
+                ],
+                "count": len(frames),
+                "span": f"{min(times):.1f}–{max(times):.1f} s" if times else "",
+            }
+    return kept
 
 
 @login_required

@@ -46,7 +46,10 @@ def ward(unit, model):
     }
 
 
-def test_the_queue_puts_fresh_frames_first_grouped_per_baby(live_server, new_page, ward, nurse, password):
+def test_the_queue_puts_fresh_frames_first_grouped_per_baby(live_server, new_page, ward, nurse, unit, password):
+    bed9 = NeonateFactory(mrn="MRN-900109", bed="9", unit=unit)
+    for minutes in (3, 2, 1):  # the camera of bed 9 sees no face: no case, but the nurse is told
+        FrameFactory(neonate=bed9, status="no_face", captured_at=timezone.now() - timedelta(minutes=minutes))
     page = new_page()
     sign_in(page, live_server.url, "alice", password)
     links = page.locator("a.case-link")
@@ -65,6 +68,7 @@ def test_the_queue_puts_fresh_frames_first_grouped_per_baby(live_server, new_pag
     assert re.match(r"\w{3} \d{1,2} \w{3} \d{4}, \d\d:\d\d:\d\d", first_age.get_attribute("title"))
     expect(page.locator("tr.case-row--stale")).to_have_count(2)
     expect(page.locator("tr.case-row--stale .tag--stale").first).to_have_text("Stale")
+    expect(page.locator('[data-no-face-bed="9"]')).to_contain_text("camera sees no face")
     shoot(page, "queue_time_first", full_page=True)
 
 

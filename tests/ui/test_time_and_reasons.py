@@ -246,3 +246,23 @@ def test_pages_read_only_the_groups_they_cut_and_add_up_to_the_whole_order(nurse
         )
         paged += list(window.values_list("pk", flat=True)[local : local + 7])
     assert paged == whole and len(whole) == 23
+
+
+def test_a_clips_keyframes_are_one_clip_case_with_its_sequence(browser_for, nurse, babies, model):
+    from triage.models import Clip
+
+    clip = Clip.objects.create(neonate=babies[0], unit=babies[0].unit, video="clips/x.mp4", sha256="c" * 64)
+    keyframes = []
+    for t, p in ((0.0, 0.47), (5.0, 0.53), (10.0, 0.5)):
+        case = make_case(neonate=babies[0], model=model, p_pain=p, age_minutes=3 - t / 60)
+        case.prediction.frame.clip, case.prediction.frame.clip_time_s = clip, t
+        case.prediction.frame.save()
+        keyframes.append(case)
+    single = make_case(neonate=babies[0], model=model, p_pain=0.49, age_minutes=1)
+    page = html(browser_for(nurse).get("/"))
+    # One row for the clip (its most pain-like keyframe, 5.0 s), one for the single frame.
+    assert queue_ids(page) == [keyframes[1].pk, single.pk]
+    assert "Clip: 3 keyframes, 0.0–10.0 s" in page
+    sequence = re.search(r'<ol class="clip-case__frames".*?</ol>', page, re.S).group(0)
+    assert re.findall(r'href="/cases/(\d+)/"', sequence) == [str(c.pk) for c in keyframes]  # clip time order
+    assert "3 frames in the last" not in page and "4 frames in the last" in page  # the group still counts frames
