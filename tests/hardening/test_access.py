@@ -64,6 +64,10 @@ MATRIX: dict[tuple[str, str], tuple[int, ...]] = {
     # Nobody holds the shared case, so the nurse's heartbeat answers 409 ("claim it first").
     ("api-case-heartbeat", "POST"): (409, 404, 403, 403, 403, 401),
     ("api-case-bedside", "POST"): (200, 404, 403, 403, 403, 401),
+    # The shared case carries no double-scoring disagreement, so there is nothing to review: 404 to the unit too.
+    ("api-case-disagreement-review", "POST"): (404, 404, 404, 403, 403, 401),
+    ("api-disagreement-list", "GET"): (200, 200, 200, 403, 403, 401),
+    ("api-alerts-summary", "GET"): (200, 200, 200, 403, 403, 401),
     ("api-alert-acknowledge", "POST"): (200, 404, 200, 403, 403, 401),
     ("api-assessment-export", "GET"): (200, 200, 200, 403, 403, 401),
     ("schema", "GET"): (200, 200, 200, 200, 200, 401),
@@ -87,6 +91,7 @@ PK_OBJECT = {
     "api-case-assessment": "case",
     "api-case-heartbeat": "case",
     "api-case-bedside": "case",
+    "api-case-disagreement-review": "case",
     "api-alert-acknowledge": "alert",
 }
 
