@@ -41,8 +41,14 @@ class AutoSchema(SpectacularAutoSchema):
     def _get_paginator(self):
         """The API views paginate their lists by hand (``triage.apis.paginate``): describe that envelope.
 
-        drf-spectacular asks only for GET list responses, and every one of ours is paginated.
+        drf-spectacular asks only for GET list responses, and ours are paginated unless a view says
+        ``pagination_class = None`` (a short list returned whole, such as ``/api/v1/disagreements/``).
         """
+        if (
+            any("pagination_class" in vars(cls) for cls in type(self.view).__mro__)
+            and self.view.pagination_class is None
+        ):
+            return None
         pagination = getattr(self.view, "pagination_class", None) or getattr(self.view, "Pagination", None)
         return (pagination or PageNumberPagination)()
 

@@ -27,6 +27,7 @@ class DisagreementListApi(APIView):
     """The unit's double-scored cases whose two blind scores disagree on pain, not yet reviewed; newest first."""
 
     permission_classes = [IsClinician]
+    pagination_class = None  # at most 200 rows, a plain list (the schema must not promise a page object)
 
     @extend_schema(responses=DisagreementOutputSerializer(many=True))
     def get(self, request):
