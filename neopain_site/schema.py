@@ -44,10 +44,8 @@ class AutoSchema(SpectacularAutoSchema):
         drf-spectacular asks only for GET list responses, and ours are paginated unless a view says
         ``pagination_class = None`` (a short list returned whole, such as ``/api/v1/disagreements/``).
         """
-        if (
-            any("pagination_class" in vars(cls) for cls in type(self.view).__mro__)
-            and self.view.pagination_class is None
-        ):
+        own = [cls for cls in type(self.view).__mro__ if not cls.__module__.startswith("rest_framework")]
+        if any("pagination_class" in vars(cls) for cls in own) and self.view.pagination_class is None:
             return None
         pagination = getattr(self.view, "pagination_class", None) or getattr(self.view, "Pagination", None)
         return (pagination or PageNumberPagination)()
