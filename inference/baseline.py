@@ -119,7 +119,16 @@ def centres_for(subjects: Sequence[str], baselines: dict[str, np.ndarray | None]
 def relative_logits(
     head: torch.nn.Module, embeddings: torch.Tensor, flipped: torch.Tensor | None, centres: torch.Tensor
 ) -> torch.Tensor:
-    """Logits of ``head(embedding - centre)``, averaged with the mirror image's when given."""
+    """Logits of ``head(embedding - centre)``, averaged with the mirror image's when given.
+
+    A head with ``takes_centre`` (the facial-movement model, :mod:`inference.face_motion`) is
+    given ``(embedding, centre)``: it compares the two faces itself.
+    """
+    if getattr(head, "takes_centre", False):
+        logits = head(embeddings, centres)
+        if flipped is not None:
+            logits = (logits + head(flipped, centres)) / 2
+        return logits
     logits = head(embeddings - centres)
     if flipped is not None:
         logits = (logits + head(flipped - centres)) / 2

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "neopain-model-bundle"
 BUNDLE_FORMAT_VERSION = 1
-ARCHITECTURES = ("painnet", "fer_proxy", "face_actions")
+ARCHITECTURES = ("painnet", "fer_proxy", "face_actions", "face_motion")
 #: Crops per forward pass. On CPU, MobileNetV2 costs the same per image from batch 1 to 8
 #: and ~40% more at 32 (activations fall out of cache; measured on 2 cores); on GPU,
 #: larger batches keep the device busy.
@@ -336,6 +336,10 @@ def build_module(metadata: Mapping[str, Any]) -> nn.Module:
         from inference.face_actions import N_FEATURES, face_actions_model
 
         return face_actions_model(int(metadata.get("feature_dim", N_FEATURES)))
+    if architecture == "face_motion":
+        from inference.face_motion import face_motion_model
+
+        return face_motion_model()
     raise BundleError(f"unknown architecture {architecture!r}")
 
 

@@ -1,7 +1,9 @@
-"""Train the facial-action model for serving: face-mesh geometry relative to each neonate's baseline,
-an L2 logistic regression (L2 by leave-one-subject-out over the training subjects), a temperature and
-the guarantee on disjoint validation subjects. The bundle is served like PainNet (architecture
-``face_actions``); the worker keeps the baselines (:mod:`inference.baseline`)."""
+"""Train a face model for serving that judges each frame against its neonate's baseline: the facial
+actions (face-mesh geometry, architecture ``face_actions``) or the facial movement (optical flow
+from the baby's resting face, ``face_motion``, :mod:`inference.face_motion`). Both: an L2 logistic
+regression (L2 by leave-one-subject-out over the training subjects), a temperature and the
+guarantee on disjoint validation subjects. The bundle is served like PainNet; the worker keeps the
+baselines (:mod:`inference.baseline`)."""
 
 from __future__ import annotations
 
@@ -43,6 +45,21 @@ def _split_roles(val_subjects: list[str], seed: int) -> dict[str, Any]:
     }
 
 
+#: ``--features`` of a face model -> (architecture, backbone name, what the model is, in words).
+FACE_MODELS = {
+    "actions": (
+        "face_actions",
+        "face_mesh",
+        "L2 logistic regression on face-mesh action geometry, relative to each subject's baseline",
+    ),
+    "motion": (
+        "face_motion",
+        "face_mesh_flow",
+        "L2 logistic regression on the optical flow from each subject's resting face (its baseline) to the frame",
+    ),
+}
+
+
 def train_actions_model(
     crops: CropSet,
     *,
@@ -50,19 +67,32 @@ def train_actions_model(
     alpha: float = 0.05,
     dataset: dict[str, Any] | None = None,
     features: np.ndarray | None = None,
+    kind: str = "actions",
 ) -> TrainedModel:
-    """A servable facial-action model trained on all subjects but the validation subjects."""
+    """A servable face model (``kind``: a key of :data:`FACE_MODELS`) trained on all subjects but the
+    validation subjects. ``features``: the crops' embeddings when already computed."""
+    from inference.face_motion import crops_motion_embeddings, face_motion_model, motion_features
+
     start = time.perf_counter()
+    architecture, backbone, described = FACE_MODELS[kind]
     policy: BaselinePolicy = config.baseline_policy()
     subjects = crops.subjects
-    x_all = crops_action_features(crops.crops) if features is None else features
+    if features is not None:
+        x_all = features
+    else:
+        x_all = crops_motion_embeddings(crops.crops) if kind == "motion" else crops_action_features(crops.crops)
     train_subjects, val_subjects = validation_split(
         subjects, config.val_subjects, config.seed, max(2, config.min_val_subjects)
     )
-    centred = centred_by_subject(x_all, subjects, policy=policy, reference_subjects=train_subjects)
     train_idx = subject_indices(subjects, train_subjects)
     baselines = subject_baselines(x_all, subjects, policy)
     reference = population_reference([baselines[s] for s in train_subjects], x_all[train_idx])
+    if kind == "motion":
+        centres_all = np.stack([baselines[s] if baselines[s] is not None else reference for s in subjects])
+        centred = motion_features(x_all, centres_all)
+    else:
+        centred = centred_by_subject(x_all, subjects, policy=policy, reference_subjects=train_subjects)
+        centres_all = x_all - centred
     val_idx = subject_indices(subjects, val_subjects)
     y = crops.labels
     subjects_arr = np.asarray(subjects)
@@ -70,11 +100,12 @@ def train_actions_model(
     mean = centred[train_idx].mean(axis=0)
     std = centred[train_idx].std(axis=0) + 1e-6
     w, b = logistic_fit((centred[train_idx] - mean) / std, y[train_idx], l2=l2)
-    model = face_actions_model(x_all.shape[1])
+    model = face_motion_model() if kind == "motion" else face_actions_model(x_all.shape[1])
+    layers = model.head.score if kind == "motion" else model.head
     with torch.no_grad():
-        model.head[0].mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-        model.head[0].std.copy_(torch.from_numpy(std.astype(np.float32)))
-        linear = model.head[1]
+        layers[0].mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        layers[0].std.copy_(torch.from_numpy(std.astype(np.float32)))
+        linear = layers[1]
         linear.weight.zero_()
         linear.bias.zero_()
         linear.weight[1] = torch.from_numpy(w.astype(np.float32))
@@ -82,7 +113,7 @@ def train_actions_model(
         model.reference.copy_(torch.from_numpy(reference))
     model.eval()
     # Validation frames scored exactly as served: against their own subject's baseline.
-    centres = x_all[val_idx] - centred[val_idx]
+    centres = centres_all[val_idx]
     val_p = relative_p_pain(model.head, x_all[val_idx], None, centres)
     val_labels = y[val_idx]
     val_subject_of = [subjects[i] for i in val_idx]
@@ -132,8 +163,8 @@ def train_actions_model(
     metrics.update(
         {
             "evaluation": "held-out validation subjects, each frame against its own subject's baseline",
-            "backbone": "face_mesh",
-            "features": "actions",
+            "backbone": backbone,
+            "features": kind,
             "validation_subjects": val_subjects,
             "train_seconds": seconds,
             "best_epoch": None,
@@ -142,8 +173,8 @@ def train_actions_model(
         }
     )
     metadata = {
-        "architecture": "face_actions",
-        "backbone": "face_mesh",
+        "architecture": architecture,
+        "backbone": backbone,
         "feature_dim": int(x_all.shape[1] if x_all.ndim == 2 else N_FEATURES),
         "actions": list(ACTIONS),
         "classes": list(CLASSES),
@@ -160,8 +191,8 @@ def train_actions_model(
             "skipped": len(crops.skipped),
         },
         "training": {
-            "model": "L2 logistic regression on face-mesh action geometry, relative to each subject's baseline",
-            "features": "actions",
+            "model": described,
+            "features": kind,
             "l2": l2,
             "l2_grid": list(L2_GRID),
             "seed": config.seed,

@@ -156,3 +156,54 @@ def linear_losocv(
         "seconds": round(time.perf_counter() - start, 2),
         "oof": {"p_pain": oof.tolist(), "labels": labels.tolist(), "subjects": list(subjects)},
     }
+
+
+def motion_relative_features(embeddings: np.ndarray, subjects: Sequence[str], policy: BaselinePolicy) -> np.ndarray:
+    """The facial-movement features of each frame against its own subject's resting face (the
+    median of the subject's embeddings, labels never read); a subject with fewer than
+    ``policy.min_frames`` frames is compared with the median of the *other* subjects' baselines."""
+    from inference.face_motion import motion_features
+
+    baselines = subject_baselines(embeddings, subjects, policy)
+    subjects_arr = np.asarray(subjects)
+    centres = np.zeros_like(np.asarray(embeddings, dtype=np.float32))
+    for subject, baseline in baselines.items():
+        rows = subjects_arr == subject
+        if baseline is None:
+            others = [b for s, b in baselines.items() if s != subject]
+            baseline = population_reference(others, embeddings[~rows] if (~rows).any() else embeddings[rows])
+        centres[rows] = baseline
+    return motion_features(embeddings, centres)
+
+
+def motion_losocv(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    subjects: Sequence[str],
+    *,
+    policy: BaselinePolicy | None = None,
+    alpha: float = 0.05,
+    grid: Sequence[float] = L2_GRID,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """LOSOCV of the facial-movement model (:mod:`inference.face_motion`): the linear probe on the flow
+    from each subject's resting face, the L2 chosen inside each fold's training subjects."""
+    policy = policy or BaselinePolicy()
+    features = motion_relative_features(embeddings, subjects, policy)
+    result = linear_losocv(
+        features,
+        labels,
+        subjects,
+        name="motion",
+        baseline="none",
+        policy=policy,
+        alpha=alpha,
+        grid=grid,
+        progress=progress,
+    )
+    result["choices"]["baseline"] = (
+        "each subject's resting face is the median of its own aligned faces (labels never read), the held-out "
+        f"subject's included, as served; fewer than {policy.min_frames} frames: the other subjects' median"
+    )
+    result["config"]["baseline"] = "neonate"
+    return result

@@ -84,3 +84,16 @@ def mesh_model():
         with zipfile.ZipFile(wheel) as archive:
             target.write_bytes(archive.read("mediapipe/modules/face_landmark/face_landmark.tflite"))
     return target
+
+
+@pytest.fixture(scope="session")
+def astronaut_crop():
+    from PIL import Image
+    from skimage import data
+
+    from inference.detect import get_detector, select_face
+    from inference.preprocess import crop_face, letterbox
+
+    image = Image.fromarray(data.astronaut())
+    face = select_face(get_detector("retinaface").detect(image), image.size)
+    return letterbox(crop_face(image, face), 224, (0, 0, 0))

@@ -108,20 +108,23 @@ def test_served_p_pain_equals_the_evaluation_with_the_same_baseline(
     assert prediction.model_version == other and prediction.baseline_used
 
 
-def test_a_served_facial_action_model_equals_its_evaluation(
-    neonate, nurse, browser_for, planted_crops, mesh_model, monkeypatch, tmp_path, settings
+@pytest.mark.parametrize(("kind", "architecture"), [("actions", "face_actions"), ("motion", "face_motion")])
+def test_a_served_face_model_equals_its_evaluation(
+    neonate, nurse, browser_for, planted_crops, mesh_model, monkeypatch, tmp_path, settings, kind, architecture
 ):
+    """The facial-action and the facial-movement models: the worker's p_pain against the baby's
+    stored baseline equals the evaluation's, and the nurse sees the actions against the baby's rest."""
     from inference.training.actions_model import train_actions_model
 
     monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
     settings.NEOPAIN_SALIENCY = False
     config = tr.TrainConfig(finetune="head", baseline="neonate", baseline_min_frames=MIN_FRAMES, baseline_window=WINDOW)
-    trained = train_actions_model(planted_crops, config=config)
+    trained = train_actions_model(planted_crops, config=config, kind=kind)
     assert trained.metrics["l2"] in (0.003, 0.03, 0.3, 3.0, 30.0)
-    path = tmp_path / "actions.pt"
-    tr.bundle_write(trained, path, version="actions")
+    path = tmp_path / f"{kind}.pt"
+    tr.bundle_write(trained, path, version=kind)
     version = services.model_version_register(bundle_path=path, status="active")
-    assert version.architecture == "face_actions"
+    assert version.architecture == architecture
     loaded = load_bundle(path)
     subject = planted_crops.subjects[-1]
     rows = [i for i, s in enumerate(planted_crops.subjects) if s == subject]

@@ -9,19 +9,6 @@ from inference.face_actions import ACTIONS, action_features, action_measures, fa
 from inference.training.linear import linear_losocv
 
 
-@pytest.fixture(scope="session")
-def astronaut_crop():
-    from PIL import Image
-    from skimage import data
-
-    from inference.detect import get_detector, select_face
-    from inference.preprocess import crop_face, letterbox
-
-    image = Image.fromarray(data.astronaut())
-    face = select_face(get_detector("retinaface").detect(image), image.size)
-    return letterbox(crop_face(image, face), 224, (0, 0, 0))
-
-
 def test_the_mesh_places_the_eyes_above_the_mouth_of_a_real_face(mesh_model, astronaut_crop):
     points = face_mesh(mesh_model).landmarks(astronaut_crop)
     assert points.shape == (468, 3)

@@ -31,9 +31,10 @@ class Command(TrainingCommand):
             "--features",
             nargs="+",
             default=["cnn"],
-            choices=["cnn", "actions", "embedding", "combined"],
+            choices=["cnn", "actions", "embedding", "combined", "motion"],
             help="With --losocv, side by side: cnn (PainNet, the recipe; default); or a linear probe (L2 chosen by "
-            "nested LOSO) on actions (face-mesh geometry), embedding (frozen CNN) or combined (both).",
+            "nested LOSO) on actions (face-mesh geometry), embedding (frozen CNN), combined (both) or motion (the "
+            "optical flow from each baby's resting face; always against the neonate baseline).",
         )
         parser.add_argument(
             "--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg)."
@@ -139,7 +140,8 @@ class Command(TrainingCommand):
         """LOSOCV of the linear probe per feature set and baseline mode (features computed once)."""
         from inference import training as tr
         from inference.face_actions import FaceMeshUnavailable, crops_action_features
-        from inference.training.linear import linear_losocv
+        from inference.face_motion import crops_motion_embeddings
+        from inference.training.linear import linear_losocv, motion_losocv
 
         progress = self.show_progress(options)
         columns: dict[str, Any] = {}
@@ -150,8 +152,14 @@ class Command(TrainingCommand):
                 self.stdout.write(
                     f"Face-mesh actions of {len(crops.crops)} crops: {time.perf_counter() - started:.1f} s"
                 )
+            if "motion" in features:
+                started = time.perf_counter()
+                columns["motion"] = crops_motion_embeddings(crops.crops)
+                self.stdout.write(
+                    f"Aligned faces (face mesh) of {len(crops.crops)} crops: {time.perf_counter() - started:.1f} s"
+                )
         except FaceMeshUnavailable as exc:
-            for name in ("actions", "combined"):
+            for name in ("actions", "combined", "motion"):
                 if name in features:
                     errors[name] = str(exc)
                     self.stderr.write(f"{name}: skipped: {exc}")
@@ -170,6 +178,19 @@ class Command(TrainingCommand):
         results = {}
         for feature in features:
             if feature not in columns:
+                continue
+            if feature == "motion":  # the flow needs a resting face: against the neonate baseline only
+                config = self.train_config(options, options["backbone"][0], baseline="neonate")
+                result = motion_losocv(
+                    columns[feature],
+                    crops.labels,
+                    crops.subjects,
+                    policy=config.baseline_policy(),
+                    alpha=alpha,
+                    progress=progress,
+                )
+                result["baseline"] = "neonate"
+                results[f"{feature}+neonate" if len(modes) > 1 else feature] = result
                 continue
             for mode in modes:
                 name = f"{feature}+{mode}" if len(modes) > 1 else feature

@@ -43,10 +43,11 @@ class Command(TrainingCommand):
         parser.add_argument("--no-register", action="store_true", help="Write the bundle only.")
         parser.add_argument(
             "--features",
-            choices=["cnn", "actions"],
+            choices=["cnn", "actions", "motion"],
             default="cnn",
             help="cnn: PainNet (the recipe; default); actions: face-mesh facial actions relative to each neonate's "
-            "baseline, L2 logistic regression (needs --baseline neonate).",
+            "baseline; motion: the optical flow from each neonate's resting face (its baseline) to the frame; both "
+            "L2 logistic regression (need --baseline neonate).",
         )
         super().add_arguments(parser)
 
@@ -57,8 +58,11 @@ class Command(TrainingCommand):
         from triage.services import model_version_register
 
         unit = unit_from_option(code=options["unit"])
-        if options["features"] == "actions" and options["baseline"] != "neonate":
-            raise CommandError("--features actions judges a face against the baby's own: add --baseline neonate")
+        face_model = options["features"] in ("actions", "motion")
+        if face_model and options["baseline"] != "neonate":
+            raise CommandError(
+                f"--features {options['features']} judges a face against the baby's own: add --baseline neonate"
+            )
         config = self.train_config(options, options["backbone"])
         alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
         progress = self.show_progress(options)
@@ -89,8 +93,11 @@ class Command(TrainingCommand):
                 if key in info:
                     dataset[key] = info[key]
             model_line = (
-                "the facial-action model (face mesh, L2 logistic regression"
-                if options["features"] == "actions"
+                {
+                    "actions": "the facial-action model (face mesh, L2 logistic regression",
+                    "motion": "the facial-movement model (optical flow from the resting face, L2 logistic regression",
+                }[options["features"]]
+                if face_model
                 else f"{config.backbone} (recipe {config.recipe}, fine-tune {config.finetune}, lr {config.lr:g}, "
                 f"backbone lr {config.backbone_lr or config.lr:g}, up to {config.epochs} epochs"
             )
@@ -107,12 +114,14 @@ class Command(TrainingCommand):
                 )
             audit = audit_flags(tmp, crops.images) if options["from_assessments"] else None
             try:
-                if options["features"] == "actions":
+                if face_model:
                     from inference.face_actions import FaceMeshUnavailable
                     from inference.training.actions_model import train_actions_model
 
                     try:
-                        trained = train_actions_model(crops, config=config, alpha=alpha, dataset=dataset)
+                        trained = train_actions_model(
+                            crops, config=config, alpha=alpha, dataset=dataset, kind=options["features"]
+                        )
                     except FaceMeshUnavailable as exc:
                         raise CommandError(str(exc)) from exc
                 else:
@@ -126,9 +135,12 @@ class Command(TrainingCommand):
         name = options["name"] or f"painnet-{scope}"
         out = Path(options["out"]) if options["out"] else Path(settings.MODELS_DIR) / f"{name}-{stamp}.pt"
         description = (
-            f"Facial actions (face mesh) relative to each neonate's baseline, L2 logistic regression, trained on "
-            f"{dataset['n_images']} images of {dataset['n_subjects']} subjects."
-            if options["features"] == "actions"
+            {
+                "actions": "Facial actions (face mesh) relative to each neonate's baseline",
+                "motion": "Facial movement (optical flow) from each neonate's resting face",
+            }[options["features"]]
+            + f", L2 logistic regression, trained on {dataset['n_images']} images of {dataset['n_subjects']} subjects."
+            if face_model
             else ""
         )
         sha256 = tr.bundle_write(trained, out, name=name, version=stamp, description=description)
