@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,28 @@ from inference.training.config import TrainConfig, subject_indices, validation_s
 from inference.training.crops import CropSet
 from inference.training.cross_validation import per_subject_accuracy, subject_summary
 from inference.training.linear import L2_GRID, centred_by_subject, l2_choose, logistic_fit
-from inference.training.serving import MIN_CALIBRATION_IMAGES, TrainedModel, served_temperature
+from inference.training.serving import (
+    MIN_AUDIT_LABELS,
+    MIN_CALIBRATION_IMAGES,
+    VALIDATION_CALIBRATION_BIAS,
+    TrainedModel,
+    served_temperature,
+)
 
 
-def _split_roles(val_subjects: list[str], seed: int) -> dict[str, Any]:
-    """Temperature and guarantee on disjoint halves of the validation subjects (one subject: both on it)."""
+def _split_roles(val_subjects: list[str], seed: int, *, audit: int = 0) -> dict[str, Any]:
+    """Temperature and guarantee on disjoint halves of the validation subjects (one subject: both on
+    it); with ``audit`` audit labels the guarantee is set on them and the temperature on every
+    validation subject."""
     shuffled = random.Random(f"actions-roles:{seed}").sample(sorted(val_subjects), len(val_subjects))
     none = ["none (no epochs: the L2 is chosen by leave-one-subject-out over the training subjects)"]
+    if audit:
+        return {
+            "early_stopping": none,
+            "temperature": sorted(shuffled),
+            "calibration": f"audit labels ({audit} frames)",
+            "reuse": None,
+        }
     if len(shuffled) < 2:
         return {
             "early_stopping": none,
@@ -60,6 +76,18 @@ FACE_MODELS = {
 }
 
 
+def face_model_description(kind: str, dataset: dict[str, Any]) -> str:
+    """The bundle's one-line description of a face model trained on ``dataset`` (its summary)."""
+    what = {
+        "actions": "Facial actions (face mesh) relative to each neonate's baseline",
+        "motion": "Facial movement (optical flow) from each neonate's resting face",
+    }[kind]
+    return (
+        f"{what}, L2 logistic regression, trained on {dataset.get('n_images', '?')} images of "
+        f"{dataset.get('n_subjects', '?')} subjects."
+    )
+
+
 def train_actions_model(
     crops: CropSet,
     *,
@@ -68,9 +96,17 @@ def train_actions_model(
     dataset: dict[str, Any] | None = None,
     features: np.ndarray | None = None,
     kind: str = "actions",
+    audit: Sequence[bool] | None = None,
 ) -> TrainedModel:
     """A servable face model (``kind``: a key of :data:`FACE_MODELS`) trained on all subjects but the
-    validation subjects. ``features``: the crops' embeddings when already computed."""
+    validation subjects. ``features``: the crops' embeddings when already computed.
+
+    ``audit[i]`` marks image ``i`` as an audit label (a random automatic verdict scored blind), as
+    for PainNet (:func:`inference.training.serving.train_model`): with at least
+    :data:`MIN_AUDIT_LABELS` of them they are kept out of the fit and the temperature and set the
+    guarantee, each frame against its own subject's baseline; otherwise the guarantee falls back to
+    validation subjects and ``metrics["calibration_source"]`` says why that is biased. Baselines
+    read no labels, so every frame (audit ones too) counts in its subject's, as in serving."""
     from inference.face_motion import crops_motion_embeddings, face_motion_model, motion_features
 
     start = time.perf_counter()
@@ -81,10 +117,16 @@ def train_actions_model(
         x_all = features
     else:
         x_all = crops_motion_embeddings(crops.crops) if kind == "motion" else crops_action_features(crops.crops)
+    flags = list(audit) if audit is not None else [False] * len(subjects)
+    if len(flags) != len(subjects):
+        raise ValueError(f"audit has {len(flags)} flags for {len(subjects)} images")
+    audit_idx = [i for i, flag in enumerate(flags) if flag]
+    use_audit = len(audit_idx) >= MIN_AUDIT_LABELS
+    held = set(audit_idx) if use_audit else set()
     train_subjects, val_subjects = validation_split(
         subjects, config.val_subjects, config.seed, max(2, config.min_val_subjects)
     )
-    train_idx = subject_indices(subjects, train_subjects)
+    train_idx = [i for i in subject_indices(subjects, train_subjects) if i not in held]
     baselines = subject_baselines(x_all, subjects, policy)
     reference = population_reference([baselines[s] for s in train_subjects], x_all[train_idx])
     if kind == "motion":
@@ -93,7 +135,7 @@ def train_actions_model(
     else:
         centred = centred_by_subject(x_all, subjects, policy=policy, reference_subjects=train_subjects)
         centres_all = x_all - centred
-    val_idx = subject_indices(subjects, val_subjects)
+    val_idx = [i for i in subject_indices(subjects, val_subjects) if i not in held]
     y = crops.labels
     subjects_arr = np.asarray(subjects)
     l2, inner = l2_choose(centred[train_idx], y[train_idx], subjects_arr[train_idx], L2_GRID)
@@ -112,22 +154,42 @@ def train_actions_model(
         linear.bias[1] = float(b)
         model.reference.copy_(torch.from_numpy(reference))
     model.eval()
-    # Validation frames scored exactly as served: against their own subject's baseline.
-    centres = centres_all[val_idx]
-    val_p = relative_p_pain(model.head, x_all[val_idx], None, centres)
+    # Validation (and audit) frames scored exactly as served: against their own subject's baseline.
+    scored_idx = val_idx + (audit_idx if use_audit else [])
+    scored_p = relative_p_pain(model.head, x_all[scored_idx], None, centres_all[scored_idx])
+    val_p = scored_p[: len(val_idx)]
     val_labels = y[val_idx]
     val_subject_of = [subjects[i] for i in val_idx]
-    roles = _split_roles(val_subjects, config.seed)
+    roles = _split_roles(val_subjects, config.seed, audit=len(audit_idx) if use_audit else 0)
     t_mask = np.array([s in set(roles["temperature"]) for s in val_subject_of], dtype=bool)
     temperature, fitted = served_temperature(val_p[t_mask], val_labels[t_mask], config.calibrate)
     served = th.temperature_apply(val_p, temperature) if val_labels.size else val_p
-    n_calibration = int(sum(s in set(roles["calibration"]) for s in val_subject_of))
-    source = {
-        "source": "validation subjects",
-        "n_images": n_calibration,
-        "n_subjects": len(roles["calibration"]),
-        "note": f"validation subjects {', '.join(roles['calibration'])} ({n_calibration} frames)",
-    }
+    if use_audit:
+        calibration_p, calibration_labels = scored_p[len(val_idx) :], y[audit_idx]
+        calibration_subjects = [subjects[i] for i in audit_idx]
+        source = {
+            "source": "audit",
+            "n_images": len(audit_idx),
+            "n_subjects": len(set(calibration_subjects)),
+            "note": f"{len(audit_idx)} audit labels (a random share of automatic verdicts, scored blind), "
+            "kept out of training",
+        }
+    else:
+        c_mask = np.array([s in set(roles["calibration"]) for s in val_subject_of], dtype=bool)
+        calibration_p, calibration_labels = val_p[c_mask], val_labels[c_mask]
+        calibration_subjects = [s for s, keep in zip(val_subject_of, c_mask) if keep]
+        source = {
+            "source": "validation subjects",
+            "n_images": int(c_mask.sum()),
+            "n_subjects": len(set(calibration_subjects)),
+            "note": f"validation subjects {', '.join(roles['calibration'])} ({int(c_mask.sum())} frames)"
+            + (
+                f"; fell back to them: {len(audit_idx)} audit labels, {MIN_AUDIT_LABELS} needed; biased because "
+                f"{VALIDATION_CALIBRATION_BIAS}"
+                if audit is not None
+                else ""
+            ),
+        }
     metrics: dict[str, Any] = {
         "validation_roles": roles,
         "calibration_source": source,
@@ -136,12 +198,11 @@ def train_actions_model(
     }
     if val_labels.size:
         analysis = th.threshold_analysis(p_pain=served, labels=val_labels, alpha=alpha, subjects=val_subject_of)
-        c_mask = np.array([s in set(roles["calibration"]) for s in val_subject_of], dtype=bool)
         calibration = th.threshold_analysis(
-            p_pain=served[c_mask],
-            labels=val_labels[c_mask],
+            p_pain=th.temperature_apply(calibration_p, temperature) if calibration_labels.size else calibration_p,
+            labels=calibration_labels,
             alpha=alpha,
-            subjects=[s for s, k in zip(val_subject_of, c_mask) if k],
+            subjects=calibration_subjects,
         )
         for key in ("guarantee", "guarantee_conditional", "calibration_scores"):
             analysis[key] = calibration[key]
@@ -152,7 +213,7 @@ def train_actions_model(
         analysis["temperature_clipped"] = fitted is not None and abs(fitted - temperature) > 1e-9
         analysis["temperature_fitted_on"] = (
             f"validation subjects {', '.join(roles['temperature'])} (NLL); guarantee on "
-            f"{', '.join(roles['calibration'])}{'; ' + roles['reuse'] if roles['reuse'] else ''}; 1.0 when fewer "
+            f"{source['note']}{'; ' + roles['reuse'] if roles['reuse'] else ''}; 1.0 when fewer "
             f"than {MIN_CALIBRATION_IMAGES} images or one class"
         )
         metrics.update(analysis)
@@ -186,6 +247,7 @@ def train_actions_model(
             "train_subjects": train_subjects,
             "validation_subjects": val_subjects,
             "validation_roles": roles,
+            "calibration_source": source,
             "train_sha256": sorted({crops.file_sha256[i] for i in train_idx}),
             "crop_settings": crops.settings.describe(),
             "skipped": len(crops.skipped),

@@ -37,9 +37,14 @@ class Command(TrainingCommand):
         add_unit_option(parser, help="Unit code: its nurse labels, and the model serves only it.")
         add_label_source_option(parser)
         parser.add_argument(
-            "--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/painnet-....pt)."
+            "--out", default=None, help="Bundle path (default $NEOPAIN_DATA_DIR/models/<name>-<time>.pt)."
         )
-        parser.add_argument("--name", default=None, help="Model name in the bundle (default painnet-<unit|backbone>).")
+        parser.add_argument(
+            "--name",
+            default=None,
+            help="Model name in the bundle (default painnet-<unit|backbone>; a face model: face_actions-<unit|all> "
+            "or face_motion-<unit|all>).",
+        )
         parser.add_argument("--no-register", action="store_true", help="Write the bundle only.")
         parser.add_argument(
             "--features",
@@ -120,7 +125,7 @@ class Command(TrainingCommand):
 
                     try:
                         trained = train_actions_model(
-                            crops, config=config, alpha=alpha, dataset=dataset, kind=options["features"]
+                            crops, config=config, alpha=alpha, dataset=dataset, kind=options["features"], audit=audit
                         )
                     except FaceMeshUnavailable as exc:
                         raise CommandError(str(exc)) from exc
@@ -131,18 +136,16 @@ class Command(TrainingCommand):
             except (tr.DatasetError, FileNotFoundError) as exc:
                 raise CommandError(str(exc)) from exc
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-        scope = unit.code if unit else config.backbone
-        name = options["name"] or f"painnet-{scope}"
+        if face_model:
+            from inference.training.actions_model import FACE_MODELS, face_model_description
+
+            architecture = FACE_MODELS[options["features"]][0]
+            default_name = f"{architecture}-{unit.code if unit else 'all'}"
+            description = face_model_description(options["features"], dataset)
+        else:
+            default_name, description = f"painnet-{unit.code if unit else config.backbone}", ""
+        name = options["name"] or default_name
         out = Path(options["out"]) if options["out"] else Path(settings.MODELS_DIR) / f"{name}-{stamp}.pt"
-        description = (
-            {
-                "actions": "Facial actions (face mesh) relative to each neonate's baseline",
-                "motion": "Facial movement (optical flow) from each neonate's resting face",
-            }[options["features"]]
-            + f", L2 logistic regression, trained on {dataset['n_images']} images of {dataset['n_subjects']} subjects."
-            if face_model
-            else ""
-        )
         sha256 = tr.bundle_write(trained, out, name=name, version=stamp, description=description)
         m = trained.metrics
         w = self.stdout.write
