@@ -3,7 +3,9 @@
 Off by default. Set ``NEOPAIN_RETRAIN_EVERY_N_LABELS=N`` (N >= 1) and schedule
 ``annotations.tasks.retrain_when_new_labels`` in beat (e.g. hourly); each unit whose newest
 classifier is older than N new usable labels gets a retrained *candidate*, never an
-activation. Training takes minutes: route the task to a worker of its own.
+activation. ``NEOPAIN_RETRAIN_FEATURES`` picks the model kind: ``cnn`` (PainNet, the default),
+``actions`` or ``motion`` (the face models, each frame judged against its neonate's baseline).
+Training takes minutes: route the task to a worker of its own.
 """
 
 from __future__ import annotations
@@ -35,22 +37,24 @@ def retrain_every_n_labels() -> int:
 @shared_task(name="annotations.tasks.retrain_when_new_labels", soft_time_limit=4 * 3600, time_limit=4 * 3600 + 300)
 def retrain_when_new_labels() -> dict:
     """For each unit, register a retrained candidate when N new labels arrived (see module doc)."""
-    from annotations.learning import retrain_if_due
+    from annotations.learning import retrain_features, retrain_if_due
     from triage.models import Unit
 
     every_n = retrain_every_n_labels()
     if not every_n:
         return {"enabled": False}
+    # Read once, before the loop: a bad value fails the job with its reason, not each unit in the log.
+    features = retrain_features()
     retrained = {}
     for unit in Unit.objects.all():
         try:
-            model_version = retrain_if_due(unit=unit, every_n=every_n)
+            model_version = retrain_if_due(unit=unit, every_n=every_n, features=features)
         except Exception:  # one unit's failure must not stop the others
             logger.exception("retraining for unit %s failed", unit.code)
             continue
         if model_version is not None:
             retrained[unit.code] = model_version.pk
-    return {"enabled": True, "every_n": every_n, "retrained": retrained}
+    return {"enabled": True, "every_n": every_n, "features": features, "retrained": retrained}
 
 
 # Scoring two bundles on every held-out nurse label takes minutes on a CPU worker.

@@ -111,3 +111,64 @@ def test_a_face_model_sets_its_guarantee_on_audit_labels_kept_out_of_training():
     assert source["source"] == "validation subjects"
     assert "29 audit labels, 30 needed" in source["note"] and "biased" in source["note"]
     assert audit_sha & set(fallback.metadata["training_data"]["train_sha256"])
+
+
+@pytest.fixture
+def twelve_frames_each(unit, nurse, bootstrap_active):
+    """4 babies x 12 real-face frames decided by a nurse: enough for each baby's baseline (10 by default)."""
+    from tests.factories import FrameFactory, NeonateFactory
+    from tests.learning.planted import planted_frame
+
+    for i in range(NEONATES):
+        neonate = NeonateFactory(unit=unit)
+        for k in range(12):
+            pain = k % 3 == 0
+            image = planted_frame(subject=i, index=k, pain=pain)
+            frame = FrameFactory(neonate=neonate, content=test_loop.png(image), width=160, height=160)
+            test_loop._case(frame=frame, model_version=bootstrap_active, pain=pain, nurses=[nurse])
+
+
+def test_the_retraining_job_trains_the_model_kind_the_unit_chose(
+    twelve_frames_each, unit, bootstrap_active, mesh_model, monkeypatch
+):
+    from annotations.tasks import retrain_when_new_labels
+    from inference.bundle import read_bundle
+    from triage.selectors import active_model_for_unit
+
+    monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
+    monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "10")
+    monkeypatch.setenv("NEOPAIN_RETRAIN_FEATURES", "motion")
+    result = retrain_when_new_labels()
+    assert result["features"] == "motion" and set(result["retrained"]) == {unit.code}
+    version = ModelVersion.objects.get(pk=result["retrained"][unit.code])
+    assert version.architecture == "face_motion" and version.unit == unit and version.name == f"face_motion-{unit.code}"
+    assert version.status == ModelVersion.Status.CANDIDATE and active_model_for_unit(unit=unit) == bootstrap_active
+    metrics = version.metrics
+    assert metrics["features"] == "motion" and metrics["l2"] is not None
+    assert metrics["dataset"]["source"] == "nurse assessments" and metrics["dataset"]["n_images"] == NEONATES * 12
+    assert metrics["calibration_source"]["source"] == "validation subjects"
+    assert "0 audit labels, 30 needed" in metrics["calibration_source"]["note"]
+    # The face model always judges a frame against its baby's resting face, with the default policy.
+    metadata = read_bundle(version.bundle_path)[0]["metadata"]
+    assert metadata["baseline"]["kind"] == "neonate" and metadata["baseline"]["min_frames"] == 10
+    assert "Facial movement (optical flow)" in metadata["description"]
+    # No new labels since the candidate: the next run trains nothing.
+    assert retrain_when_new_labels()["retrained"] == {}
+
+
+def test_a_bad_retrain_features_value_fails_the_job_with_its_reason(unit, monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from annotations import learning
+    from annotations.tasks import retrain_when_new_labels
+
+    monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "10")
+    monkeypatch.setenv("NEOPAIN_RETRAIN_FEATURES", "face")
+    with pytest.raises(ImproperlyConfigured, match="NEOPAIN_RETRAIN_FEATURES must be one of cnn, actions, motion"):
+        retrain_when_new_labels()
+    with pytest.raises(ImproperlyConfigured, match="got 'face'"):
+        learning.retrain_if_due(unit=unit, every_n=10)
+    monkeypatch.setenv("NEOPAIN_RETRAIN_FEATURES", " ")
+    assert learning.retrain_features() == "cnn"
+    with pytest.raises(ValueError, match="features must be one of"):
+        learning.retrain_from_assessments(unit=unit, features="embedding")

@@ -284,10 +284,13 @@ def test_retraining_job_is_off_by_default(monkeypatch, unit):
 def test_retraining_job_retrains_when_enough_new_labels(monkeypatch, nurse_decisions, unit, bootstrap_active):
     calls = []
     monkeypatch.setattr(
-        learning, "retrain_from_assessments", lambda *, unit: calls.append(unit.code) or (bootstrap_active, {})
+        learning,
+        "retrain_from_assessments",
+        lambda *, unit, features: calls.append((unit.code, features)) or (bootstrap_active, {}),
     )
+    monkeypatch.delenv("NEOPAIN_RETRAIN_FEATURES", raising=False)
     monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "1000")
     assert retrain_when_new_labels()["retrained"] == {}
     monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "10")
     assert retrain_when_new_labels()["retrained"] == {unit.code: bootstrap_active.pk}
-    assert calls == [unit.code]
+    assert calls == [(unit.code, "cnn")]  # PainNet unless NEOPAIN_RETRAIN_FEATURES says otherwise
