@@ -54,6 +54,7 @@ def models_compare(
     """
     from inference import thresholds as th
     from inference import training as tr
+    from inference.baseline import model_evaluate_p_pain
     from inference.bundle import load_bundle
     from triage.selectors import active_model_for_unit
 
@@ -99,12 +100,26 @@ def models_compare(
         "models": {},
     }
     verdicts: dict[str, Any] = {}
+    baseline_crops: dict[str, list] = {}
+    for crop, subject in zip(crops.crops, crops.subjects):
+        baseline_crops.setdefault(subject, []).append(crop)
     for role, version in (("candidate", candidate), ("active", active)):
         if version is None:
             continue
         loaded = load_bundle(version.bundle_path, expected_sha256=version.sha256)
-        p_pain = loaded.predict_proba(held_out.crops)[:, loaded.pain_index] if held_out.crops else []
-        figures: dict[str, Any] = {"id": version.pk, "label": version.label, "status": version.status}
+        # As served: a baseline model judges each frame against its baby's resting baseline, built
+        # from all of that baby's frames here (no label read), a model without one frame by frame.
+        p_pain, served_as = (
+            model_evaluate_p_pain(loaded, held_out.crops, held_out.subjects, baseline_crops=baseline_crops)
+            if held_out.crops
+            else ([], {"baseline": "none"})
+        )
+        figures: dict[str, Any] = {
+            "id": version.pk,
+            "label": version.label,
+            "status": version.status,
+            "baseline": served_as,
+        }
         if len(keep):
             basic = th.binary_metrics(p_pain=p_pain, labels=labels)
             at_threshold = th.threshold_table(p_pain=p_pain, labels=labels, thresholds=[threshold])[0]

@@ -99,3 +99,34 @@ def test_evaluate_and_train_the_facial_movement_model(planted, crop_cache, mesh_
     metadata = read_bundle(tmp_path / "m.pt")[0]["metadata"]
     assert metadata["architecture"] == "face_motion" and metadata["training"]["features"] == "motion"
     assert metadata["feature_dim"] == N_EMBEDDING and last_json_line(out)["model_version_id"]
+
+
+@pytest.mark.django_db
+def test_compare_models_judges_a_baseline_candidate_against_each_babys_rest(
+    planted, crop_cache, mesh_model, monkeypatch, tmp_path
+):
+    """compare_models scores a face model as the worker serves it: against each baby's resting face."""
+    from annotations.model_comparison import models_compare
+    from inference import thresholds as th
+    from inference import training as tr
+    from inference.baseline import model_evaluate_p_pain
+    from inference.bundle import load_bundle
+    from inference.training.actions_model import train_actions_model
+    from triage import services
+
+    monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
+    crops = tr.face_crops(tr.dataset_read(planted), cache_dir=crop_cache, progress=False)
+    config = tr.TrainConfig(finetune="head", baseline="neonate", baseline_min_frames=4)
+    path = tmp_path / "motion.pt"
+    tr.bundle_write(train_actions_model(crops, config=config, kind="motion"), path, version="m")
+    candidate = services.model_version_register(bundle_path=path)
+    result = models_compare(candidate=candidate, dataset=planted, cache_dir=crop_cache)
+    figures = result["models"]["candidate"]
+    assert figures["baseline"]["baseline"] == "neonate" and not figures["baseline"]["cold_start_subjects"]
+    trained_on = set(candidate.metadata["training_data"]["train_sha256"])
+    keep = [i for i, sha in enumerate(crops.file_sha256) if sha not in trained_on]
+    held_out = crops.subset(keep)
+    everyone = {s: [c for c, t in zip(crops.crops, crops.subjects) if t == s] for s in set(crops.subjects)}
+    expected, _ = model_evaluate_p_pain(load_bundle(path), held_out.crops, held_out.subjects, baseline_crops=everyone)
+    assert result["n"] == len(keep) > 0
+    assert figures["auc"] == pytest.approx(th.binary_metrics(p_pain=expected, labels=held_out.labels)["auc"])
