@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_ALPHA",
     "RETRAIN_ENV",
     "RETRAIN_FEATURES",
+    "RETRAIN_FEATURES_DEFAULT",
     "RETRAIN_FEATURES_ENV",
     "THRESHOLD_METRIC_KEYS",
     "NurseLabel",
@@ -70,13 +71,16 @@ RETRAIN_FEATURES_ENV = "NEOPAIN_RETRAIN_FEATURES"
 #: The model kinds the retraining job trains (``train_model --features``): PainNet, facial actions,
 #: facial movement; the two face models judge each frame against its neonate's baseline.
 RETRAIN_FEATURES = ("cnn", "actions", "motion")
+#: What it trains when ``NEOPAIN_RETRAIN_FEATURES`` is unset: as ``train_model``, the facial-movement
+#: model (it learned best in LOSOCV on every planted set measured; issue 14). PainNet: ``cnn``.
+RETRAIN_FEATURES_DEFAULT = "motion"
 
 
 def retrain_features() -> str:
-    """``NEOPAIN_RETRAIN_FEATURES``: the model kind the retraining job trains; ``cnn`` when unset."""
+    """``NEOPAIN_RETRAIN_FEATURES``: the model kind the retraining job trains; ``motion`` when unset."""
     raw = os.environ.get(RETRAIN_FEATURES_ENV, "").strip()
     if not raw:
-        return "cnn"
+        return RETRAIN_FEATURES_DEFAULT
     if raw not in RETRAIN_FEATURES:
         raise ImproperlyConfigured(f"{RETRAIN_FEATURES_ENV} must be one of {', '.join(RETRAIN_FEATURES)}, got {raw!r}")
     return raw
@@ -90,13 +94,13 @@ def retrain_from_assessments(
     actor: User | None = None,
     progress: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
-    features: str = "cnn",
+    features: str = RETRAIN_FEATURES_DEFAULT,
 ) -> tuple[ModelVersion, dict[str, Any]]:
     """Export the unit's nurse labels, train a model of kind ``features`` on them and register it as a candidate.
 
-    ``features`` as ``train_model --features``: ``cnn`` (PainNet, ``config`` as given), ``actions``
-    or ``motion`` (a face model, always with ``--baseline neonate``: ``config``'s baseline options
-    are kept, its baseline set to ``neonate``). Audit labels set the guarantee when there are enough,
+    ``features`` as ``train_model --features``: ``motion`` (the default) or ``actions`` (a face model,
+    always with ``--baseline neonate``: ``config``'s baseline options are kept, its baseline set to
+    ``neonate``), or ``cnn`` (PainNet, ``config`` as given). Audit labels set the guarantee when there are enough,
     whichever kind. Returns ``(model_version, metrics)``. Activation stays a person's decision
     (``model_version_activate``).
     """

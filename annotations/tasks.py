@@ -3,8 +3,9 @@
 Off by default. Set ``NEOPAIN_RETRAIN_EVERY_N_LABELS=N`` (N >= 1) and schedule
 ``annotations.tasks.retrain_when_new_labels`` in beat (e.g. hourly); each unit whose newest
 classifier is older than N new usable labels gets a retrained *candidate*, never an
-activation. ``NEOPAIN_RETRAIN_FEATURES`` picks the model kind: ``cnn`` (PainNet, the default),
-``actions`` or ``motion`` (the face models, each frame judged against its neonate's baseline).
+activation. ``NEOPAIN_RETRAIN_FEATURES`` picks the model kind: ``motion`` (the facial-movement
+model, the default) or ``actions`` (the face models, each frame judged against its neonate's
+baseline), or ``cnn`` (PainNet).
 Training takes minutes: route the task to a worker of its own.
 """
 

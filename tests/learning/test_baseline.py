@@ -57,7 +57,18 @@ def test_evaluate_model_shows_baseline_none_and_neonate_side_by_side(planted, cr
     from tests.learning.test_training import losocv_run
 
     out = losocv_run(
-        planted, crop_cache, *FAST, "--epochs", "3", "--augment-views", "0", "--baseline", "none", "neonate"
+        planted,
+        crop_cache,
+        "--features",
+        "cnn",
+        *FAST,
+        "--epochs",
+        "3",
+        "--augment-views",
+        "0",
+        "--baseline",
+        "none",
+        "neonate",
     )
     result = last_json_line(out)
     runs = result["backbones"]

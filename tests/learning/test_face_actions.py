@@ -72,7 +72,7 @@ def test_train_model_writes_a_facial_action_bundle_and_needs_the_baseline(
     monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
     common = ["--dataset", str(planted), "--features", "actions", "--cache", str(crop_cache), "--no-progress"]
     with pytest.raises(CommandError, match="--baseline neonate"):
-        run("train_model", *common, "--no-register")
+        run("train_model", *common, "--baseline", "none", "--no-register")
     out = run("train_model", *common, "--baseline", "neonate", "--out", str(tmp_path / "a.pt"), "--json")
     assert "Training the facial-action model" in out and "chosen by leave-one-subject-out" in out
     result = last_json_line(out)

@@ -93,11 +93,15 @@ def test_evaluate_and_train_the_facial_movement_model(planted, crop_cache, mesh_
     assert "Aligned faces (face mesh) of" in out
     common = ["--dataset", str(planted), "--features", "motion", "--cache", str(crop_cache), "--no-progress"]
     with pytest.raises(CommandError, match="--baseline neonate"):
-        run("train_model", *common, "--no-register")
-    out = run("train_model", *common, "--baseline", "neonate", "--out", str(tmp_path / "m.pt"), "--json")
+        run("train_model", *common, "--baseline", "none", "--no-register")
+    # No --features, no --baseline: the facial-movement model against each neonate's baseline (issue 14).
+    default = ["--dataset", str(planted), "--cache", str(crop_cache), "--no-progress"]
+    out = run("train_model", *default, "--out", str(tmp_path / "m.pt"), "--json")
+    assert out.startswith("Model: the facial-movement model (--features motion), the default")
     assert "Training the facial-movement model" in out
     metadata = read_bundle(tmp_path / "m.pt")[0]["metadata"]
     assert metadata["architecture"] == "face_motion" and metadata["training"]["features"] == "motion"
+    assert metadata["baseline"]["kind"] == "neonate"
     assert metadata["feature_dim"] == N_EMBEDDING and last_json_line(out)["model_version_id"]
 
 

@@ -128,7 +128,7 @@ def twelve_frames_each(unit, nurse, bootstrap_active):
             test_loop._case(frame=frame, model_version=bootstrap_active, pain=pain, nurses=[nurse])
 
 
-def test_the_retraining_job_trains_the_model_kind_the_unit_chose(
+def test_the_retraining_job_trains_the_facial_movement_model_by_default(
     twelve_frames_each, unit, bootstrap_active, mesh_model, monkeypatch
 ):
     from annotations.tasks import retrain_when_new_labels
@@ -137,7 +137,7 @@ def test_the_retraining_job_trains_the_model_kind_the_unit_chose(
 
     monkeypatch.setenv("NEOPAIN_FACE_MESH_MODEL", str(mesh_model))
     monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "10")
-    monkeypatch.setenv("NEOPAIN_RETRAIN_FEATURES", "motion")
+    monkeypatch.delenv("NEOPAIN_RETRAIN_FEATURES", raising=False)  # unset: the facial-movement model (issue 14)
     result = retrain_when_new_labels()
     assert result["features"] == "motion" and set(result["retrained"]) == {unit.code}
     version = ModelVersion.objects.get(pk=result["retrained"][unit.code])
@@ -169,6 +169,6 @@ def test_a_bad_retrain_features_value_fails_the_job_with_its_reason(unit, monkey
     with pytest.raises(ImproperlyConfigured, match="got 'face'"):
         learning.retrain_if_due(unit=unit, every_n=10)
     monkeypatch.setenv("NEOPAIN_RETRAIN_FEATURES", " ")
-    assert learning.retrain_features() == "cnn"
+    assert learning.retrain_features() == "motion"
     with pytest.raises(ValueError, match="features must be one of"):
         learning.retrain_from_assessments(unit=unit, features="embedding")

@@ -156,6 +156,8 @@ def test_retrain_compare_activate_end_to_end(
         "--from-assessments",
         "--unit",
         unit.code,
+        "--features",
+        "cnn",
         "--backbone",
         "mobilenet_v2",
         *FAST,
@@ -293,4 +295,6 @@ def test_retraining_job_retrains_when_enough_new_labels(monkeypatch, nurse_decis
     assert retrain_when_new_labels()["retrained"] == {}
     monkeypatch.setenv("NEOPAIN_RETRAIN_EVERY_N_LABELS", "10")
     assert retrain_when_new_labels()["retrained"] == {unit.code: bootstrap_active.pk}
-    assert calls == [(unit.code, "cnn")]  # PainNet unless NEOPAIN_RETRAIN_FEATURES says otherwise
+    assert calls == [(unit.code, "motion")]  # the facial-movement model unless NEOPAIN_RETRAIN_FEATURES says otherwise
+    monkeypatch.setenv("NEOPAIN_RETRAIN_FEATURES", "cnn")  # PainNet when asked
+    assert retrain_when_new_labels()["features"] == "cnn" and calls[-1] == (unit.code, "cnn")

@@ -147,7 +147,9 @@ def test_the_served_bundle_computes_what_the_evaluation_did(crops, tmp_path):
 
 def test_losocv_is_reproducible_and_reports_threads(planted, crop_cache):
     def evaluate():
-        out = losocv_run(planted, crop_cache, "--backbone", "fer_cnn", *FAST, "--seed", "5", "--threads", "1")
+        out = losocv_run(
+            planted, crop_cache, "--features", "cnn", "--backbone", "fer_cnn", *FAST, "--seed", "5", "--threads", "1"
+        )
         return out, last_json_line(out)
 
     (out, first), (_, second) = evaluate(), evaluate()

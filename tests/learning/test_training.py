@@ -65,6 +65,8 @@ def test_losocv_finds_the_planted_signal_through_evaluate_model(planted, crop_ca
     out = losocv_run(
         planted,
         crop_cache,
+        "--features",
+        "cnn",
         "--backbone",
         "mobilenet_v2",
         "fer_cnn",
@@ -111,7 +113,7 @@ def test_losocv_finds_the_planted_signal_through_evaluate_model(planted, crop_ca
 
 def test_losocv_on_a_csv_manifest(planted, crop_cache, tmp_path):
     manifest = planted_manifest_write(planted, planted / "manifest-losocv.csv")
-    result = last_json_line(losocv_run(manifest, crop_cache, "--backbone", "fer_cnn", *FAST))
+    result = last_json_line(losocv_run(manifest, crop_cache, "--features", "cnn", "--backbone", "fer_cnn", *FAST))
     assert result["n"] == SUBJECTS * (PAIN + NONPAIN) and len(result["folds"]) == SUBJECTS
 
 
@@ -127,6 +129,8 @@ def test_training_is_reproducible_with_a_seed(planted, crop_cache, tmp_path):
                 "train_model",
                 "--dataset",
                 str(planted),
+                "--features",
+                "cnn",
                 "--backbone",
                 "fer_cnn",
                 *FAST,

@@ -66,8 +66,38 @@ def add_json_option(parser, *, help: str | None = None) -> None:
     parser.add_argument("--json", action="store_true", help=help)
 
 
+#: What ``--features`` trains when not given: the facial-movement model, which learned best in
+#: LOSOCV on every planted set measured (docs/learning.md, "Measured figures"; issue 14).
+DEFAULT_FEATURES = "motion"
+#: The face models: each frame judged against its neonate's resting face (``--baseline neonate``).
+FACE_FEATURES = ("actions", "motion")
+DEFAULT_BACKBONE = "mobilenet_v2"
+#: PainNet's options (``options`` keys). Given, they imply ``--features cnn`` when ``--features`` is not;
+#: beside a ``--features`` they do not apply to, a CommandError. The backbone's two also pick the frozen
+#: CNN of ``evaluate_model --features embedding|combined``.
+PAINNET_OPTIONS = (
+    "recipe",
+    "backbone",
+    "backbone_weights",
+    "finetune",
+    "freeze_backbone",
+    "epochs",
+    "lr",
+    "backbone_lr",
+    "batch_size",
+    "patience",
+    "augment_views",
+)
+_BACKBONE_FEATURES = {"cnn", "embedding", "combined"}
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
 class TrainingCommand(BaseCommand):
-    """A command that trains PainNet on a dataset: the training options and how they are read."""
+    """A command that trains a model on a dataset (the facial-movement model unless ``--features`` or a
+    PainNet option says otherwise: :meth:`model_choice`): the training options and how they are read."""
 
     #: ``--backbone`` takes several names, evaluated side by side.
     several_backbones = False
@@ -78,20 +108,27 @@ class TrainingCommand(BaseCommand):
             parser.add_argument(
                 "--backbone",
                 nargs="+",
-                default=["mobilenet_v2"],
+                default=None,
                 choices=sorted(BACKBONES),
-                help="One or more backbones, evaluated side by side (default mobilenet_v2).",
+                help="One or more backbones, evaluated side by side (default mobilenet_v2). PainNet's (implies "
+                "--features cnn); also the frozen CNN of embedding/combined.",
             )
         else:
-            parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
+            parser.add_argument(
+                "--backbone",
+                default=None,
+                choices=sorted(BACKBONES),
+                help="PainNet's backbone (default mobilenet_v2; implies --features cnn).",
+            )
         parser.add_argument(
             "--backbone-weights", default=None, help="Weights file for resnet50 (NEOPAIN_RESNET50_WEIGHTS)."
         )
         parser.add_argument(
             "--recipe",
             choices=sorted(RECIPES),
-            default="default",
-            help="default: per-group rates, warm-up + cosine, bedside augmentation, early stopping on validation "
+            default=None,
+            help="PainNet's training recipe (implies --features cnn; --recipe paper: the paper's PainNet). "
+            "default: per-group rates, warm-up + cosine, bedside augmentation, early stopping on validation "
             "AUC, flip averaging (learns from few frames); paper: Zhao et al.'s protocol (lr 1e-5, rotation + flip, "
             "early stopping on validation loss). The options below override the recipe's values.",
         )
@@ -113,7 +150,7 @@ class TrainingCommand(BaseCommand):
             default=None,
             help="Learning rate of the trainable backbone layers (default 1e-4; paper: same as --lr).",
         )
-        parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument("--batch-size", type=int, default=None, help="PainNet's batch size (default 16).")
         parser.add_argument(
             "--patience", type=int, default=None, help="Early-stopping patience in epochs (default 8; paper 10)."
         )
@@ -139,18 +176,19 @@ class TrainingCommand(BaseCommand):
         )
         baseline_help = (
             "neonate: judge each frame against its subject's own resting face (median embedding of the "
-            "subject's frames, no labels; a served model keeps one per neonate); none: each frame on its own"
+            "subject's frames, no labels; a served model keeps one per neonate; the default of the face models "
+            "motion and actions, which need it); none: each frame on its own (the default of cnn)"
         )
         if self.several_backbones:
             parser.add_argument(
                 "--baseline",
                 nargs="+",
-                default=["none"],
+                default=None,
                 choices=["none", "neonate"],
                 help=baseline_help + ". Several: side by side.",
             )
         else:
-            parser.add_argument("--baseline", default="none", choices=["none", "neonate"], help=baseline_help)
+            parser.add_argument("--baseline", default=None, choices=["none", "neonate"], help=baseline_help)
         parser.add_argument(
             "--baseline-min-frames",
             type=int,
@@ -184,18 +222,70 @@ class TrainingCommand(BaseCommand):
         parser.add_argument("--no-progress", action="store_true", help="No progress bars.")
         add_json_option(parser, help="End with one line of JSON.")
 
+    def model_choice(self, options: dict[str, Any]) -> str:
+        """Settle ``--features`` and PainNet's defaults in ``options``; return the line that says the choice.
+
+        Not given, ``--features`` is ``cnn`` when a PainNet option is (``--recipe paper``: the paper's
+        PainNet), else :data:`DEFAULT_FEATURES`; a PainNet option beside features it does not apply to is
+        a CommandError. ``--baseline`` stays None when not given: the face models then use ``neonate``,
+        the others ``none`` (:meth:`baseline_modes`).
+        """
+        # Given: not argparse's None (store_true's False); 0 (--augment-views 0) is given.
+        given = [key for key in PAINNET_OPTIONS if options.get(key) is not None and options.get(key) is not False]
+        features = options.get("features")
+        if features is None:
+            chosen = ["cnn"] if given else [DEFAULT_FEATURES]
+            how = f"implied by {_flag(given[0])}" if given else "the default"
+        else:
+            chosen = [features] if isinstance(features, str) else list(dict.fromkeys(features))
+            how = "as asked"
+            for key in given:
+                applies = _BACKBONE_FEATURES if key in ("backbone", "backbone_weights") else {"cnn"}
+                if not applies & set(chosen):
+                    raise CommandError(
+                        f"{_flag(key)} is a PainNet option: it applies to --features cnn"
+                        + (" (or the frozen CNN of embedding/combined)" if applies != {"cnn"} else "")
+                        + f", not --features {' '.join(chosen)}. PainNet: --features cnn; the paper's: "
+                        "--features cnn --recipe paper."
+                    )
+        options["features"] = chosen if self.several_backbones else chosen[0]
+        if options.get("backbone") is None:
+            options["backbone"] = [DEFAULT_BACKBONE] if self.several_backbones else DEFAULT_BACKBONE
+        names = {
+            "cnn": "PainNet",
+            "motion": "the facial-movement model",
+            "actions": "the facial-action model",
+            "embedding": "a linear probe on the frozen CNN",
+            "combined": "a linear probe on facial actions + the frozen CNN",
+        }
+        what = ", ".join(f"{names[f]} (--features {f})" for f in chosen)
+        others = (
+            "; PainNet: --features cnn, the paper's recipe: --features cnn --recipe paper"
+            if "cnn" not in chosen
+            else ""
+        )
+        return f"Model: {what}, {how}{others}"
+
+    def baseline_modes(self, options: dict[str, Any], feature: str) -> list[str]:
+        """The ``--baseline`` modes of ``feature``: as given, else ``neonate`` for a face model, ``none`` otherwise."""
+        given = options["baseline"]
+        if given is None:
+            return ["neonate" if feature in FACE_FEATURES else "none"]
+        return [given] if isinstance(given, str) else list(dict.fromkeys(given))
+
     def train_config(self, options: dict[str, Any], backbone: str, baseline: str | None = None):
         """The :class:`inference.training.TrainConfig` the options ask for; CommandError when invalid."""
         from inference.training import TrainConfig
 
         if baseline is None:
-            baseline = options["baseline"] if isinstance(options["baseline"], str) else options["baseline"][0]
+            given = options["baseline"] or "none"
+            baseline = given if isinstance(given, str) else given[0]
         finetune = "head" if options["freeze_backbone"] else options["finetune"]
         if finetune is None and baseline == "neonate":
             finetune = "head"
         try:
             return TrainConfig.for_recipe(
-                options["recipe"],
+                options["recipe"] or "default",
                 backbone=backbone,
                 backbone_weights=options["backbone_weights"],
                 finetune=finetune,

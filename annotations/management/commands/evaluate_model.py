@@ -18,7 +18,8 @@ class Command(TrainingCommand):
     several_backbones = True
     help = (
         "Evaluate on a labelled dataset (DIR/<subject>/<pain|nonpain>/*.png or a CSV manifest). "
-        "--losocv: leave-one-subject-out cross-validation per --backbone, side by side. "
+        "--losocv: leave-one-subject-out cross-validation per --features (default motion, the facial-movement "
+        "model; PainNet: --features cnn, per --backbone side by side; the paper's: --recipe paper). "
         "--model ID: threshold analysis of a registered model on the dataset (--store saves it in its metrics)."
     )
 
@@ -30,11 +31,13 @@ class Command(TrainingCommand):
         parser.add_argument(
             "--features",
             nargs="+",
-            default=["cnn"],
+            default=None,
             choices=["cnn", "actions", "embedding", "combined", "motion"],
-            help="With --losocv, side by side: cnn (PainNet, the recipe; default); or a linear probe (L2 chosen by "
-            "nested LOSO) on actions (face-mesh geometry), embedding (frozen CNN), combined (both) or motion (the "
-            "optical flow from each baby's resting face; always against the neonate baseline).",
+            help="With --losocv, side by side: motion (default: the optical flow from each baby's resting face; "
+            "always against the neonate baseline); a linear probe (L2 chosen by nested LOSO) on actions (face-mesh "
+            "geometry; --baseline neonate unless given), embedding (frozen CNN) or combined (both); or cnn (PainNet, "
+            "the recipe), implied when a PainNet option (--recipe, --backbone, --finetune, --epochs, ...) is given "
+            "without --features.",
         )
         parser.add_argument(
             "--plot", default=None, help="Save the threshold/risk-coverage/reliability figure (.png or .svg)."
@@ -46,6 +49,8 @@ class Command(TrainingCommand):
 
         if not options["losocv"] and options["model"] is None:
             raise CommandError("Say what to evaluate: --losocv (train and test per subject) or --model ID.")
+        if options["model"] is None:
+            self.stdout.write(self.model_choice(options))
         start = time.perf_counter()
         runtime = self.runtime_configure(options)
         _, crops = self.dataset_crops(options["dataset"], options)
@@ -70,13 +75,13 @@ class Command(TrainingCommand):
         alpha = options["alpha"] or 0.05
         results: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
-        modes = list(dict.fromkeys(options["baseline"]))
-        runs = [(b, mode) for b in options["backbone"] for mode in modes] if "cnn" in options["features"] else []
-        several_modes = len(modes) > 1
+        cnn_modes = self.baseline_modes(options, "cnn")
+        runs = [(b, mode) for b in options["backbone"] for mode in cnn_modes] if "cnn" in options["features"] else []
+        several_modes = len(cnn_modes) > 1
         banks: dict[tuple, Any] = {}  # frozen features shared by runs that differ only in the baseline
         linear = [f for f in dict.fromkeys(options["features"]) if f != "cnn"]
         if linear:
-            results.update(self._linear_runs(crops, linear, modes, options, alpha=alpha, errors=errors))
+            results.update(self._linear_runs(crops, linear, options, alpha=alpha, errors=errors))
         for backbone, mode in runs:
             # With --baseline none neonate the two runs sit side by side as "<backbone>+<mode>".
             name = f"{backbone}+{mode}" if several_modes else backbone
@@ -136,7 +141,7 @@ class Command(TrainingCommand):
         if options["json"]:
             self.stdout.write(json_line(out))
 
-    def _linear_runs(self, crops, features, modes, options, *, alpha, errors):
+    def _linear_runs(self, crops, features, options, *, alpha, errors):
         """LOSOCV of the linear probe per feature set and baseline mode (features computed once)."""
         from inference import training as tr
         from inference.face_actions import FaceMeshUnavailable, crops_action_features
@@ -190,8 +195,9 @@ class Command(TrainingCommand):
                     progress=progress,
                 )
                 result["baseline"] = "neonate"
-                results[f"{feature}+neonate" if len(modes) > 1 else feature] = result
+                results[f"{feature}+neonate" if len(self.baseline_modes(options, feature)) > 1 else feature] = result
                 continue
+            modes = self.baseline_modes(options, feature)
             for mode in modes:
                 name = f"{feature}+{mode}" if len(modes) > 1 else feature
                 config = self.train_config(options, options["backbone"][0], baseline=mode)

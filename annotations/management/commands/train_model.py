@@ -1,5 +1,6 @@
-"""Train a PainNet (paper recipe) on a dataset folder or on the unit's nurse decisions, write a
-bundle and register it as a candidate model version."""
+"""Train a model on a dataset folder or on the unit's nurse decisions, write a bundle and register
+it as a candidate model version: the facial-movement model by default, PainNet with ``--features cnn``
+(or any PainNet option, e.g. ``--recipe paper`` for the paper's)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from annotations.management.commands._options import (
+    FACE_FEATURES,
     TrainingCommand,
     add_label_source_option,
     add_unit_option,
@@ -26,7 +28,8 @@ from triage.management.commands._options import unit_from_option
 
 class Command(TrainingCommand):
     help = (
-        "Train a PainNet on --dataset DIR (<subject>/<pain|nonpain>/*.png or a CSV manifest) or "
+        "Train a model (default: the facial-movement model; PainNet: --features cnn, the paper's: "
+        "--recipe paper) on --dataset DIR (<subject>/<pain|nonpain>/*.png or a CSV manifest) or "
         "--from-assessments (the unit's nurse NIPS decisions); write a bundle; register a candidate."
     )
 
@@ -49,10 +52,11 @@ class Command(TrainingCommand):
         parser.add_argument(
             "--features",
             choices=["cnn", "actions", "motion"],
-            default="cnn",
-            help="cnn: PainNet (the recipe; default); actions: face-mesh facial actions relative to each neonate's "
-            "baseline; motion: the optical flow from each neonate's resting face (its baseline) to the frame; both "
-            "L2 logistic regression (need --baseline neonate).",
+            default=None,
+            help="motion (default): the optical flow from each neonate's resting face (its baseline) to the frame; "
+            "actions: face-mesh facial actions relative to each neonate's baseline; both L2 logistic regression "
+            "with --baseline neonate (their default). cnn: PainNet (the recipe), implied when a PainNet option "
+            "(--recipe, --backbone, --finetune, --epochs, --lr, ...) is given without --features.",
         )
         super().add_arguments(parser)
 
@@ -62,12 +66,16 @@ class Command(TrainingCommand):
         from inference import training as tr
         from triage.services import model_version_register
 
-        unit = unit_from_option(code=options["unit"])
-        face_model = options["features"] in ("actions", "motion")
+        choice = self.model_choice(options)
+        face_model = options["features"] in FACE_FEATURES
+        options["baseline"] = self.baseline_modes(options, options["features"])[0]
         if face_model and options["baseline"] != "neonate":
             raise CommandError(
-                f"--features {options['features']} judges a face against the baby's own: add --baseline neonate"
+                f"--features {options['features']} judges a face against the baby's own: it needs --baseline neonate "
+                "(its default); --baseline none is for PainNet (--features cnn)"
             )
+        self.stdout.write(choice)
+        unit = unit_from_option(code=options["unit"])
         config = self.train_config(options, options["backbone"])
         alpha = options["alpha"] or (unit_alpha(unit) if unit else DEFAULT_ALPHA)
         progress = self.show_progress(options)
