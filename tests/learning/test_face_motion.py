@@ -74,6 +74,9 @@ def test_the_motion_losocv_sees_a_squeeze_against_each_babys_own_rest(mesh_model
             subjects.append(f"s{s}")
     result = motion_losocv(np.stack(rows), np.array(labels), subjects, progress=False)
     assert result["balanced_accuracy_mean"] > 0.85 and result["auc_mean"] > 0.9
+    # Nothing is drawn at random: the same rows give the same out-of-fold predictions.
+    again = motion_losocv(np.stack(rows), np.array(labels), subjects, progress=False)
+    assert again["oof"]["p_pain"] == result["oof"]["p_pain"]
     assert result["config"]["baseline"] == "neonate" and "resting face" in result["choices"]["baseline"]
 
 
