@@ -198,13 +198,17 @@ def actions_spec() -> dict:
     return make_spec(size=CROP_SIZE, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
+def batch_crops(batch: torch.Tensor) -> list[Image.Image]:
+    """A batch of [0, 1] crops (:func:`actions_spec`) back as the PIL crops the face mesh reads."""
+    pixels = (batch.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    return [Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()) for image in pixels]
+
+
 class MeshFeatures(nn.Module):
     """Batch of [0, 1] crops (:func:`actions_spec`) -> :func:`action_features` rows (the model's 'backbone')."""
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        pixels = (batch.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-        crops = [Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()) for image in pixels]
-        return torch.from_numpy(crops_action_features(crops)).to(batch.device)
+        return torch.from_numpy(crops_action_features(batch_crops(batch))).to(batch.device)
 
 
 class Standardise(nn.Module):

@@ -32,6 +32,7 @@ from inference.face_actions import (
     Standardise,
     action_measures,
     actions_spec,
+    batch_crops,
     face_mesh,
 )
 
@@ -109,9 +110,7 @@ class MotionEmbedding(nn.Module):
     """Batch of [0, 1] crops (:func:`actions_spec`) -> :func:`motion_embedding` rows (the model's 'backbone')."""
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        pixels = (batch.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-        crops = [Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()) for image in pixels]
-        return torch.from_numpy(crops_motion_embeddings(crops)).to(batch.device)
+        return torch.from_numpy(crops_motion_embeddings(batch_crops(batch))).to(batch.device)
 
 
 class MotionHead(nn.Module):

@@ -28,6 +28,7 @@ from inference.training.serving import (
     MIN_CALIBRATION_IMAGES,
     VALIDATION_CALIBRATION_BIAS,
     TrainedModel,
+    audit_calibration_source,
     served_temperature,
 )
 
@@ -167,13 +168,7 @@ def train_actions_model(
     if use_audit:
         calibration_p, calibration_labels = scored_p[len(val_idx) :], y[audit_idx]
         calibration_subjects = [subjects[i] for i in audit_idx]
-        source = {
-            "source": "audit",
-            "n_images": len(audit_idx),
-            "n_subjects": len(set(calibration_subjects)),
-            "note": f"{len(audit_idx)} audit labels (a random share of automatic verdicts, scored blind), "
-            "kept out of training",
-        }
+        source = audit_calibration_source(calibration_subjects)
     else:
         c_mask = np.array([s in set(roles["calibration"]) for s in val_subject_of], dtype=bool)
         calibration_p, calibration_labels = val_p[c_mask], val_labels[c_mask]

@@ -68,6 +68,17 @@ VALIDATION_CALIBRATION_BIAS = (
 )
 
 
+def audit_calibration_source(subjects: Sequence[str]) -> dict[str, Any]:
+    """``calibration_source`` when the guarantee is set on audit labels (one subject per audit frame)."""
+    return {
+        "source": "audit",
+        "n_images": len(subjects),
+        "n_subjects": len(set(subjects)),
+        "note": f"{len(subjects)} audit labels (a random share of automatic verdicts, scored blind), "
+        "kept out of training",
+    }
+
+
 def validation_roles(val_subjects: Sequence[str], *, seed: int, groups: int = 3) -> dict[str, Any]:
     """Which validation subjects early-stop, fit the temperature and set the guarantee.
 
@@ -183,13 +194,7 @@ def train_model(
         calibration_p = scored_p[len(val_idx) :]
         calibration_labels = crops.labels[audit_idx]
         calibration_subjects = [subjects[i] for i in audit_idx]
-        source = {
-            "source": "audit",
-            "n_images": len(audit_idx),
-            "n_subjects": len(set(calibration_subjects)),
-            "note": f"{len(audit_idx)} audit labels (a random share of automatic verdicts, scored blind), "
-            "kept out of training",
-        }
+        source = audit_calibration_source(calibration_subjects)
         roles = {**roles, "calibration": f"audit labels ({len(audit_idx)} frames)"}
     else:
         calibration_mask = np.array([s in set(roles["calibration"]) for s in val_subject_of], dtype=bool)
